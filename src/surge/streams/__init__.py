@@ -1,0 +1,1 @@
+"""Streams: the facade handlers use, the storage protocol, and the built-in stores."""

@@ -1,0 +1,54 @@
+"""What flows from storage to subscribers: item changes and ephemeral events.
+
+Every ``set``/``delete`` applied by a store becomes a ``Change``; every ``send`` becomes an
+``EphemeralEvent``. Adapters hand both to one ``FeedSink`` on the event loop, *in the order they
+were applied*, whichever process or instance applied them. The server's hub is that sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["Change", "ChangeKind", "EphemeralEvent", "FeedMessage", "FeedSink", "GroupSnapshot"]
+
+ChangeKind = Literal["create", "update", "delete"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One applied write: ``item`` is the stored item (or the deleted one), always with ``"id"``.
+
+    ``seq`` orders changes within a (stream, group): a change with a larger ``seq`` was applied
+    later, and a ``GroupSnapshot`` with ``seq >= change.seq`` already reflects the change.
+    """
+
+    kind: ChangeKind
+    stream: str
+    group: str
+    id: str
+    item: dict[str, Any]
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class EphemeralEvent:
+    """An event from ``send()``: never stored; ``id`` is None for group-wide events."""
+
+    stream: str
+    group: str
+    id: str | None
+    event: dict[str, Any]  # {"type": str, "data": Any}
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSnapshot:
+    """A group's items in creation order, read atomically with the group's ``seq`` at that moment."""
+
+    items: list[dict[str, Any]]
+    seq: int
+
+
+FeedMessage = Change | EphemeralEvent
+FeedSink = Callable[[FeedMessage], None]

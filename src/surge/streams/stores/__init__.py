@@ -1,0 +1,1 @@
+"""Built-in ``StreamAdapter`` implementations: memory, file (SQLite), redis (lazy)."""
