@@ -1,0 +1,167 @@
+"""The codec: the only place wire JSON is parsed, and where server frames are encoded.
+
+Decoding turns one client text frame into a ``Join``/``Leave``, ``None`` for an unknown ``type``
+(ignored, as the protocol says), or raises ``ProtocolError`` with a precise message.
+
+Encoding produces a ``Frame``: the envelope as text plus its ``timestamp``. A frame is encoded once
+per change and the same object goes to every subscribed connection; a connection whose last sent
+timestamp is not below the frame's asks for ``frame.restamped(ts)`` (rare: only around a sync).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from surge.errors import ProtocolError
+from surge.protocol.ids import id_problem
+from surge.protocol.messages import Join, Leave, SubscriptionRequest
+from surge.streams.feed import Change, EphemeralEvent
+
+__all__ = [
+    "ACCESS_DENIED",
+    "INVALID_MESSAGE",
+    "TOO_MANY_SUBSCRIPTIONS",
+    "Frame",
+    "decode_client_message",
+    "encode_change",
+    "encode_error",
+    "encode_event",
+    "encode_group_sync",
+    "encode_item_sync",
+]
+
+ACCESS_DENIED = "STREAM_ACCESS_DENIED"
+INVALID_MESSAGE = "INVALID_MESSAGE"
+TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+
+_TS_PREFIX = '{"timestamp":'
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """An encoded server message: ``text`` starts with ``{"timestamp":<ts>,``."""
+
+    ts: int
+    text: str
+
+    def restamped(self, ts: int) -> Frame:
+        """The same message with another timestamp (the rest of the text is reused as is)."""
+        rest = self.text[len(_TS_PREFIX) + len(str(self.ts)) :]
+        return Frame(ts, f"{_TS_PREFIX}{ts}{rest}")
+
+
+def _frame(ts: int, body: dict[str, Any]) -> Frame:
+    # The timestamp goes first so that restamping is a prefix swap, not a re-encode.
+    return Frame(ts, f"{_TS_PREFIX}{ts},{orjson.dumps(body).decode()[1:]}")
+
+
+def encode_change(change: Change, ts: int) -> Frame:
+    """Encode a create/update/delete for item ``change.id``."""
+    return _frame(
+        ts,
+        {
+            "streamName": change.stream,
+            "groupId": change.group,
+            "id": change.id,
+            "event": {"type": change.kind, "data": change.item},
+        },
+    )
+
+
+def encode_event(event: EphemeralEvent, ts: int) -> Frame:
+    """Encode an ephemeral event; ``id`` is present only when the channel has one."""
+    body: dict[str, Any] = {"streamName": event.stream, "groupId": event.group}
+    if event.id is not None:
+        body["id"] = event.id
+    body["event"] = {"type": "event", "event": event.event}
+    return _frame(ts, body)
+
+
+def encode_group_sync(stream: str, group: str, items: list[dict[str, Any]], ts: int) -> Frame:
+    """Encode the answer to a group join."""
+    return _frame(
+        ts, {"streamName": stream, "groupId": group, "event": {"type": "sync", "data": items}}
+    )
+
+
+def encode_item_sync(
+    stream: str, group: str, id: str, item: dict[str, Any] | None, ts: int
+) -> Frame:
+    """Encode the answer to an item join (``data`` is null when the item does not exist)."""
+    return _frame(
+        ts,
+        {"streamName": stream, "groupId": group, "id": id, "event": {"type": "sync", "data": item}},
+    )
+
+
+def encode_error(
+    code: str,
+    message: str,
+    ts: int,
+    *,
+    stream: str | None = None,
+    group: str | None = None,
+    id: str | None = None,
+) -> Frame:
+    """Encode an error event, addressed like the join it answers when that is known."""
+    body: dict[str, Any] = {}
+    if stream is not None:
+        body["streamName"] = stream
+    if group is not None:
+        body["groupId"] = group
+    if id is not None:
+        body["id"] = id
+    body["event"] = {
+        "type": "event",
+        "event": {"type": "error", "data": {"code": code, "message": message}},
+    }
+    return _frame(ts, body)
+
+
+def decode_client_message(raw: str | bytes) -> Join | Leave | None:
+    """Parse one client frame.
+
+    Returns:
+        ``Join``/``Leave``, or None for a well-formed message of an unknown ``type``.
+
+    Raises:
+        ProtocolError: the frame is not JSON, not an object, or lacks/mistypes a required field.
+    """
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"frame is not valid JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError(f"frame must be a JSON object, got {type(message).__name__}")
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError('frame has no string "type"')
+    if kind not in ("join", "leave"):
+        return None
+    data = message.get("data")
+    if not isinstance(data, dict):
+        raise ProtocolError(f'{kind}: "data" must be an object')
+    request = _subscription_request(kind, data)
+    return Join(request) if kind == "join" else Leave(request)
+
+
+def _subscription_request(kind: str, data: dict[str, Any]) -> SubscriptionRequest:
+    fields = {"streamName": "streamName", "groupId": "groupId", "subscriptionId": "subscriptionId"}
+    for wire_name in fields:
+        problem = id_problem(data.get(wire_name), wire_name)
+        if problem is not None:
+            raise ProtocolError(f"{kind}: {problem}")
+    item_id = data.get("id")
+    if item_id is not None:
+        problem = id_problem(item_id, "id")
+        if problem is not None:
+            raise ProtocolError(f"{kind}: {problem}")
+    return SubscriptionRequest(
+        stream=data["streamName"],
+        group=data["groupId"],
+        id=item_id,
+        subscription_id=data["subscriptionId"],
+    )

@@ -1,0 +1,189 @@
+"""The per-connection protocol state machine (Sans-I/O).
+
+The WebSocket endpoint feeds every received frame to ``Session.receive_text`` (or
+``receive_binary``) and performs the returned actions in order; the results of asynchronous work
+(the access check) come back through ``access_granted``/``access_denied``, which return further
+actions. The session never touches sockets, clocks or storage, so each rule is a unit test.
+
+Rules (wire-protocol.md):
+- join -> ``CheckAccess``; granted -> the subscription is recorded and ``Subscribe`` asks the
+  endpoint
+  to register it and send the sync; denied -> ``SendError(STREAM_ACCESS_DENIED)``, nothing recorded.
+- A join reusing a live subscriptionId replaces that subscription (``Unsubscribe`` first).
+- leave -> ``Unsubscribe`` of this connection's subscription with that subscriptionId; unknown ids
+  are ignored. Subscriptions are keyed by subscriptionId *within this session only*, so one
+  connection can never leave or replace another connection's subscription.
+- Unknown ``type``: ignored. Malformed frames: ``SendError(INVALID_MESSAGE)``; after
+  ``max_errors`` of them the connection is closed with 1008. Binary frames: close 1003. Frames
+  longer than ``max_frame_bytes``: close 1009.
+- At most ``max_subscriptions`` live (or pending) subscriptions: further joins get
+  ``SendError(TOO_MANY_SUBSCRIPTIONS)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from surge.errors import ProtocolError
+from surge.protocol.codec import (
+    ACCESS_DENIED,
+    INVALID_MESSAGE,
+    TOO_MANY_SUBSCRIPTIONS,
+    decode_client_message,
+)
+from surge.protocol.messages import Join, Leave, SubscriptionRequest
+
+__all__ = [
+    "CLOSE_MESSAGE_TOO_BIG",
+    "CLOSE_POLICY_VIOLATION",
+    "CLOSE_TRY_AGAIN_LATER",
+    "CLOSE_UNSUPPORTED_DATA",
+    "Action",
+    "CheckAccess",
+    "Close",
+    "SendError",
+    "Session",
+    "Subscribe",
+    "Unsubscribe",
+]
+
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+@dataclass(frozen=True, slots=True)
+class CheckAccess:
+    """Decide whether this connection may join; answer with access_granted/access_denied."""
+
+    request: SubscriptionRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Register the subscription with the hub and send its sync."""
+
+    request: SubscriptionRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """Remove the subscription from the hub."""
+
+    request: SubscriptionRequest
+
+
+@dataclass(frozen=True, slots=True)
+class SendError:
+    """Send an error event, addressed like the offending join when known."""
+
+    code: str
+    message: str
+    request: SubscriptionRequest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the connection with this code and reason."""
+
+    code: int
+    reason: str
+
+
+Action = CheckAccess | Subscribe | Unsubscribe | SendError | Close
+
+
+class Session:
+    """Protocol state of one connection: its subscriptions and its error budget."""
+
+    def __init__(
+        self,
+        *,
+        max_subscriptions: int = 256,
+        max_errors: int = 16,
+        max_frame_bytes: int = 64 * 1024,
+    ) -> None:
+        self.max_subscriptions = max_subscriptions
+        self.max_errors = max_errors
+        self.max_frame_bytes = max_frame_bytes
+        self.subscriptions: dict[str, SubscriptionRequest] = {}
+        self._pending: set[str] = set()
+        self._errors = 0
+        self.closed = False
+
+    def receive_text(self, text: str) -> list[Action]:
+        """Handle one text frame."""
+        if self.closed:
+            return []
+        if len(text) > self.max_frame_bytes and len(text.encode()) > self.max_frame_bytes:
+            return self._close(CLOSE_MESSAGE_TOO_BIG, f"frame over {self.max_frame_bytes} bytes")
+        try:
+            message = decode_client_message(text)
+        except ProtocolError as exc:
+            return self._protocol_error(str(exc))
+        if message is None:
+            return []
+        if isinstance(message, Join):
+            return self._join(message.request)
+        return self._leave(message)
+
+    def receive_binary(self) -> list[Action]:
+        """Handle a binary frame: the protocol is text only."""
+        if self.closed:
+            return []
+        return self._close(CLOSE_UNSUPPORTED_DATA, "binary frames are not supported")
+
+    def access_granted(self, request: SubscriptionRequest) -> list[Action]:
+        """Record a subscription whose access check passed."""
+        self._pending.discard(request.subscription_id)
+        if self.closed:
+            return []
+        self.subscriptions[request.subscription_id] = request
+        return [Subscribe(request)]
+
+    def access_denied(self, request: SubscriptionRequest, reason: str) -> list[Action]:
+        """Refuse a join: the client gets STREAM_ACCESS_DENIED and no subscription exists."""
+        self._pending.discard(request.subscription_id)
+        if self.closed:
+            return []
+        return [SendError(ACCESS_DENIED, reason, request)]
+
+    def _join(self, request: SubscriptionRequest) -> list[Action]:
+        actions: list[Action] = []
+        previous = self.subscriptions.pop(request.subscription_id, None)
+        if previous is not None:
+            actions.append(Unsubscribe(previous))
+        elif len(self.subscriptions) + len(self._pending) >= self.max_subscriptions:
+            return [
+                SendError(
+                    TOO_MANY_SUBSCRIPTIONS,
+                    f"at most {self.max_subscriptions} subscriptions per connection",
+                    request,
+                )
+            ]
+        self._pending.add(request.subscription_id)
+        actions.append(CheckAccess(request))
+        return actions
+
+    def _leave(self, message: Leave) -> list[Action]:
+        current = self.subscriptions.pop(message.request.subscription_id, None)
+        if current is None:
+            return []
+        return [Unsubscribe(current)]
+
+    def _protocol_error(self, reason: str) -> list[Action]:
+        self._errors += 1
+        if self._errors >= self.max_errors:
+            return [
+                SendError(INVALID_MESSAGE, reason),
+                *self._close(CLOSE_POLICY_VIOLATION, "too many invalid messages"),
+            ]
+        return [SendError(INVALID_MESSAGE, reason)]
+
+    def _close(self, code: int, reason: str) -> list[Action]:
+        self.closed = True
+        actions: list[Action] = [Unsubscribe(r) for r in self.subscriptions.values()]
+        self.subscriptions.clear()
+        actions.append(Close(code, reason))
+        return actions
