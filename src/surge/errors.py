@@ -5,7 +5,8 @@ Errors are grouped by who must react to them:
 - ``SurgeError``: the base of everything Surge raises on purpose.
 - ``ConfigError``: the project is wrong (a step file, ``surge.config.py``, a setting). Carries the
   ``path`` at fault; startup stops with it.
-- ``ValidationError``: data does not match a schema or an id is not acceptable. Carries pydantic-style
+- ``ValidationError``: data does not match a schema or an id is not acceptable. Carries
+  pydantic-style
   ``errors`` (a list of ``{"loc", "msg", "type"}``). HTTP 400 when it comes from a request body.
 - ``ProtocolError``: a client sent a frame that breaks the wire protocol. The connection gets an
   error event or a close code; nothing else is affected.

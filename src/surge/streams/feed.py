@@ -44,7 +44,7 @@ class EphemeralEvent:
 
 @dataclass(frozen=True, slots=True)
 class GroupSnapshot:
-    """A group's items in creation order, read atomically with the group's ``seq`` at that moment."""
+    """A group's items in creation order, read atomically with the group's ``seq`` then."""
 
     items: list[dict[str, Any]]
     seq: int

@@ -1,0 +1,1 @@
+"""Steps: config models, discovery of step files, and the immutable registry."""

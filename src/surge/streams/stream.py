@@ -1,0 +1,140 @@
+"""The facade handlers use: ``ctx.streams.todo.set(...)`` and friends.
+
+Data flow of a write: validate ids and data (nothing is stored or sent when that fails) ->
+``adapter.set`` (atomic create-vs-update, durable) -> the adapter feeds the change to the hub,
+which encodes it once and fans it out. ``send`` goes to the adapter's feed only, never to storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from surge.errors import ValidationError
+from surge.protocol.ids import id_problem
+from surge.streams.adapter import StreamAdapter
+
+if TYPE_CHECKING:
+    from surge.steps.config import StreamConfig
+
+__all__ = ["Stream", "Streams"]
+
+
+def _check_id(value: object, what: str) -> str:
+    problem = id_problem(value, what)
+    if problem is not None:
+        raise ValidationError(problem, [{"loc": [what], "msg": problem, "type": "value_error"}])
+    return value  # type: ignore[return-value]
+
+
+class Stream:
+    """One stream's operations; obtained as ``ctx.streams.<name>``."""
+
+    def __init__(self, config: StreamConfig, adapter: StreamAdapter) -> None:
+        self.config = config
+        self.name = config.name
+        self._schema = config.item_schema
+        self._adapter = adapter
+        fields = self._schema.field_names
+        self._model_has_id = fields is not None and "id" in fields
+
+    def _to_value(self, item: dict[str, Any]) -> Any:
+        model = self._schema.model
+        if model is None:
+            return item
+        # model_validate (not model_construct) so nested models come back as models too.
+        if self._model_has_id:
+            return model.model_validate(item)
+        return model.model_validate({k: v for k, v in item.items() if k != "id"})
+
+    async def set(self, group_id: str, id: str, data: Any) -> Any:
+        """Create or replace item ``id`` of ``group_id``; returns the stored value.
+
+        Raises:
+            ValidationError: the ids or ``data`` are invalid; nothing is stored or sent.
+        """
+        _check_id(group_id, "groupId")
+        _check_id(id, "id")
+        value, item = self._schema.validate(data)
+        if item.get("id", id) != id or "id" not in item:
+            # The key is the item's identity on the wire: it always wins, and is always present.
+            item = {**item, "id": id}
+            if self._model_has_id:
+                value = value.model_copy(update={"id": id})
+        await self._adapter.set(self.name, group_id, id, item)
+        return value
+
+    async def get(self, group_id: str, id: str) -> Any:
+        """Return the item, or None when it does not exist."""
+        _check_id(group_id, "groupId")
+        _check_id(id, "id")
+        item = await self._adapter.get(self.name, group_id, id)
+        return None if item is None else self._to_value(item)
+
+    async def delete(self, group_id: str, id: str) -> Any:
+        """Delete the item; returns the deleted value, or None (and nothing is sent) if absent."""
+        _check_id(group_id, "groupId")
+        _check_id(id, "id")
+        change = await self._adapter.delete(self.name, group_id, id)
+        return None if change is None else self._to_value(change.item)
+
+    async def get_group(self, group_id: str) -> list[Any]:
+        """Return the group's items in creation order."""
+        _check_id(group_id, "groupId")
+        snapshot = await self._adapter.get_group(self.name, group_id)
+        return [self._to_value(item) for item in snapshot.items]
+
+    async def list_groups(self) -> list[str]:
+        """Return the ids of the groups that hold items."""
+        return await self._adapter.list_groups(self.name)
+
+    async def send(self, channel: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+        """Send an ephemeral event to ``{"groupId": g}`` or ``{"groupId": g, "id": i}``.
+
+        ``event`` is ``{"type": name, "data": any JSON}``. It is delivered to subscribers and
+        never stored.
+        """
+        group_id = _check_id(channel.get("groupId", channel.get("group_id")), "groupId")
+        item_id = channel.get("id")
+        if item_id is not None:
+            _check_id(item_id, "id")
+        kind = event.get("type")
+        if not isinstance(kind, str) or not kind:
+            raise ValidationError(
+                "event needs a non-empty string 'type'",
+                [{"loc": ["type"], "msg": "required string", "type": "missing"}],
+            )
+        payload = {"type": kind, "data": event.get("data")}
+        try:
+            orjson.dumps(payload)  # fail here, in the caller, not later in the fan-out
+        except TypeError as exc:
+            raise ValidationError(
+                f"event data is not JSON-serializable: {exc}",
+                [{"loc": ["data"], "msg": str(exc), "type": "type_error"}],
+            ) from exc
+        await self._adapter.send(self.name, group_id, item_id, payload)
+
+
+class Streams(Mapping[str, Stream]):
+    """All streams of the project: ``streams.todo`` or ``streams["todo"]``."""
+
+    def __init__(self, streams: Mapping[str, Stream]) -> None:
+        self._streams = dict(streams)
+
+    def __getitem__(self, name: str) -> Stream:
+        return self._streams[name]
+
+    def __getattr__(self, name: str) -> Stream:
+        try:
+            return self._streams[name]
+        except KeyError:
+            known = ", ".join(sorted(self._streams)) or "none"
+            raise AttributeError(f"no stream named {name!r} (streams: {known})") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._streams)
+
+    def __len__(self) -> int:
+        return len(self._streams)
