@@ -18,6 +18,8 @@ Rules (wire-protocol.md):
   longer than ``max_frame_bytes``: close 1009.
 - At most ``max_subscriptions`` live (or pending) subscriptions: further joins get
   ``SendError(TOO_MANY_SUBSCRIPTIONS)``.
+- Access checks may run concurrently, yet frames keep their order: a leave (or a new join with the
+  same subscriptionId) cancels a join still waiting for its check, whose late answer is ignored.
 """
 
 from __future__ import annotations
@@ -108,7 +110,9 @@ class Session:
         self.max_errors = max_errors
         self.max_frame_bytes = max_frame_bytes
         self.subscriptions: dict[str, SubscriptionRequest] = {}
-        self._pending: set[str] = set()
+        # subscriptionId -> the join awaiting its access check; a later answer for another
+        # request (superseded or left meanwhile) is stale and ignored.
+        self._pending: dict[str, SubscriptionRequest] = {}
         self._errors = 0
         self.closed = False
 
@@ -116,7 +120,12 @@ class Session:
         """Handle one text frame."""
         if self.closed:
             return []
-        if len(text) > self.max_frame_bytes and len(text.encode()) > self.max_frame_bytes:
+        # A character is 1-4 UTF-8 bytes: only encode when the length alone does not decide.
+        # surrogatepass: a lone surrogate must reach the codec (ProtocolError), not raise here.
+        if len(text) > self.max_frame_bytes or (
+            len(text) * 4 > self.max_frame_bytes
+            and len(text.encode("utf-8", "surrogatepass")) > self.max_frame_bytes
+        ):
             return self._close(CLOSE_MESSAGE_TOO_BIG, f"frame over {self.max_frame_bytes} bytes")
         try:
             message = decode_client_message(text)
@@ -136,24 +145,29 @@ class Session:
 
     def access_granted(self, request: SubscriptionRequest) -> list[Action]:
         """Record a subscription whose access check passed."""
-        self._pending.discard(request.subscription_id)
-        if self.closed:
+        if not self._settle(request) or self.closed:
             return []
         self.subscriptions[request.subscription_id] = request
         return [Subscribe(request)]
 
     def access_denied(self, request: SubscriptionRequest, reason: str) -> list[Action]:
         """Refuse a join: the client gets STREAM_ACCESS_DENIED and no subscription exists."""
-        self._pending.discard(request.subscription_id)
-        if self.closed:
+        if not self._settle(request) or self.closed:
             return []
         return [SendError(ACCESS_DENIED, reason, request)]
+
+    def forget(self, request: SubscriptionRequest) -> None:
+        """Drop a recorded subscription that could not be served (e.g. its sync failed)."""
+        if self.subscriptions.get(request.subscription_id) == request:
+            del self.subscriptions[request.subscription_id]
 
     def _join(self, request: SubscriptionRequest) -> list[Action]:
         actions: list[Action] = []
         previous = self.subscriptions.pop(request.subscription_id, None)
         if previous is not None:
             actions.append(Unsubscribe(previous))
+        elif request.subscription_id in self._pending:
+            pass  # replaces a join still being checked: the count does not grow
         elif len(self.subscriptions) + len(self._pending) >= self.max_subscriptions:
             return [
                 SendError(
@@ -162,11 +176,20 @@ class Session:
                     request,
                 )
             ]
-        self._pending.add(request.subscription_id)
+        self._pending[request.subscription_id] = request
         actions.append(CheckAccess(request))
         return actions
 
+    def _settle(self, request: SubscriptionRequest) -> bool:
+        """End the wait of ``request``; False when it was cancelled or superseded meanwhile."""
+        if self._pending.get(request.subscription_id) != request:
+            return False
+        del self._pending[request.subscription_id]
+        return True
+
     def _leave(self, message: Leave) -> list[Action]:
+        # A leave also cancels a join whose access check has not answered yet.
+        self._pending.pop(message.request.subscription_id, None)
         current = self.subscriptions.pop(message.request.subscription_id, None)
         if current is None:
             return []

@@ -1,0 +1,441 @@
+"""The codec: decoding client frames and encoding server frames (surge.protocol.codec)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from surge.errors import ProtocolError
+from surge.protocol.codec import (
+    ACCESS_DENIED,
+    INVALID_MESSAGE,
+    Frame,
+    decode_client_message,
+    encode_change,
+    encode_error,
+    encode_event,
+    encode_group_sync,
+    encode_item_sync,
+)
+from surge.protocol.ids import MAX_ID_LENGTH
+from surge.protocol.messages import Join, Leave, SubscriptionRequest
+from surge.streams.feed import Change, EphemeralEvent
+
+GROUP_DATA = {"streamName": "todo", "groupId": "inbox", "subscriptionId": "sub-1"}
+ITEM_DATA = {**GROUP_DATA, "id": "t1"}
+ID_FIELDS = ["streamName", "groupId", "subscriptionId", "id"]
+
+
+def frame(kind: str, data: Any) -> str:
+    return orjson.dumps({"type": kind, "data": data}).decode()
+
+
+def decode_error(raw: str | bytes) -> str:
+    with pytest.raises(ProtocolError) as info:
+        decode_client_message(raw)
+    return str(info.value)
+
+
+def parsed(f: Frame) -> dict[str, Any]:
+    envelope = orjson.loads(f.text)
+    assert isinstance(envelope, dict)
+    return envelope
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+
+def test_group_join_decodes_to_join_without_id() -> None:
+    assert decode_client_message(frame("join", GROUP_DATA)) == Join(
+        SubscriptionRequest(stream="todo", group="inbox", id=None, subscription_id="sub-1")
+    )
+
+
+def test_item_join_decodes_to_join_with_id() -> None:
+    message = decode_client_message(frame("join", ITEM_DATA))
+    assert message == Join(
+        SubscriptionRequest(stream="todo", group="inbox", id="t1", subscription_id="sub-1")
+    )
+    assert isinstance(message, Join)
+    assert message.request.is_item
+    assert message.request.key == ("todo", "inbox", "t1")
+
+
+def test_group_join_request_is_keyed_by_stream_and_group() -> None:
+    message = decode_client_message(frame("join", GROUP_DATA))
+    assert isinstance(message, Join)
+    assert not message.request.is_item
+    assert message.request.key == ("todo", "inbox")
+
+
+def test_group_leave_decodes_to_leave_without_id() -> None:
+    assert decode_client_message(frame("leave", GROUP_DATA)) == Leave(
+        SubscriptionRequest(stream="todo", group="inbox", id=None, subscription_id="sub-1")
+    )
+
+
+def test_item_leave_decodes_to_leave_with_id() -> None:
+    assert decode_client_message(frame("leave", ITEM_DATA)) == Leave(
+        SubscriptionRequest(stream="todo", group="inbox", id="t1", subscription_id="sub-1")
+    )
+
+
+def test_bytes_frame_decodes_like_text() -> None:
+    raw = frame("join", ITEM_DATA)
+    assert decode_client_message(raw.encode()) == decode_client_message(raw)
+
+
+def test_extra_keys_in_frame_and_data_are_ignored() -> None:
+    raw = orjson.dumps({"type": "join", "data": {**GROUP_DATA, "extra": 1}, "v": 2}).decode()
+    assert decode_client_message(raw) == decode_client_message(frame("join", GROUP_DATA))
+
+
+@pytest.mark.parametrize("kind", ["ping", "subscribe", "JOIN", "", "presence"])
+def test_unknown_type_is_ignored(kind: str) -> None:
+    assert decode_client_message(orjson.dumps({"type": kind, "data": 5}).decode()) is None
+
+
+def test_unknown_type_without_data_is_ignored() -> None:
+    assert decode_client_message('{"type":"hello"}') is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "{", "not json", '{"type":"join"', "{'type':'join'}", '{"type":"join"} trailing', "NaN"],
+)
+def test_invalid_json_is_a_protocol_error(raw: str) -> None:
+    assert "not valid JSON" in decode_error(raw)
+
+
+def test_invalid_utf8_bytes_are_a_protocol_error() -> None:
+    assert "not valid JSON" in decode_error(b'{"type":"\xff"}')
+
+
+@pytest.mark.parametrize(
+    ("raw", "type_name"),
+    [
+        ("[]", "list"),
+        ('[{"type":"join"}]', "list"),
+        ("42", "int"),
+        ("1.5", "float"),
+        ('"join"', "str"),
+        ("null", "NoneType"),
+        ("true", "bool"),
+    ],
+)
+def test_non_object_frame_is_a_protocol_error_naming_its_type(raw: str, type_name: str) -> None:
+    message = decode_error(raw)
+    assert "must be a JSON object" in message
+    assert type_name in message
+
+
+@pytest.mark.parametrize(
+    "raw", ['{"data":{}}', '{"type":null}', '{"type":1}', '{"type":["join"]}', "{}"]
+)
+def test_missing_or_non_string_type_is_a_protocol_error(raw: str) -> None:
+    assert '"type"' in decode_error(raw)
+
+
+@pytest.mark.parametrize("kind", ["join", "leave"])
+@pytest.mark.parametrize("data", ["absent", None, [], "x", 3])
+def test_missing_or_non_object_data_is_a_protocol_error(kind: str, data: Any) -> None:
+    body: dict[str, Any] = {"type": kind}
+    if data != "absent":
+        body["data"] = data
+    message = decode_error(orjson.dumps(body).decode())
+    assert message.startswith(f"{kind}: ")
+    assert '"data"' in message
+
+
+@pytest.mark.parametrize("field", ["streamName", "groupId", "subscriptionId"])
+def test_missing_required_field_is_a_protocol_error_naming_it(field: str) -> None:
+    data = {k: v for k, v in GROUP_DATA.items() if k != field}
+    assert decode_error(frame("join", data)) == f"join: {field} must be a string"
+
+
+@pytest.mark.parametrize("kind", ["join", "leave"])
+@pytest.mark.parametrize("field", ID_FIELDS)
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("", "must not be empty"),
+        (7, "must be a string"),
+        (True, "must be a string"),
+        (["t1"], "must be a string"),
+        ({"a": 1}, "must be a string"),
+        ("x" * (MAX_ID_LENGTH + 1), f"is longer than {MAX_ID_LENGTH} characters"),
+        ("t\x001", "contains control characters"),
+        ("t\n1", "contains control characters"),
+        ("t\x7f", "contains control characters"),
+    ],
+)
+def test_bad_id_field_is_a_protocol_error_naming_the_field(
+    kind: str, field: str, value: Any, problem: str
+) -> None:
+    assert decode_error(frame(kind, {**ITEM_DATA, field: value})) == f"{kind}: {field} {problem}"
+
+
+@pytest.mark.parametrize("field", ["streamName", "groupId", "subscriptionId"])
+def test_null_required_field_is_a_protocol_error(field: str) -> None:
+    assert decode_error(frame("join", {**GROUP_DATA, field: None})) == (
+        f"join: {field} must be a string"
+    )
+
+
+def test_protocol_error_carries_invalid_message_code() -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_client_message("[]")
+    assert info.value.code == INVALID_MESSAGE
+
+
+@pytest.mark.parametrize("value", ["日本語", "héllo wörld", "🚀/é:ñ", "a" * MAX_ID_LENGTH])
+def test_unicode_and_max_length_ids_are_accepted_verbatim(value: str) -> None:
+    data = {"streamName": value, "groupId": value, "id": value, "subscriptionId": value}
+    message = decode_client_message(frame("join", data))
+    assert message == Join(SubscriptionRequest(value, value, value, value))
+
+
+@given(st.text())
+def test_decoding_arbitrary_text_returns_a_message_or_raises_protocol_error(raw: str) -> None:
+    _decode_never_crashes(raw)
+
+
+@given(st.binary())
+def test_decoding_arbitrary_bytes_returns_a_message_or_raises_protocol_error(raw: bytes) -> None:
+    _decode_never_crashes(raw)
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+_id_like = st.one_of(st.text(), _json)
+_data = st.one_of(
+    _json,
+    st.fixed_dictionaries(
+        {"streamName": _id_like, "groupId": _id_like, "subscriptionId": _id_like},
+        optional={"id": _id_like},
+    ),
+)
+
+
+@given(st.fixed_dictionaries({"type": st.sampled_from(["join", "leave"]) | _json, "data": _data}))
+def test_decoding_arbitrary_json_shapes_returns_a_message_or_raises_protocol_error(
+    body: dict[str, Any],
+) -> None:
+    _decode_never_crashes(orjson.dumps(body))
+
+
+def _decode_never_crashes(raw: str | bytes) -> None:
+    try:
+        message = decode_client_message(raw)
+    except ProtocolError:
+        return
+    assert message is None or isinstance(message, Join | Leave)
+
+
+# --- encoding ------------------------------------------------------------------------------
+
+TS = 1733880000123
+
+
+def test_group_sync_envelope_has_no_id_and_carries_items_in_order() -> None:
+    items = [{"id": "a", "n": 1}, {"id": "b", "n": 2}]
+    f = encode_group_sync("todo", "inbox", items, TS)
+    assert f.ts == TS
+    envelope = parsed(f)
+    assert list(envelope) == ["timestamp", "streamName", "groupId", "event"]
+    assert envelope == {
+        "timestamp": TS,
+        "streamName": "todo",
+        "groupId": "inbox",
+        "event": {"type": "sync", "data": items},
+    }
+
+
+def test_group_sync_of_empty_group_sends_empty_list() -> None:
+    assert parsed(encode_group_sync("todo", "inbox", [], TS))["event"] == {
+        "type": "sync",
+        "data": [],
+    }
+
+
+def test_item_sync_envelope_has_id_and_the_item() -> None:
+    envelope = parsed(encode_item_sync("todo", "inbox", "t1", {"id": "t1", "done": False}, TS))
+    assert list(envelope) == ["timestamp", "streamName", "groupId", "id", "event"]
+    assert envelope == {
+        "timestamp": TS,
+        "streamName": "todo",
+        "groupId": "inbox",
+        "id": "t1",
+        "event": {"type": "sync", "data": {"id": "t1", "done": False}},
+    }
+
+
+def test_item_sync_of_missing_item_sends_data_null() -> None:
+    f = encode_item_sync("todo", "inbox", "t1", None, TS)
+    assert '"data":null' in f.text
+    envelope = parsed(f)
+    assert envelope["id"] == "t1"
+    assert envelope["event"] == {"type": "sync", "data": None}
+
+
+@pytest.mark.parametrize("kind", ["create", "update", "delete"])
+def test_change_envelope_has_id_and_item_with_id(kind: Any) -> None:
+    item = {"id": "t1", "title": "milk"}
+    change = Change(kind=kind, stream="todo", group="inbox", id="t1", item=item, seq=3)
+    envelope = parsed(encode_change(change, TS))
+    assert list(envelope) == ["timestamp", "streamName", "groupId", "id", "event"]
+    assert envelope == {
+        "timestamp": TS,
+        "streamName": "todo",
+        "groupId": "inbox",
+        "id": "t1",
+        "event": {"type": kind, "data": {"id": "t1", "title": "milk"}},
+    }
+
+
+def test_group_ephemeral_event_envelope_has_no_id() -> None:
+    event = EphemeralEvent("todo", "inbox", None, {"type": "typing", "data": {"who": "ann"}})
+    envelope = parsed(encode_event(event, TS))
+    assert list(envelope) == ["timestamp", "streamName", "groupId", "event"]
+    assert envelope["event"] == {
+        "type": "event",
+        "event": {"type": "typing", "data": {"who": "ann"}},
+    }
+
+
+def test_item_ephemeral_event_envelope_has_id() -> None:
+    event = EphemeralEvent("todo", "inbox", "t1", {"type": "ping", "data": 1})
+    envelope = parsed(encode_event(event, TS))
+    assert list(envelope) == ["timestamp", "streamName", "groupId", "id", "event"]
+    assert envelope["id"] == "t1"
+    assert envelope["event"] == {"type": "event", "event": {"type": "ping", "data": 1}}
+
+
+def test_access_denied_error_is_addressed_like_an_item_join() -> None:
+    f = encode_error(ACCESS_DENIED, "no", TS, stream="todo", group="inbox", id="t1")
+    envelope = parsed(f)
+    assert list(envelope) == ["timestamp", "streamName", "groupId", "id", "event"]
+    assert envelope == {
+        "timestamp": TS,
+        "streamName": "todo",
+        "groupId": "inbox",
+        "id": "t1",
+        "event": {
+            "type": "event",
+            "event": {"type": "error", "data": {"code": "STREAM_ACCESS_DENIED", "message": "no"}},
+        },
+    }
+
+
+def test_access_denied_error_for_group_join_has_no_id() -> None:
+    envelope = parsed(encode_error(ACCESS_DENIED, "no", TS, stream="todo", group="inbox"))
+    assert list(envelope) == ["timestamp", "streamName", "groupId", "event"]
+    assert envelope["event"]["event"]["data"] == {"code": ACCESS_DENIED, "message": "no"}
+
+
+def test_unaddressed_error_has_only_timestamp_and_event() -> None:
+    envelope = parsed(encode_error(INVALID_MESSAGE, "bad frame", TS))
+    assert envelope == {
+        "timestamp": TS,
+        "event": {
+            "type": "event",
+            "event": {"type": "error", "data": {"code": INVALID_MESSAGE, "message": "bad frame"}},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        encode_group_sync("todo", "inbox", [], TS),
+        encode_item_sync("todo", "inbox", "t1", None, TS),
+        encode_change(Change("create", "todo", "inbox", "t1", {"id": "t1"}, 1), TS),
+        encode_event(EphemeralEvent("todo", "inbox", None, {"type": "x", "data": None}), TS),
+        encode_error(INVALID_MESSAGE, "m", TS),
+    ],
+)
+def test_every_frame_text_starts_with_its_timestamp(f: Frame) -> None:
+    assert f.text.startswith(f'{{"timestamp":{TS},')
+    assert next(iter(parsed(f))) == "timestamp"
+
+
+def test_non_ascii_data_encodes_to_valid_utf8_json() -> None:
+    item = {"id": "日本", "title": "café ☕ 🚀", "tags": ["ñ", "Ω"], "quote": 'say "hi"\n'}
+    f = encode_change(Change("update", "tödo", "grüppe", "日本", item, 1), TS)
+    encoded = f.text.encode("utf-8")
+    envelope = orjson.loads(encoded)
+    assert envelope["streamName"] == "tödo"
+    assert envelope["groupId"] == "grüppe"
+    assert envelope["id"] == "日本"
+    assert envelope["event"]["data"] == item
+
+
+# --- restamping ----------------------------------------------------------------------------
+
+
+def _sample_frames(ts: int) -> list[Frame]:
+    return [
+        encode_group_sync("todo", "inbox", [{"id": "a", "timestamp": 1}], ts),
+        encode_item_sync("todo", "inbox", "t1", {"id": "t1", "n": ts}, ts),
+        encode_change(Change("delete", "todo", "inbox", "t1", {"id": "t1"}, 9), ts),
+        encode_event(EphemeralEvent("todo", "inbox", "t1", {"type": "e", "data": "ü"}), ts),
+        encode_error(ACCESS_DENIED, "denied", ts, stream="todo", group="inbox"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (TS, TS + 1),
+        (1, TS),
+        (TS, 1),
+        (0, 9),
+        (9, 10),
+        (99, 100),
+        (1000, 999),
+        (TS, 10**15),
+        (10**15, 5),
+        (2**53 + 7, 2**53 + 8),
+    ],
+)
+def test_restamped_frame_differs_only_in_timestamp(old: int, new: int) -> None:
+    for original in _sample_frames(old):
+        restamped = original.restamped(new)
+        assert restamped.ts == new
+        before = orjson.loads(original.text)
+        after = orjson.loads(restamped.text)
+        assert after["timestamp"] == new
+        assert list(after) == list(before)
+        assert {**after, "timestamp": old} == before
+        assert restamped.text.startswith(f'{{"timestamp":{new},')
+
+
+def test_restamping_leaves_the_original_frame_unchanged() -> None:
+    original = encode_group_sync("todo", "inbox", [], 5)
+    text = original.text
+    original.restamped(123456)
+    assert original.ts == 5
+    assert original.text == text
+
+
+def test_restamping_twice_is_the_same_as_restamping_once() -> None:
+    original = encode_item_sync("todo", "inbox", "t1", None, 7)
+    assert original.restamped(1000).restamped(42) == original.restamped(42)
+
+
+@given(old=st.integers(0, 2**63 - 1), new=st.integers(0, 2**63 - 1))
+def test_restamping_any_timestamp_yields_the_same_message(old: int, new: int) -> None:
+    original = encode_change(Change("update", "todo", "inbox", "t1", {"id": "t1"}, 1), old)
+    after = orjson.loads(original.restamped(new).text)
+    assert after == {**orjson.loads(original.text), "timestamp": new}
