@@ -12,7 +12,7 @@ import re
 __all__ = ["MAX_ID_LENGTH", "id_problem"]
 
 MAX_ID_LENGTH = 256
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def id_problem(value: object, what: str) -> str | None:
@@ -25,4 +25,8 @@ def id_problem(value: object, what: str) -> str | None:
         return f"{what} is longer than {MAX_ID_LENGTH} characters"
     if _CONTROL.search(value):
         return f"{what} contains control characters"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return f"{what} is not valid Unicode (lone surrogate)"
     return None

@@ -1,0 +1,64 @@
+"""Loading a project directory: ``surge.config.py``, the storage adapter and the steps."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from surge.config import Config
+from surge.errors import ConfigError
+from surge.steps.discovery import _error_location
+from surge.streams.adapter import StreamAdapter
+
+__all__ = ["CONFIG_FILE", "default_adapter", "load_config"]
+
+CONFIG_FILE = "surge.config.py"
+
+
+def load_config(project_dir: Path | str) -> Config:
+    """Return the project's ``config`` from surge.config.py, or ``Config()`` when there is none."""
+    path = Path(project_dir).resolve() / CONFIG_FILE
+    if not path.exists():
+        return Config()
+    root = str(path.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    name = "surge_project_config"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError("cannot be loaded as a Python module", path=path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise ConfigError(f"line {exc.lineno}: syntax error: {exc.msg}", path=path) from exc
+    except Exception as exc:
+        where = _error_location(exc, path)
+        raise ConfigError(f"{where}{type(exc).__name__}: {exc}", path=path) from exc
+    config = getattr(module, "config", None)
+    if config is None:
+        raise ConfigError("defines no `config` (expected `config = Config(...)`)", path=path)
+    if not isinstance(config, Config):
+        raise ConfigError(
+            f"`config` must be a surge.Config, got {type(config).__name__}", path=path
+        )
+    return config
+
+
+def default_adapter(project_dir: Path | str, config: Config) -> StreamAdapter:
+    """The configured adapter; else memory when ``SURGE_STORE=memory``; else the file store."""
+    if config.adapters.streams is not None:
+        return config.adapters.streams
+    choice = os.environ.get("SURGE_STORE", "file").lower()
+    if choice == "memory":
+        from surge.streams.stores.memory import MemoryStreamAdapter
+
+        return MemoryStreamAdapter()
+    if choice != "file":
+        raise ConfigError(f"SURGE_STORE={choice!r}: expected 'file' or 'memory'")
+    from surge.streams.stores.file import FileStreamAdapter
+
+    return FileStreamAdapter(Path(project_dir).resolve() / ".surge" / "streams")

@@ -1,0 +1,1 @@
+"""The server: ASGI app, WebSocket endpoint, outbox, fan-out hub, HTTP step adapter, auth."""

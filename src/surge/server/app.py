@@ -1,0 +1,143 @@
+"""The ASGI application: one port for HTTP steps and stream WebSockets (any path).
+
+Layers: ``SurgeApp`` routes by scope type; HTTP goes through CORS to ``serve_http``; WebSockets go
+to ``serve_websocket``. The lifespan opens the storage adapter with the hub as its feed sink and
+owns the long-lived tasks (the dev reloader), which log and keep going on error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from starlette.middleware.cors import CORSMiddleware
+
+from surge.config import Config
+from surge.errors import ConfigError
+from surge.project import default_adapter, load_config
+from surge.server.http import serve_http
+from surge.server.runtime import Runtime
+from surge.server.websocket import serve_websocket
+from surge.steps.config import ApiRouteConfig, StreamConfig, normalize_api_config
+from surge.steps.discovery import discover
+from surge.steps.registry import ApiRoute, Handler, Registry
+from surge.streams.adapter import StreamAdapter
+
+__all__ = ["SurgeApp", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+class SurgeApp:
+    """The ASGI callable; ``runtime`` exposes the hub, streams and adapter (e.g. to tests)."""
+
+    def __init__(self, runtime: Runtime, *, project_dir: Path | None = None, reload: bool = False):
+        self.runtime = runtime
+        self.project_dir = project_dir
+        self.reload = reload
+        self._http = CORSMiddleware(
+            self._serve_http,
+            allow_origins=list(runtime.config.cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-trace-id"],
+        )
+        self.started = asyncio.Event()
+
+    async def _serve_http(self, scope: Any, receive: Any, send: Any) -> None:
+        await serve_http(self.runtime, scope, receive, send)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await serve_websocket(self.runtime, scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        try:
+            await self.runtime.adapter.open(self.runtime.hub.dispatch)
+        except Exception as exc:
+            logger.error("startup failed: %s", exc)
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        async with asyncio.TaskGroup() as tasks:
+            watcher = None
+            if self.reload and self.project_dir is not None:
+                watcher = tasks.create_task(self._watch(self.project_dir))
+            self.started.set()
+            await send({"type": "lifespan.startup.complete"})
+            message = await receive()
+            if watcher is not None:
+                watcher.cancel()
+        await self.runtime.adapter.close()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _watch(self, project_dir: Path) -> None:
+        """Reload steps on changes; a broken step keeps the previous version serving."""
+        from watchfiles import awatch
+
+        steps_dir = project_dir / "steps"
+        while True:
+            try:
+                async for changes in awatch(steps_dir, step=100):
+                    if not any(path.endswith(".py") for _, path in changes):
+                        continue
+                    try:
+                        registry = discover(project_dir)
+                    except ConfigError as exc:
+                        logger.error("reload failed, still serving the previous steps: %s", exc)
+                        continue
+                    self.runtime.swap_registry(registry)
+                    logger.info("reloaded steps after a change in %s", steps_dir)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("the step watcher failed; restarting it in 1 s")
+                await asyncio.sleep(1)
+
+
+def _inline_registry(
+    streams: Iterable[StreamConfig],
+    steps: Iterable[tuple[ApiRouteConfig | dict[str, Any], Handler]],
+) -> Registry:
+    return Registry.build(
+        [(s, None) for s in streams],
+        [ApiRoute(normalize_api_config(cfg), handler) for cfg, handler in steps],
+    )
+
+
+def create_app(
+    project_dir: Path | str | None = None,
+    *,
+    config: Config | None = None,
+    streams: Iterable[StreamConfig] = (),
+    steps: Iterable[tuple[ApiRouteConfig | dict[str, Any], Handler]] = (),
+    adapter: StreamAdapter | None = None,
+    reload: bool = False,
+) -> SurgeApp:
+    """Build the app for a project directory, or inline from streams and (config, handler) steps.
+
+    Raises:
+        ConfigError: a step file, surge.config.py or a setting is wrong (names the file).
+    """
+    if project_dir is not None:
+        root = Path(project_dir).resolve()
+        config = config or load_config(root)
+        registry = discover(root)
+        adapter = adapter or default_adapter(root, config)
+        return SurgeApp(Runtime(config, registry, adapter), project_dir=root, reload=reload)
+    config = config or Config()
+    if adapter is None:
+        from surge.streams.stores.memory import MemoryStreamAdapter
+
+        adapter = config.adapters.streams or MemoryStreamAdapter()
+    return SurgeApp(Runtime(config, _inline_registry(streams, steps), adapter))

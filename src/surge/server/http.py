@@ -1,0 +1,143 @@
+"""The HTTP step adapter: request -> validated ``ApiRequest`` -> handler -> JSON response.
+
+Errors by who must react: an invalid body is the client's (400 with the validation errors, the
+handler is not called); a handler exception is ours (500 with a generic body, the traceback
+logged with the trace id); a retryable storage failure is 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import orjson
+import pydantic
+
+from surge.errors import StoreError, ValidationError
+from surge.steps.context import ApiRequest, ApiResponse, FlowContext, StepLogger
+
+if TYPE_CHECKING:
+    from surge.server.runtime import Runtime
+
+__all__ = ["MAX_BODY_BYTES", "serve_http"]
+
+logger = logging.getLogger(__name__)
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json(
+    status: int, body: Any, headers: Mapping[str, str] | None = None
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    raw = orjson.dumps(body, default=_default) if body is not None else b""
+    out = [(b"content-type", b"application/json")] if body is not None else []
+    out.extend(
+        (k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in (headers or {}).items()
+    )
+    return status, raw, out
+
+
+async def _respond(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Any, limit: int) -> bytes | None:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _query(scope: dict[str, Any]) -> dict[str, str | list[str]]:
+    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    return {k: v[0] if len(v) == 1 else v for k, v in parsed.items()}
+
+
+async def serve_http(runtime: Runtime, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """ASGI handler for the project's API steps."""
+    method = scope["method"]
+    path = scope["path"]
+    found = runtime.registry.match(method, path)
+    if found is None:
+        await _respond(send, *_json(404, {"error": f"no route for {method} {path}"}))
+        return
+    if found == "method":
+        await _respond(send, *_json(405, {"error": f"method {method} not allowed on {path}"}))
+        return
+    assert not isinstance(found, str)  # narrowed: "method" handled above
+    route, path_params = found
+    raw = await _read_body(receive, MAX_BODY_BYTES)
+    if raw is None:
+        await _respond(send, *_json(413, {"error": f"body larger than {MAX_BODY_BYTES} bytes"}))
+        return
+    body: Any = None
+    if raw.strip():
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if route.body_schema is not None:
+                await _respond(send, *_json(400, {"error": f"invalid JSON body: {exc}"}))
+                return
+    if route.body_schema is not None:
+        try:
+            body = route.body_schema.validate_json(body)
+        except ValidationError as exc:
+            await _respond(
+                send, *_json(400, {"error": "invalid request body", "errors": exc.errors})
+            )
+            return
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    trace_id = uuid.uuid4().hex
+    request = ApiRequest(
+        body=body,
+        path_params=path_params,
+        query_params=_query(scope),
+        headers=headers,
+        raw_body=raw,
+        method=method,
+        path=path,
+    )
+    ctx = FlowContext(StepLogger(route.config.name, trace_id), runtime.streams, trace_id)
+    trace_header = {"x-trace-id": trace_id}
+    try:
+        result = await route.handler(request, ctx)
+        status, payload, extra = _response_parts(result)
+        response = _json(status, payload, {**trace_header, **extra})
+    except StoreError as exc:
+        logger.error("step %s [trace %s]: storage failed: %s", route.config.name, trace_id, exc)
+        status = 503 if exc.retryable else 500
+        message = "storage unavailable, retry later" if exc.retryable else "internal server error"
+        response = _json(status, {"error": message, "traceId": trace_id}, trace_header)
+    except Exception:
+        logger.exception("step %s [trace %s] failed", route.config.name, trace_id)
+        response = _json(500, {"error": "internal server error", "traceId": trace_id}, trace_header)
+    await _respond(send, *response)
+
+
+def _response_parts(result: Any) -> tuple[int, Any, Mapping[str, str]]:
+    if isinstance(result, ApiResponse):
+        return result.status, result.body, result.headers
+    if isinstance(result, Mapping) and "status" in result:
+        return int(result["status"]), result.get("body"), result.get("headers") or {}
+    if result is None:
+        return 204, None, {}
+    raise TypeError(f"handler returned {type(result).__name__}; return ApiResponse(status, body)")

@@ -1,0 +1,146 @@
+"""The fan-out hub: routes every feed message to the connections subscribed to it.
+
+Hot path: ``dispatch`` is the adapter's ``FeedSink``. It encodes a message once (only if someone
+listens), looks up the group key and, for item-level messages, the item key, and puts the same
+``Frame`` into each target connection's outbox, once per connection even when several of its
+subscriptions match (the clients route one frame to every matching subscription).
+
+No change is lost between a sync's snapshot and the live feed: ``subscribe`` registers the
+subscription *pending* before the snapshot is read; frames that arrive meanwhile are buffered on
+it with their ``seq``; ``activate`` sends the sync and then only the buffered changes the snapshot
+does not reflect (``seq > snapshot.seq``) plus buffered ephemeral events. So a client never gets an
+older change after a newer sync, and never misses a newer one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from surge.protocol.codec import Frame, encode_change, encode_event
+from surge.protocol.messages import SubscriptionKey, SubscriptionRequest
+from surge.server.clock import EnvelopeClock
+from surge.streams.feed import Change, FeedMessage
+
+if TYPE_CHECKING:
+    from surge.server.connection import Connection
+
+__all__ = ["Hub", "HubSubscription"]
+
+
+class HubSubscription:
+    """One live or pending subscription of one connection."""
+
+    __slots__ = ("conn", "is_removed", "pending", "request")
+
+    def __init__(self, conn: Connection, request: SubscriptionRequest) -> None:
+        self.conn = conn
+        self.request = request
+        # While the sync is being prepared: frames to deliver after it, with their seq
+        # (None for ephemeral events, which are always delivered).
+        self.pending: list[tuple[Frame, int | None]] | None = []
+        self.is_removed = False
+
+
+class Hub:
+    """Subscription routing table plus the fan-out of feed messages."""
+
+    def __init__(self, clock: EnvelopeClock | None = None) -> None:
+        self.clock = clock or EnvelopeClock()
+        self._routes: dict[SubscriptionKey, dict[Connection, list[HubSubscription]]] = {}
+        self.frames_encoded = 0
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    def subscribe(self, conn: Connection, request: SubscriptionRequest) -> HubSubscription:
+        """Register a pending subscription: live frames are buffered until ``activate``."""
+        sub = HubSubscription(conn, request)
+        self._routes.setdefault(request.key, {}).setdefault(conn, []).append(sub)
+        return sub
+
+    def activate(self, sub: HubSubscription, sync: Frame, snapshot_seq: int) -> None:
+        """Send the sync, then the buffered frames newer than the snapshot; go live."""
+        pending = sub.pending
+        sub.pending = None
+        if sub.is_removed or pending is None:
+            return
+        conn = sub.conn
+        conn.send(sync)
+        for frame, seq in pending:
+            if seq is None or seq > snapshot_seq:
+                conn.send(frame)
+
+    def unsubscribe(self, sub: HubSubscription) -> None:
+        """Remove a subscription; idempotent."""
+        if sub.is_removed:
+            return
+        sub.is_removed = True
+        sub.pending = None
+        key = sub.request.key
+        by_conn = self._routes.get(key)
+        if by_conn is None:
+            return
+        subs = by_conn.get(sub.conn)
+        if subs is None:
+            return
+        subs.remove(sub)
+        if not subs:
+            del by_conn[sub.conn]
+            if not by_conn:
+                del self._routes[key]
+
+    def subscriber_count(self, key: SubscriptionKey) -> int:
+        """How many connections subscribe to ``key`` (for tests and the workbench)."""
+        return len(self._routes.get(key, ()))
+
+    # -- fan-out -------------------------------------------------------------------------------
+
+    def dispatch(self, message: FeedMessage) -> None:
+        """Deliver one change or ephemeral event to every subscribed connection."""
+        group_key = (message.stream, message.group)
+        group_subs = self._routes.get(group_key)
+        item_subs = (
+            self._routes.get((message.stream, message.group, message.id))
+            if message.id is not None
+            else None
+        )
+        if group_subs is None and item_subs is None:
+            return
+        ts = self.clock.next()
+        if isinstance(message, Change):
+            frame = encode_change(message, ts)
+            seq: int | None = message.seq
+        else:
+            frame = encode_event(message, ts)
+            seq = None
+        self.frames_encoded += 1
+        if item_subs is None or group_subs is None:
+            # One key: each connection appears once, no de-duplication needed.
+            for conn, subs in (item_subs or group_subs or {}).items():
+                if _deliver_now(subs, frame, seq):
+                    conn.send(frame)
+            return
+        targets: dict[Connection, None] = {}
+        for by_conn in (group_subs, item_subs):
+            for conn, subs in by_conn.items():
+                if _deliver_now(subs, frame, seq):
+                    targets[conn] = None
+        for conn in targets:
+            conn.send(frame)
+
+
+def _deliver_now(subs: list[HubSubscription], frame: Frame, seq: int | None) -> bool:
+    """Buffer the frame on pending subscriptions; True if a live one wants it now."""
+    if len(subs) == 1 and subs[0].pending is None:
+        return True
+    live = False
+    for sub in subs:
+        pending = sub.pending
+        if pending is None:
+            live = True
+        elif len(pending) < sub.conn.outbox.capacity:
+            pending.append((frame, seq))
+        else:
+            # The sync takes so long that the backlog exceeds what the outbox may hold:
+            # the same slow-consumer policy applies.
+            sub.conn.outbox.overflow()
+    return live

@@ -1,0 +1,42 @@
+"""The running app's shared state: config, registry (swappable), storage, hub, streams facade."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from surge.config import Config
+from surge.server.hub import Hub
+from surge.steps.registry import Registry
+from surge.streams.adapter import StreamAdapter
+from surge.streams.stream import Stream, Streams
+
+if TYPE_CHECKING:
+    from surge.server.websocket import Connection
+
+__all__ = ["Runtime"]
+
+logger = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Everything requests and connections share; ``swap_registry`` is the hot-reload point."""
+
+    def __init__(self, config: Config, registry: Registry, adapter: StreamAdapter) -> None:
+        self.config = config
+        self.adapter = adapter
+        self.hub = Hub()
+        self.connections: set[Connection] = set()
+        self.registry = registry
+        self.streams = self._build_streams(registry)
+
+    def _build_streams(self, registry: Registry) -> Streams:
+        return Streams({name: Stream(cfg, self.adapter) for name, cfg in registry.streams.items()})
+
+    def swap_registry(self, registry: Registry) -> None:
+        """Replace streams and routes at once (requests in flight keep the old ones)."""
+        streams = self._build_streams(registry)
+        self.registry, self.streams = registry, streams
+        logger.info(
+            "loaded %d stream(s) and %d API step(s)", len(registry.streams), len(registry.routes)
+        )

@@ -1,0 +1,121 @@
+"""Discovery: load every ``*_stream.py`` and ``*_step.py`` under ``steps/`` into a ``Registry``.
+
+Step files are imported as modules of the package ``steps`` (the project root goes on
+``sys.path``), so they can import each other the Python way (``from steps.todo_stream import
+Todo``). Files whose names are not identifiers (``todo.stream.py``) are loaded by path under a
+sanitised name. Every problem is a ``ConfigError`` naming the file (and line, when there is one).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from surge.errors import ConfigError, SurgeError
+from surge.steps.config import normalize_api_config, normalize_stream_config
+from surge.steps.registry import ApiRoute, Registry
+
+__all__ = ["STEP_SUFFIXES", "STREAM_SUFFIXES", "discover", "find_step_files", "load_module"]
+
+STREAM_SUFFIXES = ("_stream.py", ".stream.py")
+STEP_SUFFIXES = ("_step.py", ".step.py")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SKIP_DIRS = {"__pycache__", "node_modules", ".venv", "venv"}
+
+
+def find_step_files(steps_dir: Path) -> list[Path]:
+    """Every stream and step file under ``steps_dir``, in a stable order."""
+    found = []
+    for path in sorted(steps_dir.rglob("*.py")):
+        if any(part in _SKIP_DIRS or part.startswith(".") for part in path.parts):
+            continue
+        if path.name.endswith(STREAM_SUFFIXES + STEP_SUFFIXES):
+            found.append(path)
+    return found
+
+
+def _purge_steps_modules() -> None:
+    for name in [n for n in sys.modules if n == "steps" or n.startswith("steps.")]:
+        del sys.modules[name]
+
+
+def _error_location(exc: BaseException, path: Path) -> str:
+    if isinstance(exc, SyntaxError) and exc.lineno is not None:
+        return f"line {exc.lineno}: "
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if Path(frame.filename).resolve() == path.resolve():
+            return f"line {frame.lineno}: "
+    return ""
+
+
+def load_module(path: Path, root: Path) -> ModuleType:
+    """Import one step file; raises ConfigError naming the file on any failure."""
+    relative = path.relative_to(root).with_suffix("")
+    parts = relative.parts
+    try:
+        if all(_IDENT.match(p) for p in parts):
+            return importlib.import_module(".".join(parts))
+        name = "steps._" + re.sub(r"\W", "_", "_".join(parts[1:]))
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ConfigError("cannot be loaded as a Python module", path=path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    except ConfigError:
+        raise
+    except SurgeError as exc:
+        raise ConfigError(f"{_error_location(exc, path)}{exc}", path=path) from exc
+    except SyntaxError as exc:
+        raise ConfigError(
+            f"{_error_location(exc, path)}syntax error: {exc.msg}", path=path
+        ) from exc
+    except Exception as exc:
+        raise ConfigError(
+            f"{_error_location(exc, path)}import failed: {type(exc).__name__}: {exc}", path=path
+        ) from exc
+
+
+def discover(project_dir: Path | str) -> Registry:
+    """Load the project's ``steps/`` directory into a Registry (empty if there is none)."""
+    root = Path(project_dir).resolve()
+    steps_dir = root / "steps"
+    if not steps_dir.is_dir():
+        return Registry()
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    _purge_steps_modules()
+    importlib.invalidate_caches()
+    streams = []
+    routes = []
+    for path in find_step_files(steps_dir):
+        module = load_module(path, root)
+        if not hasattr(module, "config"):
+            raise ConfigError("has no `config` (a stream or step file must export one)", path=path)
+        raw = module.config
+        try:
+            if path.name.endswith(STREAM_SUFFIXES):
+                streams.append((normalize_stream_config(raw), path))
+                continue
+            kind = raw.get("type", "api") if isinstance(raw, dict) else getattr(raw, "type", None)
+            if kind != "api":
+                raise ConfigError(f"step type {kind!r} is not supported (only 'api' steps)")
+            config = normalize_api_config(raw)
+            handler = getattr(module, "handler", None)
+            if handler is None or not callable(handler):
+                raise ConfigError(f"API step {config.name!r} has no `handler` function")
+            if not inspect.iscoroutinefunction(handler):
+                raise ConfigError(f"API step {config.name!r}: `handler` must be `async def`")
+            routes.append(ApiRoute(config, handler, path))
+        except ConfigError as exc:
+            if exc.path is None:
+                raise ConfigError(exc.message, path=path) from exc
+            raise
+    return Registry.build(streams, routes)

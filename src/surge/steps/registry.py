@@ -1,0 +1,128 @@
+"""The immutable registry of a project's streams and API routes (hot reload swaps it whole)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from surge.errors import ConfigError
+from surge.steps.config import ApiRouteConfig, StreamConfig
+from surge.streams.schema import Schema, schema_from
+
+__all__ = ["ApiRoute", "Registry", "compile_path"]
+
+Handler = Callable[..., Awaitable[Any]]
+_PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def compile_path(path: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    """Compile ``/todo/:id`` (or ``/todo/{id}``) to a regex matching one segment per param."""
+    names: list[str] = []
+    pattern = ""
+    pos = 0
+    for match in _PARAM.finditer(path):
+        pattern += re.escape(path[pos : match.start()])
+        names.append(match.group(1) or match.group(2))
+        pattern += "([^/]+)"
+        pos = match.end()
+    pattern += re.escape(path[pos:])
+    if len(set(names)) != len(names):
+        raise ConfigError(f"path {path!r} repeats a parameter name")
+    return re.compile(f"^{pattern}/?$" if path != "/" else "^/$"), tuple(names)
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    """A discovered API step: its config, handler and where it came from."""
+
+    config: ApiRouteConfig
+    handler: Handler
+    source: Path | None = None
+    pattern: re.Pattern[str] = field(init=False)
+    param_names: tuple[str, ...] = field(init=False)
+    body_schema: Schema | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        pattern, names = compile_path(self.config.path)
+        object.__setattr__(self, "pattern", pattern)
+        object.__setattr__(self, "param_names", names)
+        object.__setattr__(
+            self,
+            "body_schema",
+            schema_from(self.config.body_schema, what=f"step {self.config.name!r} body_schema"),
+        )
+
+    @property
+    def signature(self) -> str:
+        """``METHOD /path`` with params normalised, to find duplicate routes."""
+        return f"{self.config.method} {_PARAM.sub(':_', self.config.path)}"
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Streams by name and API routes; built by discovery or inline in tests."""
+
+    streams: Mapping[str, StreamConfig] = field(default_factory=dict)
+    routes: tuple[ApiRoute, ...] = ()
+    sources: Mapping[str, Path] = field(default_factory=dict)
+
+    def match(self, method: str, path: str) -> tuple[ApiRoute, dict[str, str]] | str | None:
+        """Find the route for ``method path``.
+
+        Returns:
+            ``(route, path_params)``; the string ``"method"`` when the path exists under another
+            method (405); None when nothing matches (404).
+        """
+        other_method = False
+        for route in self.routes:
+            found = route.pattern.match(path)
+            if found is None:
+                continue
+            if route.config.method == method or (method == "HEAD" and route.config.method == "GET"):
+                return route, dict(zip(route.param_names, found.groups(), strict=True))
+            other_method = True
+        return "method" if other_method else None
+
+    @classmethod
+    def build(
+        cls,
+        streams: list[tuple[StreamConfig, Path | None]],
+        routes: list[ApiRoute],
+    ) -> Registry:
+        """Assemble a registry, refusing duplicate stream names, step names and routes."""
+        by_name: dict[str, StreamConfig] = {}
+        sources: dict[str, Path] = {}
+        for config, source in streams:
+            if config.name in by_name:
+                raise ConfigError(
+                    f"stream {config.name!r} is defined twice: in {sources.get(config.name)} "
+                    f"and in {source}",
+                    path=source,
+                )
+            by_name[config.name] = config
+            if source is not None:
+                sources[config.name] = source
+        names: dict[str, ApiRoute] = {}
+        signatures: dict[str, ApiRoute] = {}
+        for route in routes:
+            first = names.get(route.config.name)
+            if first is not None:
+                raise ConfigError(
+                    f"step name {route.config.name!r} is used twice: in {first.source} "
+                    f"and in {route.source}",
+                    path=route.source,
+                )
+            names[route.config.name] = route
+            first = signatures.get(route.signature)
+            if first is not None:
+                raise ConfigError(
+                    f"route {route.config.method} {route.config.path} is defined twice: "
+                    f"in {first.source} ({first.config.name}) and in {route.source} "
+                    f"({route.config.name})",
+                    path=route.source,
+                )
+            signatures[route.signature] = route
+        return cls(streams=by_name, routes=tuple(routes), sources=sources)

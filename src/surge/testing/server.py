@@ -1,0 +1,59 @@
+"""``live_server``: run an app under uvicorn on 127.0.0.1:<free port> inside the test's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from surge.server.app import SurgeApp
+from surge.server.serve import bind_socket, uvicorn_config
+
+__all__ = ["LiveServer", "live_server"]
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    """A running server: its base URLs and the app (``app.runtime`` for the hub and streams)."""
+
+    app: SurgeApp
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://127.0.0.1:<port>/``."""
+        return f"ws://{self.host}:{self.port}/"
+
+
+@contextlib.asynccontextmanager
+async def live_server(
+    app: SurgeApp, *, host: str = "127.0.0.1", startup_timeout: float = 10.0
+) -> AsyncIterator[LiveServer]:
+    """Serve ``app`` until the block exits; raises if it does not start in time."""
+    sock = bind_socket(host, 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn_config(app, host=host, port=port, log_level="warning"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(startup_timeout):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("server stopped during startup")
+                await asyncio.sleep(0.01)
+        yield LiveServer(app, host, port)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sock.close()
