@@ -3,8 +3,9 @@
 Slow-consumer policy: the outbox holds at most ``capacity`` frames. When a frame arrives at a full
 outbox the connection is marked overflowed, the queued frames are dropped (the client will resync,
 so they are useless), nothing more is accepted, and the writer closes the connection with 1013
-(try again later) as soon as it can. The official clients reconnect after 2 s and re-join, and the fresh sync heals the state.
-So a slow client costs at most ``capacity`` frames of memory and never stalls the fan-out.
+(try again later) as soon as it can. The official clients reconnect after 2 s and re-join, and
+the fresh sync heals the state. So a slow client costs at most ``capacity`` frames of memory
+and never stalls the fan-out.
 
 The writer also keeps timestamps strictly increasing on the connection: a frame that is not newer
 than the last one written is restamped (only frames queued behind a sync ever are).

@@ -119,10 +119,7 @@ async def _read(runtime: Runtime, conn: Connection, receive: Any) -> None:
         if kind != "websocket.receive":
             continue
         text = message.get("text")
-        if text is not None:
-            actions = session.receive_text(text)
-        else:
-            actions = session.receive_binary()
+        actions = session.receive_text(text) if text is not None else session.receive_binary()
         if actions:
             await _perform(runtime, conn, actions)
         if session.closed:
