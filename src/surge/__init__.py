@@ -1,3 +1,57 @@
-"""Surge: real-time streams for Python backends."""
+"""Surge: real-time streams for Python backends, wire-compatible with Motia's stream clients."""
+
+from surge.config import Adapters, Config, Limits, StreamAuth
+from surge.errors import (
+    AuthError,
+    ConfigError,
+    ProtocolError,
+    StoreError,
+    SurgeError,
+    ValidationError,
+)
+from surge.server.app import SurgeApp, create_app
+from surge.server.auth import AuthRequest, extract_auth_token
+from surge.steps.config import ApiRouteConfig, StreamConfig, Subscription
+from surge.steps.context import ApiRequest, ApiResponse, FlowContext, StepLogger
+from surge.streams.stream import Stream, Streams
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Adapters",
+    "ApiRequest",
+    "ApiResponse",
+    "ApiRouteConfig",
+    "AuthError",
+    "AuthRequest",
+    "Config",
+    "ConfigError",
+    "FlowContext",
+    "Limits",
+    "ProtocolError",
+    "StepLogger",
+    "StoreError",
+    "Stream",
+    "StreamAuth",
+    "StreamConfig",
+    "Streams",
+    "Subscription",
+    "SurgeApp",
+    "SurgeError",
+    "ValidationError",
+    "create_app",
+    "extract_auth_token",
+]
+
+
+def __getattr__(name: str) -> object:
+    # Adapters import lazily so that `import surge` stays light and Redis stays optional.
+    if name == "FileStreamAdapter":
+        from surge.streams.stores.file import FileStreamAdapter
+
+        return FileStreamAdapter
+    if name == "MemoryStreamAdapter":
+        from surge.streams.stores.memory import MemoryStreamAdapter
+
+        return MemoryStreamAdapter
+    raise AttributeError(f"module 'surge' has no attribute {name!r}")
