@@ -125,4 +125,8 @@ class Registry:
                     path=route.source,
                 )
             signatures[route.signature] = route
-        return cls(streams=by_name, routes=tuple(routes), sources=sources)
+        # Static segments win over parameters: /todo/typing before /todo/:id.
+        ordered = sorted(
+            routes, key=lambda r: [bool(_PARAM.match(seg)) for seg in r.config.path.split("/")]
+        )
+        return cls(streams=by_name, routes=tuple(ordered), sources=sources)

@@ -1,0 +1,114 @@
+"""``surge dev | start | create``: serve a project, or make a new one from the todo template."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.logging import RichHandler
+
+from surge.errors import ConfigError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="Surge: real-time streams for Python backends.", no_args_is_help=True)
+console = Console(stderr=True)
+TEMPLATE = Path(__file__).parent / "templates" / "todo"
+_TEMPLATE_IGNORE = shutil.ignore_patterns(
+    "node_modules", ".surge", "__pycache__", "dist", "*.pyc", ".vite"
+)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(name)s: %(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
+        force=True,
+    )
+
+
+def _serve(directory: Path, host: str, port: int, *, reload: bool, log_level: str) -> None:
+    from surge.server.app import create_app
+    from surge.server.serve import uvicorn_config
+
+    _setup_logging(log_level)
+    try:
+        surge_app = create_app(directory, reload=reload)
+    except ConfigError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    registry = surge_app.runtime.registry
+    console.print(
+        f"[bold]surge[/] serving [cyan]{directory}[/]: {len(registry.streams)} stream(s), "
+        f"{len(registry.routes)} API step(s) on [green]http://{host}:{port}[/] "
+        f"(WebSocket on the same port){' with hot reload' if reload else ''}"
+    )
+    for route in registry.routes:
+        console.print(
+            f"  {route.config.method:<6} {route.config.path}  [dim]{route.config.name}[/]"
+        )
+    server = uvicorn.Server(uvicorn_config(surge_app, host=host, port=port, log_level=log_level))
+    server.run()
+    if not server.started:
+        raise typer.Exit(1)
+
+
+Dir = Annotated[Path, typer.Option("--dir", "-d", help="Project directory.")]
+Port = Annotated[int, typer.Option("--port", "-p", help="Port for HTTP and WebSocket.")]
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
+
+
+@app.command()
+def dev(
+    port: Port = 3000,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    directory: Dir = Path("."),
+    log_level: LogLevel = "info",
+) -> None:
+    """Serve the project with hot reload of steps/ (a broken step keeps the last good version)."""
+    _serve(directory.resolve(), host, port, reload=True, log_level=log_level)
+
+
+@app.command()
+def start(
+    port: Port = 3000,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "0.0.0.0",
+    directory: Dir = Path("."),
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    log_level: LogLevel = "info",
+) -> None:
+    """Serve the project for production (no reload)."""
+    if workers != 1:
+        console.print(
+            "[bold red]error:[/] --workers > 1 needs a storage adapter that fans out across "
+            "processes (the Redis adapter); the file store serves one process."
+        )
+        raise typer.Exit(2)
+    _serve(directory.resolve(), host, port, reload=False, log_level=log_level)
+
+
+@app.command()
+def create(name: Annotated[str, typer.Argument(help="Directory of the new project.")]) -> None:
+    """Create a new project from the todo template."""
+    target = Path(name)
+    if target.exists() and any(target.iterdir()):
+        console.print(f"[bold red]error:[/] {target} exists and is not empty")
+        raise typer.Exit(1)
+    shutil.copytree(TEMPLATE, target, ignore=_TEMPLATE_IGNORE, dirs_exist_ok=True)
+    console.print(f"Created [cyan]{target}[/]. Next:\n  cd {name}\n  surge dev")
+
+
+def main() -> None:
+    """Entry point of the ``surge`` script."""
+    # Step files import `steps.*` from the project root.
+    sys.path.insert(0, os.getcwd())
+    app()
