@@ -22,7 +22,7 @@ from surge.server.clock import EnvelopeClock
 from surge.streams.feed import Change, FeedMessage
 
 if TYPE_CHECKING:
-    from surge.server.connection import Connection
+    from surge.server.websocket import Connection
 
 __all__ = ["Hub", "HubSubscription"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 from surge.errors import ConfigError, SurgeError
-from surge.steps.config import normalize_api_config, normalize_stream_config
+from surge.steps.config import StreamConfig, normalize_api_config, normalize_stream_config
 from surge.steps.registry import ApiRoute, Registry
 
 __all__ = ["STEP_SUFFIXES", "STREAM_SUFFIXES", "discover", "find_step_files", "load_module"]
@@ -93,8 +93,8 @@ def discover(project_dir: Path | str) -> Registry:
         sys.path.insert(0, str(root))
     _purge_steps_modules()
     importlib.invalidate_caches()
-    streams = []
-    routes = []
+    streams: list[tuple[StreamConfig, Path | None]] = []
+    routes: list[ApiRoute] = []
     for path in find_step_files(steps_dir):
         module = load_module(path, root)
         if not hasattr(module, "config"):

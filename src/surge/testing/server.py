@@ -42,7 +42,8 @@ async def live_server(
     sock = bind_socket(host, 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn_config(app, host=host, port=port, log_level="warning"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # The test runner owns the process's signals, not this embedded server.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(startup_timeout):
