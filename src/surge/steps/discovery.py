@@ -14,6 +14,7 @@ import inspect
 import re
 import sys
 import traceback
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
@@ -40,9 +41,32 @@ def find_step_files(steps_dir: Path) -> list[Path]:
     return found
 
 
-def _purge_steps_modules() -> None:
+def _install_steps_package(steps_dir: Path) -> None:
+    """Make ``steps`` (and only this project's) the package of the files in ``steps_dir``.
+
+    Previously loaded step modules are dropped first: reload and several projects in one
+    process (tests) then always get fresh modules from the right directory.
+    """
     for name in [n for n in sys.modules if n == "steps" or n.startswith("steps.")]:
         del sys.modules[name]
+    init = steps_dir / "__init__.py"
+    spec: ModuleSpec | None
+    if init.exists():
+        spec = importlib.util.spec_from_file_location(
+            "steps", init, submodule_search_locations=[str(steps_dir)]
+        )
+    else:
+        spec = ModuleSpec("steps", None, is_package=True)
+        spec.submodule_search_locations = [str(steps_dir)]
+    if spec is None:
+        raise ConfigError("cannot be loaded as a Python package", path=steps_dir)
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["steps"] = package
+    if spec.loader is not None and init.exists():
+        try:
+            spec.loader.exec_module(package)
+        except Exception as exc:
+            raise ConfigError(f"import failed: {type(exc).__name__}: {exc}", path=init) from exc
 
 
 def _error_location(exc: BaseException, path: Path) -> str:
@@ -90,9 +114,10 @@ def discover(project_dir: Path | str) -> Registry:
     if not steps_dir.is_dir():
         return Registry()
     if str(root) not in sys.path:
+        # So step files can import the project's other modules (``from lib.db import ...``).
         sys.path.insert(0, str(root))
-    _purge_steps_modules()
     importlib.invalidate_caches()
+    _install_steps_package(steps_dir)
     streams: list[tuple[StreamConfig, Path | None]] = []
     routes: list[ApiRoute] = []
     for path in find_step_files(steps_dir):
