@@ -58,10 +58,12 @@ class Stream:
         _check_id(group_id, "groupId")
         _check_id(id, "id")
         value, item = self._schema.validate(data)
-        if item.get("id", id) != id or "id" not in item:
+        if item.get("id") != id:
             # The key is the item's identity on the wire: it always wins, and is always present.
             item = {**item, "id": id}
-            if self._model_has_id:
+            if self._schema.model is None:
+                value = item
+            elif self._model_has_id:
                 value = value.model_copy(update={"id": id})
         await self._adapter.set(self.name, group_id, id, item)
         return value

@@ -1,0 +1,127 @@
+"""The ``ctx.streams.<name>`` facade over the memory adapter: validation, ids, values, send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from surge import StreamConfig, ValidationError
+from surge.streams.feed import Change, EphemeralEvent, FeedMessage
+from surge.streams.stores.memory import MemoryStreamAdapter
+from surge.streams.stream import Stream, Streams
+
+
+class Todo(BaseModel):
+    id: str
+    description: str
+    done: bool = False
+
+
+class Note(BaseModel):
+    text: str
+
+
+async def make(schema: Any, name: str = "todo") -> tuple[Stream, list[FeedMessage]]:
+    fed: list[FeedMessage] = []
+    adapter = MemoryStreamAdapter()
+    await adapter.open(fed.append)
+    return Stream(StreamConfig(name=name, schema=schema), adapter), fed
+
+
+async def test_set_validates_and_returns_the_model_and_feeds_a_create() -> None:
+    todo, fed = await make(Todo)
+    value = await todo.set("inbox", "t1", {"id": "t1", "description": "milk"})
+    assert value == Todo(id="t1", description="milk")
+    assert isinstance(fed[0], Change) and fed[0].kind == "create"
+    assert fed[0].item == {"id": "t1", "description": "milk", "done": False}
+
+
+async def test_invalid_item_raises_naming_the_field_and_nothing_is_stored_or_sent() -> None:
+    todo, fed = await make(Todo)
+    with pytest.raises(ValidationError) as info:
+        await todo.set("inbox", "t1", {"id": "t1", "description": 5})
+    assert info.value.errors[0]["loc"] == ["description"]
+    assert "description" in str(info.value)
+    assert fed == []
+    assert await todo.get("inbox", "t1") is None
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 257, "a\nb", "a\x85b", 7, None])
+async def test_hostile_ids_are_refused_before_storage(bad: Any) -> None:
+    todo, fed = await make(Todo)
+    with pytest.raises(ValidationError):
+        await todo.set("inbox", bad, {"id": "x", "description": "d"})
+    with pytest.raises(ValidationError):
+        await todo.set(bad, "t1", {"id": "t1", "description": "d"})
+    assert fed == []
+
+
+async def test_key_wins_over_a_different_id_in_the_data() -> None:
+    todo, _ = await make(Todo)
+    value = await todo.set("inbox", "t1", {"id": "other", "description": "d"})
+    assert value.id == "t1"
+    assert (await todo.get("inbox", "t1")).id == "t1"
+
+
+async def test_schema_without_id_field_still_stores_and_sends_the_id() -> None:
+    notes, fed = await make(Note, name="note")
+    value = await notes.set("g", "n1", {"text": "hi"})
+    assert value == Note(text="hi")
+    assert isinstance(fed[0], Change) and fed[0].item == {"text": "hi", "id": "n1"}
+    assert await notes.get_group("g") == [Note(text="hi")]
+
+
+async def test_json_schema_streams_return_dicts() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    counters, _ = await make(schema, name="counter")
+    assert await counters.set("g", "c", {"n": 1}) == {"n": 1, "id": "c"}
+    with pytest.raises(ValidationError, match="n"):
+        await counters.set("g", "c", {"n": "one"})
+    assert await counters.get("g", "c") == {"n": 1, "id": "c"}
+
+
+async def test_update_get_group_order_and_delete() -> None:
+    todo, fed = await make(Todo)
+    await todo.set("inbox", "a", {"id": "a", "description": "1"})
+    await todo.set("inbox", "b", {"id": "b", "description": "2"})
+    await todo.set("inbox", "a", {"id": "a", "description": "1!"})
+    assert [t.description for t in await todo.get_group("inbox")] == ["1!", "2"]
+    assert [m.kind for m in fed if isinstance(m, Change)] == ["create", "create", "update"]
+    deleted = await todo.delete("inbox", "a")
+    assert deleted == Todo(id="a", description="1!")
+    assert await todo.delete("inbox", "a") is None
+    assert [m.kind for m in fed if isinstance(m, Change)][-1] == "delete"
+    assert len(fed) == 4  # the second delete sent nothing
+
+
+async def test_send_goes_to_the_feed_only() -> None:
+    todo, fed = await make(Todo)
+    await todo.send({"groupId": "inbox"}, {"type": "typing", "data": {"u": 1}})
+    await todo.send({"groupId": "inbox", "id": "t1"}, {"type": "reaction", "data": "+1"})
+    assert fed == [
+        EphemeralEvent("todo", "inbox", None, {"type": "typing", "data": {"u": 1}}),
+        EphemeralEvent("todo", "inbox", "t1", {"type": "reaction", "data": "+1"}),
+    ]
+    assert await todo.get_group("inbox") == []
+
+
+async def test_send_refuses_bad_events_in_the_caller() -> None:
+    todo, fed = await make(Todo)
+    with pytest.raises(ValidationError, match="type"):
+        await todo.send({"groupId": "inbox"}, {"data": 1})
+    with pytest.raises(ValidationError, match="JSON"):
+        await todo.send({"groupId": "inbox"}, {"type": "x", "data": object()})
+    with pytest.raises(ValidationError):
+        await todo.send({}, {"type": "x"})
+    assert fed == []
+
+
+async def test_streams_by_attribute_and_by_key() -> None:
+    todo, _ = await make(Todo)
+    streams = Streams({"todo": todo})
+    assert streams.todo is streams["todo"] is todo
+    assert list(streams) == ["todo"]
+    with pytest.raises(AttributeError, match=r"no stream named 'nope' \(streams: todo\)"):
+        _ = streams.nope
