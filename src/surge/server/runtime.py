@@ -9,6 +9,7 @@ from surge.config import Config
 from surge.server.hub import Hub
 from surge.steps.registry import Registry
 from surge.streams.adapter import StreamAdapter
+from surge.streams.schema import Schema, schema_from
 from surge.streams.stream import Stream, Streams
 
 if TYPE_CHECKING:
@@ -25,6 +26,10 @@ class Runtime:
     def __init__(self, config: Config, registry: Registry, adapter: StreamAdapter) -> None:
         self.config = config
         self.adapter = adapter
+        auth = config.stream_auth
+        self.auth_context_schema: Schema | None = (
+            schema_from(auth.context_schema, what="stream_auth.context_schema") if auth else None
+        )
         self.hub = Hub()
         self.connections: set[Connection] = set()
         self.registry = registry

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from surge.errors import ValidationError
 from surge.server.auth import AuthRequest, extract_auth_token
-from surge.streams.schema import schema_from
 
 if TYPE_CHECKING:
     from surge.server.runtime import Runtime
@@ -93,7 +92,7 @@ async def authorize_upgrade(runtime: Runtime, scope: dict[str, Any]) -> UpgradeD
         return UpgradeDecision(refusal=Refusal(401, "authentication failed"))
     if context is None:
         return UpgradeDecision()
-    schema = schema_from(auth.context_schema, what="stream_auth.context_schema")
+    schema = runtime.auth_context_schema
     if schema is not None:
         try:
             context = schema.validate_json(context)

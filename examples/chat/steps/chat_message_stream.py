@@ -1,0 +1,30 @@
+"""The `chatMessage` stream: one group per project; only members may subscribe."""
+
+from pydantic import BaseModel
+
+from surge import StreamConfig, Subscription
+
+
+class ChatMessage(BaseModel):
+    """A chat message."""
+
+    id: str
+    userId: str
+    message: str
+    timestamp: str
+
+
+def can_access(subscription: Subscription, auth_context: object) -> bool:
+    """Only users that are part of the project backing this chat (the group) may join."""
+    if auth_context is None:
+        return False
+    project_ids: list[str] = getattr(auth_context, "projectIds", [])
+    return subscription.groupId in project_ids
+
+
+config = StreamConfig(
+    name="chatMessage",
+    schema=ChatMessage,
+    base_config={"storageType": "default"},
+    can_access=can_access,
+)
