@@ -1,0 +1,484 @@
+"""``FileStreamAdapter``: the default durable store, one SQLite database in WAL mode.
+
+Design:
+
+- **One writer thread, group commit.** ``set``/``delete`` encode the item on the event loop (that
+  encode is the copy: the caller may mutate its dict afterwards), queue a write and await its
+  future. The writer thread takes everything queued (up to ``MAX_BATCH``) and applies it in ONE
+  ``BEGIN IMMEDIATE`` transaction, so a burst of N concurrent writes costs one commit, not N. The
+  queue holds at most one entry per awaiting caller, so the callers themselves bound it.
+- **Atomic create-vs-update.** Each write is one upsert whose ``RETURNING created`` tells whether
+  the row was inserted, inside the write transaction: two concurrent first writes to a key, from
+  this process or another, give one ``create`` and one ``update``.
+- **Order of sink calls.** After the commit the writer makes ONE ``loop.call_soon_threadsafe`` per
+  batch; on the loop that callback hands every applied change to the sink in commit order, and
+  only then resolves the writes' futures in the same order. So the sink has seen a change before
+  its writer resumes, as ``StreamAdapter`` requires. A cancelled caller does not undo its write:
+  it is still committed and still fed to the sink.
+- **One bad write fails alone.** If a batch transaction fails for a reason tied to its data, it is
+  rolled back and each write is retried in its own transaction. Lock, I/O and disk-full errors
+  fail the whole batch as retryable ``StoreError`` instead (retrying per write would only repeat
+  the wait N times).
+- **Durability.** A write is acknowledged only after ``COMMIT`` returned. With
+  ``synchronous="full"`` (the default) SQLite fsyncs the WAL on every commit: acknowledged writes
+  survive ``kill -9`` and power loss. ``"normal"`` skips that fsync: still safe against a killed
+  process (the data is in the OS cache), not against power loss. SQLite's journal guarantees a
+  crash never leaves a corrupt database.
+- **Sequence numbers.** ``meta.seq`` is a store-wide counter bumped by every applied change inside
+  the write transaction; each row keeps ``created`` (seq at creation, the group order) and ``seq``
+  (its last change). ``get_group`` reads the items and the counter in one read transaction, so
+  its snapshot ``seq`` matches its items exactly.
+- **Reads** run on separate read-only connections in a small thread pool, never on the loop. WAL
+  lets them proceed while the writer commits.
+- **Several processes** may open the same directory: each has its own writer thread, and SQLite's
+  file lock (``BEGIN IMMEDIATE`` plus ``busy_timeout``, then a few retries) serialises their
+  transactions. The counter is shared, so ``seq`` stays store-wide. Each process only feeds its
+  own changes to its sink; this store does not deliver other processes' writes.
+- ``send`` never touches the database: the event goes straight to the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
+
+from surge.errors import ConfigError, StoreError
+from surge.streams.feed import Change, EphemeralEvent, FeedSink, GroupSnapshot
+from surge.streams.stores.memory import _check_keys, _decode, _deliver, _encode
+
+__all__ = ["MAX_BATCH", "SCHEMA_VERSION", "FileStreamAdapter", "StoreStats"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION: Final = 1
+MAX_BATCH: Final = 256
+READER_THREADS: Final = 2
+BUSY_TIMEOUT_S: Final = 5.0
+BUSY_RETRIES: Final = 3
+
+# Primary result codes after which trying again later may work: BUSY, LOCKED, IOERR, FULL.
+_RETRYABLE_CODES: Final = frozenset({5, 6, 10, 13})
+
+_SCHEMA: Final = """
+CREATE TABLE items (
+    stream  TEXT    NOT NULL,
+    grp     TEXT    NOT NULL,
+    id      TEXT    NOT NULL,
+    data    BLOB    NOT NULL,
+    created INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (stream, grp, id)
+) WITHOUT ROWID;
+CREATE INDEX items_by_creation ON items (stream, grp, created);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('seq', 0);
+"""
+
+# `created` is only written on insert, so `created = seq` in RETURNING means "this was a create".
+_UPSERT: Final = """
+INSERT INTO items (stream, grp, id, data, created, seq) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (stream, grp, id) DO UPDATE SET data = excluded.data, seq = excluded.seq
+RETURNING created
+"""
+_DELETE: Final = "DELETE FROM items WHERE stream = ? AND grp = ? AND id = ? RETURNING data"
+_READ_SEQ: Final = "SELECT value FROM meta WHERE key = 'seq'"
+_WRITE_SEQ: Final = "UPDATE meta SET value = ? WHERE key = 'seq'"
+_GET: Final = "SELECT data FROM items WHERE stream = ? AND grp = ? AND id = ?"
+_GET_GROUP: Final = "SELECT data FROM items WHERE stream = ? AND grp = ? ORDER BY created"
+_LIST_GROUPS: Final = "SELECT DISTINCT grp FROM items WHERE stream = ? ORDER BY grp"
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """Counters kept by the writer thread, for tests and benchmarks."""
+
+    writes: int = 0  # set/delete calls the writer handled, failed ones included
+    transactions: int = 0  # committed write transactions
+    batches: int = 0  # times the writer took a batch off the queue
+    largest_batch: int = 0
+    fallbacks: int = 0  # failed batches re-applied one write per transaction
+    busy_retries: int = 0  # BEGIN IMMEDIATE retried after busy_timeout ran out
+
+
+@dataclass(slots=True, eq=False)
+class _Write:
+    kind: Literal["set", "delete"]
+    stream: str
+    group: str
+    id: str
+    data: bytes | None
+    future: asyncio.Future[Change | None]
+    result: Change | None = None
+    error: StoreError | None = field(default=None)
+
+
+class FileStreamAdapter:
+    """A durable ``StreamAdapter`` on SQLite (WAL) in ``<directory>/streams.db``."""
+
+    def __init__(
+        self,
+        directory: Path | str = ".surge/streams",
+        *,
+        synchronous: Literal["full", "normal"] = "full",
+    ) -> None:
+        if synchronous not in ("full", "normal"):
+            raise ConfigError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
+        self.directory = Path(directory)
+        self.path = self.directory / "streams.db"
+        self.synchronous = synchronous
+        self.stats = StoreStats()
+        self._sink: FeedSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # None is the stop sentinel; only the event loop thread puts.
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._writer: sqlite3.Connection | None = None
+        self._writer_thread: threading.Thread | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._reader_local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_conns_lock = threading.Lock()
+        self._is_open = False
+        self._is_closed = False
+        self._close_task: asyncio.Future[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self, sink: FeedSink) -> None:
+        """Create or open the database and start the writer thread."""
+        if self._is_open or self._is_closed:
+            raise StoreError("store was already opened")
+        self._loop = asyncio.get_running_loop()
+        writer = await asyncio.to_thread(self._connect_writer)
+        if self._is_closed:  # close() ran while the database was being opened
+            await asyncio.to_thread(writer.close)
+            raise StoreError("store was closed while opening")
+        self._writer = writer
+        self._sink = sink
+        self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="surge-store-read")
+        # Daemon: a store the app forgot to close must not keep the interpreter alive; writes
+        # that were never acknowledged may then be lost, acknowledged ones are already on disk.
+        self._writer_thread = threading.Thread(
+            target=self._writer_main, name="surge-store-write", daemon=True
+        )
+        self._writer_thread.start()
+        self._is_open = True
+
+    async def close(self) -> None:
+        """Apply every queued write, stop the writer thread and close the database; idempotent."""
+        self._is_closed = True
+        if self._close_task is None:
+            self._close_task = asyncio.ensure_future(self._shutdown())
+        # Shielded so a cancelled caller cannot leave the thread and connections half closed.
+        await asyncio.shield(self._close_task)
+
+    async def _shutdown(self) -> None:
+        if self._writer_thread is not None:
+            self._queue.put(None)
+            # The thread's last call_soon_threadsafe precedes join's completion callback, so
+            # every queued write has been delivered and resolved when this returns.
+            await asyncio.to_thread(self._writer_thread.join)
+        if self._readers is not None:
+            await asyncio.to_thread(self._readers.shutdown, True)
+        await asyncio.to_thread(self._close_connections)
+
+    def _close_connections(self) -> None:
+        with self._reader_conns_lock:
+            conns, self._reader_conns = self._reader_conns, []
+        for conn in conns:
+            conn.close()
+        if self._writer is not None:
+            self._writer.close()  # the last connection to close checkpoints the WAL
+            self._writer = None
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.directory}: {exc}") from exc
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: cannot use WAL mode (got {mode!r})")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            self._begin_immediate(conn)
+            try:
+                self._migrate(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _store_error(exc, f"opening {self.path}") from exc
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}; this Surge reads up to {SCHEMA_VERSION}"
+            )
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        # busy_timeout already waits BUSY_TIMEOUT_S for another process's lock; a few retries
+        # ride out a long checkpoint or a burst from another writer before giving up.
+        for attempt in range(BUSY_RETRIES + 1):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if _primary_code(exc) not in (5, 6) or attempt == BUSY_RETRIES:
+                    raise
+                self.stats.busy_retries += 1
+                time.sleep(0.05 * (attempt + 1))
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def set(self, stream: str, group: str, id: str, item: dict[str, Any]) -> Change:
+        """Create or replace the item; returns once the change is committed and fed."""
+        self._check_open()
+        _check_keys(stream, group, id)
+        change = await self._submit("set", stream, group, id, _encode(id, item))
+        if change is None:  # the writer always returns a change for a set
+            raise StoreError("set produced no change")
+        return change
+
+    async def delete(self, stream: str, group: str, id: str) -> Change | None:
+        """Remove the item; returns the ``delete`` change, or None when there was no such item."""
+        self._check_open()
+        _check_keys(stream, group, id)
+        return await self._submit("delete", stream, group, id, None)
+
+    async def _submit(
+        self, kind: Literal["set", "delete"], stream: str, group: str, id: str, data: bytes | None
+    ) -> Change | None:
+        loop = self._loop
+        if loop is None:
+            raise StoreError("store is not open")
+        future: asyncio.Future[Change | None] = loop.create_future()
+        self._queue.put(_Write(kind, stream, group, id, data, future))
+        return await future
+
+    def _writer_main(self) -> None:
+        is_stopping = False
+        while not is_stopping:
+            batch: list[_Write] = []
+            entry = self._queue.get()
+            while True:
+                if entry is None:
+                    is_stopping = True  # close() puts nothing after the sentinel
+                    break
+                batch.append(entry)
+                if len(batch) >= MAX_BATCH:
+                    break
+                try:
+                    entry = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if not batch:
+                continue
+            try:
+                self._apply(batch)
+            except Exception as exc:
+                # A bug here must not kill the thread and strand every awaiting writer.
+                logger.exception("store writer failed on a batch of %d", len(batch))
+                for write in batch:
+                    write.result, write.error = None, _store_error(exc, "write")
+            self._post(batch)
+
+    def _apply(self, batch: list[_Write]) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stats.writes += len(batch)
+        stats.largest_batch = max(stats.largest_batch, len(batch))
+        try:
+            self._transaction(batch)
+            return
+        except Exception as exc:
+            error = _store_error(exc, "write")
+            if len(batch) == 1 or error.retryable:
+                for write in batch:
+                    write.result, write.error = None, error
+                return
+        stats.fallbacks += 1
+        for write in batch:
+            try:
+                self._transaction([write])
+            except Exception as exc:
+                write.result, write.error = None, _store_error(exc, "write")
+
+    def _transaction(self, writes: list[_Write]) -> None:
+        conn = self._writer
+        if conn is None:
+            raise StoreError("store is closed")
+        self._begin_immediate(conn)
+        try:
+            first_seq = seq = conn.execute(_READ_SEQ).fetchone()[0]
+            results: list[Change | None] = []
+            for w in writes:
+                if w.data is not None:
+                    seq += 1
+                    (created,) = conn.execute(
+                        _UPSERT, (w.stream, w.group, w.id, w.data, seq, seq)
+                    ).fetchone()
+                    kind: Literal["create", "update"] = "create" if created == seq else "update"
+                    results.append(Change(kind, w.stream, w.group, w.id, _decode(w.data), seq))
+                    continue
+                row = conn.execute(_DELETE, (w.stream, w.group, w.id)).fetchone()
+                if row is None:
+                    results.append(None)
+                    continue
+                seq += 1
+                results.append(Change("delete", w.stream, w.group, w.id, _decode(row[0]), seq))
+            if seq != first_seq:
+                conn.execute(_WRITE_SEQ, (seq,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self.stats.transactions += 1
+        for w, result in zip(writes, results, strict=True):
+            w.result, w.error = result, None
+
+    def _post(self, batch: list[_Write]) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._resolve, batch)
+        except RuntimeError:
+            # The loop is closed: nobody can await these writes any more.
+            logger.warning("event loop closed; %d committed writes not reported", len(batch))
+
+    def _resolve(self, batch: list[_Write]) -> None:
+        sink = self._sink
+        if sink is not None:
+            for w in batch:
+                if w.result is not None:
+                    _deliver(sink, w.result)
+        for w in batch:
+            if w.future.done():  # the caller was cancelled; the write still happened
+                continue
+            if w.error is not None:
+                w.future.set_exception(w.error)
+            else:
+                w.future.set_result(w.result)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, stream: str, group: str, id: str) -> dict[str, Any] | None:
+        """Return the item or None."""
+        _check_keys(stream, group, id)
+        return await self._read(self._get_sync, stream, group, id)
+
+    async def get_group(self, stream: str, group: str) -> GroupSnapshot:
+        """Return the group's items in creation order, read atomically with the store's ``seq``."""
+        _check_keys(stream, group, None)
+        return await self._read(self._get_group_sync, stream, group)
+
+    async def list_groups(self, stream: str) -> list[str]:
+        """Return the sorted ids of the groups of ``stream`` holding at least one item."""
+        _check_keys(stream, "", None)
+        return await self._read(self._list_groups_sync, stream)
+
+    async def send(self, stream: str, group: str, id: str | None, event: dict[str, Any]) -> None:
+        """Hand an ephemeral event to the sink; the database is not touched."""
+        sink = self._check_open()
+        _check_keys(stream, group, id)
+        _deliver(sink, EphemeralEvent(stream, group, id, event))
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        self._check_open()
+        if self._loop is None or self._readers is None:
+            raise StoreError("store is not open")
+        return await self._loop.run_in_executor(self._readers, fn, *args)
+
+    def _get_sync(self, stream: str, group: str, id: str) -> dict[str, Any] | None:
+        try:
+            row = self._reader().execute(_GET, (stream, group, id)).fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(exc, "get") from exc
+        return None if row is None else _decode(row[0])
+
+    def _get_group_sync(self, stream: str, group: str) -> GroupSnapshot:
+        conn = self._reader()
+        try:
+            # One read transaction: the counter and the rows come from the same WAL snapshot.
+            conn.execute("BEGIN")
+            try:
+                seq = conn.execute(_READ_SEQ).fetchone()[0]
+                rows = conn.execute(_GET_GROUP, (stream, group)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise _store_error(exc, "get_group") from exc
+        return GroupSnapshot([_decode(data) for (data,) in rows], seq)
+
+    def _list_groups_sync(self, stream: str) -> list[str]:
+        try:
+            rows = self._reader().execute(_LIST_GROUPS, (stream,)).fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error(exc, "list_groups") from exc
+        return [group for (group,) in rows]
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA query_only = ON")
+            self._reader_local.conn = conn
+            with self._reader_conns_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def _check_open(self) -> FeedSink:
+        if self._is_closed:
+            raise StoreError("store is closed")
+        if self._sink is None or not self._is_open:
+            raise StoreError("store is not open")
+        return self._sink
+
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
+def _store_error(exc: BaseException, action: str) -> StoreError:
+    """Wrap ``exc`` (chained as its cause) in a ``StoreError`` saying whether to retry."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        error = StoreError(
+            f"{action} failed: {exc}", retryable=_primary_code(exc) in _RETRYABLE_CODES
+        )
+    else:
+        error = StoreError(f"{action} failed: {exc!r}")
+    error.__cause__ = exc
+    return error
