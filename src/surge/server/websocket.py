@@ -203,7 +203,12 @@ async def _subscribe(runtime: Runtime, conn: Connection, request: SubscriptionRe
     sub = hub.subscribe(conn, request)
     conn.subs[request.subscription_id] = sub
     try:
-        snapshot = await runtime.adapter.get_group(request.stream, request.group)
+        if request.id is None:
+            snapshot = await runtime.adapter.get_group(request.stream, request.group)
+        else:
+            snapshot = await runtime.adapter.get_item_snapshot(
+                request.stream, request.group, request.id
+            )
     except StoreError as exc:
         logger.error("sync of %s failed: %s", request.key, exc)
         hub.unsubscribe(sub)
@@ -215,6 +220,6 @@ async def _subscribe(runtime: Runtime, conn: Connection, request: SubscriptionRe
     if request.id is None:
         sync = encode_group_sync(request.stream, request.group, snapshot.items, ts)
     else:
-        item = next((i for i in snapshot.items if i.get("id") == request.id), None)
+        item = snapshot.items[0] if snapshot.items else None
         sync = encode_item_sync(request.stream, request.group, request.id, item, ts)
     hub.activate(sub, sync, snapshot.seq)

@@ -12,8 +12,9 @@ Contract (checked by ``tests/unit/streams/test_store_contract.py`` for every ada
 - Every applied change and every ``send`` reaches the sink given to ``open`` exactly once, on the
   event loop, in apply order, *before* the writing coroutine resumes. That is what lets the hub
   keep per-connection order without locks.
-- ``get_group`` returns a ``GroupSnapshot`` whose ``seq`` is consistent with its items: every change
-  of that group with ``seq <= snapshot.seq`` is reflected, none with a larger one is.
+- ``get_group`` (and ``get_item_snapshot``) return a ``GroupSnapshot`` whose ``seq`` is consistent
+  with its items: every change of that group with ``seq <= snapshot.seq`` is reflected, none with a
+  larger one is.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class StreamAdapter(Protocol):
 
     async def get_group(self, stream: str, group: str) -> GroupSnapshot:
         """Return the group's items in creation order with the matching ``seq``."""
+        ...
+
+    async def get_item_snapshot(self, stream: str, group: str, id: str) -> GroupSnapshot:
+        """Return ``[item]`` (or ``[]``) read atomically with the ``seq``, for an item sync."""
         ...
 
     async def list_groups(self, stream: str) -> list[str]:

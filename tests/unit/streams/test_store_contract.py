@@ -163,6 +163,31 @@ async def test_snapshots_taken_during_writes_match_their_seq(adapter: StreamAdap
         assert snapshot.items == list(state.values())
 
 
+async def test_item_snapshots_taken_during_writes_match_their_seq(adapter: StreamAdapter) -> None:
+    snapshots = []
+    applied: list[Change] = []
+
+    async def write() -> None:
+        for i in range(30):
+            applied.append(await adapter.set("s", "g", "k", {"i": i}))
+            if i % 4 == 3:
+                deleted = await adapter.delete("s", "g", "k")
+                assert deleted is not None
+                applied.append(deleted)
+
+    async def read() -> None:
+        for _ in range(15):
+            snapshots.append(await adapter.get_item_snapshot("s", "g", "k"))
+
+    await asyncio.gather(write(), read())
+
+    assert (await adapter.get_item_snapshot("s", "g", "missing")).items == []
+    for snapshot in snapshots:
+        upto = [c for c in applied if c.seq <= snapshot.seq]
+        expected = [] if not upto or upto[-1].kind == "delete" else [upto[-1].item]
+        assert snapshot.items == expected
+
+
 async def test_sink_gets_every_change_once_in_apply_order_before_the_writer_resumes(
     adapter: StreamAdapter, feed: list[FeedMessage]
 ) -> None:

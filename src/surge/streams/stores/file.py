@@ -400,6 +400,11 @@ class FileStreamAdapter:
         _check_keys(stream, group, None)
         return await self._read(self._get_group_sync, stream, group)
 
+    async def get_item_snapshot(self, stream: str, group: str, id: str) -> GroupSnapshot:
+        """Return ``[item]`` or ``[]`` read atomically with the store's ``seq``."""
+        _check_keys(stream, group, id)
+        return await self._read(self._snapshot_sync, _GET, (stream, group, id))
+
     async def list_groups(self, stream: str) -> list[str]:
         """Return the sorted ids of the groups of ``stream`` holding at least one item."""
         _check_keys(stream, "", None)
@@ -425,17 +430,20 @@ class FileStreamAdapter:
         return None if row is None else _decode(row[0])
 
     def _get_group_sync(self, stream: str, group: str) -> GroupSnapshot:
+        return self._snapshot_sync(_GET_GROUP, (stream, group))
+
+    def _snapshot_sync(self, query: str, args: tuple[str, ...]) -> GroupSnapshot:
         conn = self._reader()
         try:
             # One read transaction: the counter and the rows come from the same WAL snapshot.
             conn.execute("BEGIN")
             try:
                 seq = conn.execute(_READ_SEQ).fetchone()[0]
-                rows = conn.execute(_GET_GROUP, (stream, group)).fetchall()
+                rows = conn.execute(query, args).fetchall()
             finally:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise _store_error(exc, "get_group") from exc
+            raise _store_error(exc, "snapshot") from exc
         return GroupSnapshot([_decode(data) for (data,) in rows], seq)
 
     def _list_groups_sync(self, stream: str) -> list[str]:

@@ -127,6 +127,13 @@ class MemoryStreamAdapter:
         items = self._groups.get((stream, group), {})
         return GroupSnapshot([_decode(data) for data in items.values()], self._seq)
 
+    async def get_item_snapshot(self, stream: str, group: str, id: str) -> GroupSnapshot:
+        """Return ``[item]`` or ``[]`` with the current ``seq``."""
+        self._check_open()
+        _check_keys(stream, group, id)
+        data = self._groups.get((stream, group), {}).get(id)
+        return GroupSnapshot([] if data is None else [_decode(data)], self._seq)
+
     async def list_groups(self, stream: str) -> list[str]:
         """Return the sorted ids of the groups of ``stream`` holding at least one item."""
         self._check_open()
