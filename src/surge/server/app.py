@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +70,17 @@ class SurgeApp:
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
         async with asyncio.TaskGroup() as tasks:
-            watcher = None
+            background = [tasks.create_task(supervise("re-sync", self.runtime.run_resyncs))]
             if self.reload and self.project_dir is not None:
-                watcher = tasks.create_task(self._watch(self.project_dir))
+                root = self.project_dir
+                background.append(
+                    tasks.create_task(supervise("step watcher", lambda: self._watch(root)))
+                )
             self.started.set()
             await send({"type": "lifespan.startup.complete"})
             message = await receive()
-            if watcher is not None:
-                watcher.cancel()
+            for task in background:
+                task.cancel()
         await self.runtime.adapter.close()
         await send({"type": "lifespan.shutdown.complete"})
 
@@ -86,23 +89,34 @@ class SurgeApp:
         from watchfiles import awatch
 
         steps_dir = project_dir / "steps"
-        while True:
+        if not steps_dir.is_dir():
+            logger.warning("no %s directory: hot reload is off", steps_dir)
+            return
+        async for changes in awatch(steps_dir, step=100):
+            if not any(path.endswith(".py") for _, path in changes):
+                continue
             try:
-                async for changes in awatch(steps_dir, step=100):
-                    if not any(path.endswith(".py") for _, path in changes):
-                        continue
-                    try:
-                        registry = discover(project_dir)
-                    except ConfigError as exc:
-                        logger.error("reload failed, still serving the previous steps: %s", exc)
-                        continue
-                    self.runtime.swap_registry(registry)
-                    logger.info("reloaded steps after a change in %s", steps_dir)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("the step watcher failed; restarting it in 1 s")
-                await asyncio.sleep(1)
+                registry = discover(project_dir)
+            except ConfigError as exc:
+                logger.error("reload failed, still serving the previous steps: %s", exc)
+                continue
+            self.runtime.swap_registry(registry)
+            logger.info("reloaded steps after a change in %s", steps_dir)
+
+
+async def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a long-lived task for the app lifetime; log errors and restart it with backoff."""
+    delay = 0.5
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("%s failed; restarting in %.1f s", name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def _inline_registry(

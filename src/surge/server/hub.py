@@ -14,12 +14,13 @@ older change after a newer sync, and never misses a newer one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from surge.protocol.codec import Frame, encode_change, encode_event
 from surge.protocol.messages import SubscriptionKey, SubscriptionRequest
 from surge.server.clock import EnvelopeClock
-from surge.streams.feed import Change, FeedMessage
+from surge.streams.feed import Change, FeedMessage, Resync
 
 if TYPE_CHECKING:
     from surge.server.websocket import Connection
@@ -44,10 +45,16 @@ class HubSubscription:
 class Hub:
     """Subscription routing table plus the fan-out of feed messages."""
 
-    def __init__(self, clock: EnvelopeClock | None = None) -> None:
+    def __init__(
+        self,
+        clock: EnvelopeClock | None = None,
+        on_resync: Callable[[list[HubSubscription]], None] | None = None,
+    ) -> None:
         self.clock = clock or EnvelopeClock()
         self._routes: dict[SubscriptionKey, dict[Connection, list[HubSubscription]]] = {}
         self.frames_encoded = 0
+        # Called with the subscriptions put back into pending by a Resync; they need new syncs.
+        self.on_resync = on_resync
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -94,8 +101,24 @@ class Hub:
 
     # -- fan-out -------------------------------------------------------------------------------
 
+    def resync_all(self) -> list[HubSubscription]:
+        """Put every live subscription back into pending; the caller must sync each again."""
+        again = []
+        for by_conn in self._routes.values():
+            for subs in by_conn.values():
+                for sub in subs:
+                    if sub.pending is None:
+                        sub.pending = []
+                        again.append(sub)
+        return again
+
     def dispatch(self, message: FeedMessage) -> None:
         """Deliver one change or ephemeral event to every subscribed connection."""
+        if isinstance(message, Resync):
+            subs = self.resync_all()
+            if self.on_resync is not None:
+                self.on_resync(subs)
+            return
         group_key = (message.stream, message.group)
         group_subs = self._routes.get(group_key)
         item_subs = (

@@ -29,12 +29,13 @@ from surge.server.hub import HubSubscription
 from surge.server.outbox import Outbox
 from surge.server.upgrade import authorize_upgrade
 from surge.steps.config import Subscription
+from surge.streams.feed import GroupSnapshot
 
 if TYPE_CHECKING:
     from surge.protocol.codec import Frame
     from surge.server.runtime import Runtime
 
-__all__ = ["Connection", "serve_websocket"]
+__all__ = ["Connection", "serve_websocket", "sync_subscription"]
 
 logger = logging.getLogger(__name__)
 _ids = itertools.count(1)
@@ -199,23 +200,35 @@ async def _check_access(
 
 
 async def _subscribe(runtime: Runtime, conn: Connection, request: SubscriptionRequest) -> None:
-    hub = runtime.hub
-    sub = hub.subscribe(conn, request)
+    sub = runtime.hub.subscribe(conn, request)
     conn.subs[request.subscription_id] = sub
-    try:
-        if request.id is None:
-            snapshot = await runtime.adapter.get_group(request.stream, request.group)
-        else:
-            snapshot = await runtime.adapter.get_item_snapshot(
-                request.stream, request.group, request.id
-            )
-    except StoreError as exc:
-        logger.error("sync of %s failed: %s", request.key, exc)
-        hub.unsubscribe(sub)
+    if not await sync_subscription(runtime, sub):
+        runtime.hub.unsubscribe(sub)
         conn.subs.pop(request.subscription_id, None)
         conn.session.forget(request)
         _send_error(runtime, conn, STORE_UNAVAILABLE, "storage unavailable, retry later", request)
-        return
+
+
+async def sync_subscription(
+    runtime: Runtime, sub: HubSubscription, snapshot: GroupSnapshot | None = None
+) -> bool:
+    """Read the snapshot (unless given), send the sync, and make the pending ``sub`` live.
+
+    Returns False when the storage failed (the subscription is left pending for the caller).
+    """
+    request = sub.request
+    hub = runtime.hub
+    if snapshot is None:
+        try:
+            if request.id is None:
+                snapshot = await runtime.adapter.get_group(request.stream, request.group)
+            else:
+                snapshot = await runtime.adapter.get_item_snapshot(
+                    request.stream, request.group, request.id
+                )
+        except StoreError as exc:
+            logger.error("sync of %s failed: %s", request.key, exc)
+            return False
     ts = hub.clock.next()
     if request.id is None:
         sync = encode_group_sync(request.stream, request.group, snapshot.items, ts)
@@ -223,3 +236,4 @@ async def _subscribe(runtime: Runtime, conn: Connection, request: SubscriptionRe
         item = snapshot.items[0] if snapshot.items else None
         sync = encode_item_sync(request.stream, request.group, request.id, item, ts)
     hub.activate(sub, sync, snapshot.seq)
+    return True

@@ -11,7 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Change", "ChangeKind", "EphemeralEvent", "FeedMessage", "FeedSink", "GroupSnapshot"]
+__all__ = [
+    "Change",
+    "ChangeKind",
+    "EphemeralEvent",
+    "FeedMessage",
+    "FeedSink",
+    "GroupSnapshot",
+    "Resync",
+]
 
 ChangeKind = Literal["create", "update", "delete"]
 
@@ -50,5 +58,16 @@ class GroupSnapshot:
     seq: int
 
 
-FeedMessage = Change | EphemeralEvent
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """The feed may have missed messages (e.g. a lost Redis connection came back).
+
+    The hub answers by sending every live subscription a fresh sync, so clients end in the
+    stored state instead of silently missing what happened in between.
+    """
+
+    reason: str
+
+
+FeedMessage = Change | EphemeralEvent | Resync
 FeedSink = Callable[[FeedMessage], None]

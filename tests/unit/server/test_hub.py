@@ -132,3 +132,21 @@ def test_frames_restamped_when_not_newer_than_last_written() -> None:
     texts = [orjson.loads(m["text"]) for m in sent if m["type"] == "websocket.send"]
     assert texts == [{"timestamp": 100, "a": 1}, {"timestamp": 101, "a": 2}]
     assert sent[-1] == {"type": "websocket.close", "code": 1000, "reason": "done"}
+
+
+def test_resync_puts_live_subscriptions_back_to_pending_and_reports_them() -> None:
+    from surge.streams.feed import Resync
+
+    reported: list[list] = []
+    hub = Hub(on_resync=reported.append)
+    conn = make_conn()
+    live = hub.subscribe(conn, req())
+    activate(hub, live)
+    still_pending = hub.subscribe(conn, req(sid="s2", id="t9"))
+    hub.dispatch(Resync("redis reconnected"))
+    assert reported == [[live]]  # the pending one gets its first sync anyway
+    assert live.pending == [] and still_pending.pending == []
+    hub.dispatch(change("t1", 3))
+    assert len(queued(conn)) == 1  # only the first sync: the change waits for the new sync
+    activate(hub, live, seq=2)
+    assert [f["event"]["type"] for f in queued(conn)] == ["sync", "sync", "create"]
