@@ -36,9 +36,11 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _serve(directory: Path, host: str, port: int, *, reload: bool, log_level: str) -> None:
+def _serve(
+    directory: Path, host: str, port: int, *, reload: bool, log_level: str, workers: int = 1
+) -> None:
     from surge.server.app import create_app
-    from surge.server.serve import uvicorn_config
+    from surge.server.serve import PROJECT_DIR_ENV, uvicorn_config
 
     _setup_logging(log_level)
     try:
@@ -56,6 +58,31 @@ def _serve(directory: Path, host: str, port: int, *, reload: bool, log_level: st
         console.print(
             f"  {route.config.method:<6} {route.config.path}  [dim]{route.config.name}[/]"
         )
+    if workers > 1:
+        if not getattr(surge_app.runtime.adapter, "is_distributed", False):
+            console.print(
+                "[bold red]error:[/] --workers > 1 needs a storage adapter that fans changes out "
+                "across processes: configure the Redis adapter "
+                "(Config(adapters=Adapters(streams=RedisStreamAdapter(...)))). The default file "
+                "store serves one process."
+            )
+            raise typer.Exit(2)
+        # Each worker builds its own app (and its own feed listener) from the project directory.
+        os.environ[PROJECT_DIR_ENV] = str(directory)
+        config = uvicorn_config(
+            "surge.server.serve:app_from_env",
+            host=host,
+            port=port,
+            log_level=log_level,
+            limits=surge_app.runtime.config.limits,
+            factory=True,
+            workers=workers,
+        )
+        console.print(f"  {workers} worker processes")
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
     server = uvicorn.Server(uvicorn_config(surge_app, host=host, port=port, log_level=log_level))
     server.run()
     if not server.started:
@@ -87,13 +114,10 @@ def start(
     log_level: LogLevel = "info",
 ) -> None:
     """Serve the project for production (no reload)."""
-    if workers != 1:
-        console.print(
-            "[bold red]error:[/] --workers > 1 needs a storage adapter that fans out across "
-            "processes (the Redis adapter); the file store serves one process."
-        )
+    if workers < 1:
+        console.print("[bold red]error:[/] --workers must be at least 1")
         raise typer.Exit(2)
-    _serve(directory.resolve(), host, port, reload=False, log_level=log_level)
+    _serve(directory.resolve(), host, port, reload=False, log_level=log_level, workers=workers)
 
 
 @app.command()
