@@ -2,6 +2,7 @@
 
 from pydantic import BaseModel
 
+from auth import AuthContext
 from surge import StreamConfig, Subscription
 
 
@@ -14,12 +15,11 @@ class ChatMessage(BaseModel):
     timestamp: str
 
 
-def can_access(subscription: Subscription, auth_context: object) -> bool:
+def can_access(subscription: Subscription, auth_context: AuthContext | None) -> bool:
     """Only users that are part of the project backing this chat (the group) may join."""
     if auth_context is None:
         return False
-    project_ids: list[str] = getattr(auth_context, "projectIds", [])
-    return subscription.groupId in project_ids
+    return subscription.groupId in auth_context.projectIds
 
 
 config = StreamConfig(
