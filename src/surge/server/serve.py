@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 from typing import Any
 
@@ -10,6 +12,31 @@ import uvicorn
 from surge.server.app import SurgeApp
 
 __all__ = ["uvicorn_config"]
+
+# Stream tokens travel in the upgrade's URL (`?authToken=`) and in `Sec-WebSocket-Protocol:
+# Authorization,<token>`; uvicorn logs the URL of every upgrade (INFO) and, at DEBUG, the
+# request line and headers. Both go through the "uvicorn.error" logger.
+_TOKEN_IN_TEXT = re.compile(r"(authToken=|Authorization,\s*)[^&\s,\"']+")
+
+
+def _redact_tokens(value: Any) -> Any:
+    return _TOKEN_IN_TEXT.sub(r"\1[redacted]", value) if isinstance(value, str) else value
+
+
+class _RedactStreamTokens(logging.Filter):
+    """Replace stream tokens in a record's message and arguments with ``[redacted]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = _redact_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_tokens(arg) for arg in record.args)
+        return True
+
+
+def _install_token_redaction() -> None:
+    server_logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _RedactStreamTokens) for f in server_logger.filters):
+        server_logger.addFilter(_RedactStreamTokens())
 
 
 def uvicorn_config(
@@ -22,7 +49,7 @@ def uvicorn_config(
 ) -> uvicorn.Config:
     """A uvicorn config for ``app``: one port for HTTP and WebSocket, frames capped by limits."""
     limits = app.runtime.config.limits
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -36,6 +63,9 @@ def uvicorn_config(
         access_log=False,
         **extra,
     )
+    # After uvicorn.Config, which (re)configures logging: dictConfig keeps a logger's filters.
+    _install_token_redaction()
+    return config
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -1,0 +1,1 @@
+"""Integration tests: a live Surge server on port 0 driven by real WebSocket and HTTP clients."""
