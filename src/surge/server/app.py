@@ -19,6 +19,7 @@ from surge.config import Config
 from surge.errors import ConfigError
 from surge.project import default_adapter, load_config
 from surge.server.http import serve_http
+from surge.server.logs import install_token_redaction
 from surge.server.runtime import Runtime
 from surge.server.websocket import serve_websocket
 from surge.steps.config import ApiRouteConfig, StreamConfig, normalize_api_config
@@ -63,6 +64,7 @@ class SurgeApp:
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
+        install_token_redaction()
         try:
             await self.runtime.adapter.open(self.runtime.hub.dispatch)
         except Exception as exc:

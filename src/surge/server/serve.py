@@ -2,53 +2,37 @@
 
 from __future__ import annotations
 
-import logging
-import re
+import os
 import socket
 from typing import Any
 
 import uvicorn
 
-from surge.server.app import SurgeApp
+from surge.config import Limits
+from surge.server.app import SurgeApp, create_app
+from surge.server.logs import install_token_redaction
 
-__all__ = ["uvicorn_config"]
+__all__ = ["PROJECT_DIR_ENV", "app_from_env", "bind_socket", "uvicorn_config"]
 
-# Stream tokens travel in the upgrade's URL (`?authToken=`) and in `Sec-WebSocket-Protocol:
-# Authorization,<token>`; uvicorn logs the URL of every upgrade (INFO) and, at DEBUG, the
-# request line and headers. Both go through the "uvicorn.error" logger.
-_TOKEN_IN_TEXT = re.compile(r"(authToken=|Authorization,\s*)[^&\s,\"']+")
-
-
-def _redact_tokens(value: Any) -> Any:
-    return _TOKEN_IN_TEXT.sub(r"\1[redacted]", value) if isinstance(value, str) else value
-
-
-class _RedactStreamTokens(logging.Filter):
-    """Replace stream tokens in a record's message and arguments with ``[redacted]``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = _redact_tokens(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(_redact_tokens(arg) for arg in record.args)
-        return True
-
-
-def _install_token_redaction() -> None:
-    server_logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _RedactStreamTokens) for f in server_logger.filters):
-        server_logger.addFilter(_RedactStreamTokens())
+PROJECT_DIR_ENV = "SURGE_PROJECT_DIR"
 
 
 def uvicorn_config(
-    app: SurgeApp,
+    app: SurgeApp | str,
     *,
     host: str = "127.0.0.1",
     port: int = 3000,
     log_level: str = "info",
+    limits: Limits | None = None,
     **extra: Any,
 ) -> uvicorn.Config:
-    """A uvicorn config for ``app``: one port for HTTP and WebSocket, frames capped by limits."""
-    limits = app.runtime.config.limits
+    """A uvicorn config for ``app``: one port for HTTP and WebSocket, frames capped by limits.
+
+    ``app`` may be the import string of a factory (for ``--workers``); then pass ``limits``.
+    """
+    if isinstance(app, SurgeApp):
+        limits = app.runtime.config.limits
+    limits = limits or Limits()
     config = uvicorn.Config(
         app,
         host=host,
@@ -64,7 +48,7 @@ def uvicorn_config(
         **extra,
     )
     # After uvicorn.Config, which (re)configures logging: dictConfig keeps a logger's filters.
-    _install_token_redaction()
+    install_token_redaction()
     return config
 
 
@@ -77,3 +61,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def app_from_env() -> SurgeApp:
+    """Factory for worker processes: the project in ``$SURGE_PROJECT_DIR`` (``--workers``)."""
+    return create_app(os.environ.get(PROJECT_DIR_ENV, "."))
