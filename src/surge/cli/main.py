@@ -19,7 +19,8 @@ from surge.errors import ConfigError
 __all__ = ["app", "main"]
 
 app = typer.Typer(help="Surge: real-time streams for Python backends.", no_args_is_help=True)
-console = Console(stderr=True)
+# soft_wrap: never fold a file path or an error across lines (they get copied and grepped).
+console = Console(stderr=True, soft_wrap=True)
 TEMPLATE = Path(__file__).parent / "templates" / "todo"
 _TEMPLATE_IGNORE = shutil.ignore_patterns(
     "node_modules", ".surge", "__pycache__", "dist", "*.pyc", ".vite"
