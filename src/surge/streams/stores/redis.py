@@ -1,0 +1,651 @@
+"""``RedisStreamAdapter``: items in Redis; every instance gets every change through Redis pub/sub.
+
+Key layout (``<prefix>`` defaults to ``surge``), per (stream, group)::
+
+    <prefix>:{<stream>|<group>}:items   HASH    id -> item JSON (orjson bytes, with "id")
+    <prefix>:{<stream>|<group>}:order   ZSET    id -> the group's seq when the item was created
+    <prefix>:{<stream>|<group>}:seq     STRING  the group's change counter (INCR)
+    <prefix>:feed                       channel every change and ephemeral event, as JSON
+    <prefix>:feed:barrier:<instance>    channel private to one adapter (see "Snapshots")
+
+- The braces are a Redis Cluster hash tag: a group's three keys live in one slot, so every Lua
+  script touches one slot only. ``seq`` is therefore per (stream, group), which is what the
+  contract orders by; a store-wide counter would put every write of every group on one key.
+- Stream and group names are percent-encoded for ``%``, ``|``, ``{``, ``}``, ``:`` and the glob
+  characters ``*?[]\\``: ``|`` then separates them unambiguously (stream ``a|b`` group ``c`` and
+  stream ``a`` group ``b|c`` are different keys), the hash tag always ends at our ``}``, and a
+  SCAN pattern can name a stream literally. The prefix may not contain braces or glob characters.
+- Cluster-ready layout, single-endpoint client: the adapter talks to one server (or a proxy
+  such as Envoy or a managed endpoint); it does not route by slot itself.
+- Empty groups disappear (Redis drops an empty HASH or ZSET); their ``seq`` key stays so that
+  ``seq`` never goes back.
+
+Writes are Lua scripts, so each is atomic: ``set`` decides create-vs-update with HEXISTS, writes
+the item, keeps the creation position (``ZADD NX``; a delete then a set goes last), bumps the
+group's seq and PUBLISHes the change, all in one step: two instances racing on a new key get
+exactly one ``create``. ``delete`` publishes nothing when the item does not exist.
+
+Feed payload (one JSON object per message on ``<prefix>:feed``)::
+
+    {"kind":"create"|"update"|"delete","seq":7,"stream":"todo","group":"inbox","id":"t1","item":{..}}
+    {"kind":"event","stream":"todo","group":"inbox","id":null,"event":{"type":"typing","data":..}}
+
+The script splices the item's JSON into the payload as a string (no cjson round trip), so the
+published item is byte-identical to the stored one.
+
+Ordering: Redis runs scripts one at a time and all messages go through one channel, so every
+instance sees every change in the same order, which is each group's ``seq`` order. Each adapter
+has ONE pub/sub connection whose listener task hands messages to the sink in that order. Local
+writes come back through Redis too, so the sink may be called *after* ``set`` returns (unlike the
+memory and file stores).
+
+Snapshots: ``get_group`` and ``get_item_snapshot`` read the items and the group's seq in one
+script, then publish a token on this adapter's private barrier channel and wait (at most
+``CATCH_UP_TIMEOUT_S``) until the listener sees it. Redis delivers a subscriber's messages in
+publish order, so by then every change the snapshot reflects has been handed to the sink: the
+hub never receives a change older than a sync it already sent.
+
+Failures: commands are never retried automatically (a write whose reply was lost may have been
+applied; a retried ``delete`` would then report that nothing existed). Connection errors and
+timeouts (``socket_timeout`` of ``COMMAND_TIMEOUT_S``) raise ``StoreError(retryable=True)``, which
+HTTP maps to 503. When the feed connection drops, the listener logs a warning, reconnects with
+exponential backoff (capped at ``RECONNECT_MAX_S``) and then feeds ``Resync`` so the server
+re-syncs its clients. An idle feed is PINGed every ``HEARTBEAT_S`` so that a half-open connection
+is noticed too.
+
+Durability is Redis's: a write is acknowledged once Redis applied it in memory; what survives a
+Redis crash depends on its persistence settings (``appendonly``, ``appendfsync``).
+
+``list_groups`` SCANs the database for the stream's ``items`` keys: O(number of keys in the
+database) per call, in batches of ``SCAN_COUNT``. Fine for tools and admin pages; keep it off hot
+paths, or give Surge its own database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import re
+import uuid
+from collections.abc import Awaitable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+import orjson
+
+from surge.errors import ConfigError, StoreError, ValidationError
+from surge.streams.feed import Change, ChangeKind, EphemeralEvent, FeedSink, GroupSnapshot, Resync
+from surge.streams.stores.memory import _check_keys, _decode, _deliver, _encode
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+    from redis.commands.core import AsyncScript
+
+__all__ = [
+    "CATCH_UP_TIMEOUT_S",
+    "COMMAND_TIMEOUT_S",
+    "HEARTBEAT_S",
+    "RECONNECT_MAX_S",
+    "SCAN_COUNT",
+    "RedisStreamAdapter",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+COMMAND_TIMEOUT_S: Final = 2.0  # connect and reply timeout of every command
+OPEN_TIMEOUT_S: Final = 5.0  # open() gives the feed subscription this long to be confirmed
+RECONNECT_MIN_S: Final = 0.1
+RECONNECT_MAX_S: Final = 2.0
+HEARTBEAT_S: Final = 5.0  # an idle feed is PINGed this often; silent for 3x this: reconnect
+CATCH_UP_TIMEOUT_S: Final = 2.0
+SCAN_COUNT: Final = 1000
+MAX_CONNECTIONS: Final = 64
+
+_ESCAPED: Final = "%|{}:*?[]\\"
+_ESCAPE_TABLE: Final = {ord(c): f"%{ord(c):02X}" for c in _ESCAPED}
+_UNESCAPE: Final = re.compile(r"%([0-9A-F]{2})")
+
+# Reply prefixes after which the same command may succeed later.
+_RETRYABLE_REPLIES: Final = (
+    "BUSY",
+    "LOADING",
+    "READONLY",
+    "OOM",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MASTERDOWN",
+    "NOREPLICAS",
+)
+
+# KEYS: items, order, seq. ARGV: id, item JSON, payload head ("stream":..,"group":..,"id":..),
+# feed channel. Returns {kind, seq}.
+_SET: Final = """
+local existed = redis.call('HEXISTS', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local seq = redis.call('INCR', KEYS[3])
+local kind = 'update'
+if existed == 0 then
+  kind = 'create'
+  redis.call('ZADD', KEYS[2], 'NX', seq, ARGV[1])
+end
+redis.call('PUBLISH', ARGV[4], '{"kind":"' .. kind .. '","seq":' .. string.format('%d', seq)
+  .. ',' .. ARGV[3] .. ',"item":' .. ARGV[2] .. '}')
+return {kind, seq}
+"""
+
+# KEYS: items, order, seq. ARGV: id, payload head, feed channel. Returns {item JSON, seq} or nil.
+_DELETE: Final = """
+local item = redis.call('HGET', KEYS[1], ARGV[1])
+if not item then
+  return false
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+local seq = redis.call('INCR', KEYS[3])
+redis.call('PUBLISH', ARGV[3], '{"kind":"delete","seq":' .. string.format('%d', seq)
+  .. ',' .. ARGV[2] .. ',"item":' .. item .. '}')
+return {item, seq}
+"""
+
+# KEYS: items, order, seq. Returns {seq, {item JSON...}} in creation order. HMGET goes in chunks:
+# unpack() of a whole large group would overflow Lua's C stack.
+_GET_GROUP: Final = """
+local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
+local items = {}
+for i = 1, #ids, 1000 do
+  local chunk = redis.call('HMGET', KEYS[1], unpack(ids, i, math.min(i + 999, #ids)))
+  for j = 1, #chunk do
+    if chunk[j] then
+      items[#items + 1] = chunk[j]
+    end
+  end
+end
+return {redis.call('GET', KEYS[3]) or '0', items}
+"""
+
+# KEYS: items, seq. ARGV: id. Returns {seq, item JSON or nil}.
+_GET_ITEM_SNAPSHOT: Final = """
+return {redis.call('GET', KEYS[2]) or '0', redis.call('HGET', KEYS[1], ARGV[1])}
+"""
+
+
+class _FeedLost(Exception):
+    """The feed connection stopped answering."""
+
+
+def _load_redis() -> ModuleType:
+    try:
+        import redis.asyncio
+    except ImportError as exc:
+        raise ConfigError(
+            "RedisStreamAdapter needs the redis package: pip install 'surge[redis]'"
+        ) from exc
+    return redis.asyncio
+
+
+def _escape(name: str) -> str:
+    return name.translate(_ESCAPE_TABLE)
+
+
+def _unescape(name: str) -> str:
+    return _UNESCAPE.sub(lambda m: chr(int(m.group(1), 16)), name)
+
+
+def _describe(url: str) -> str:
+    """``url`` without credentials or query (which may carry a password), for messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            return f"unix://{parts.path}"
+        host = parts.hostname or "localhost"
+        port = parts.port or 6379
+    except ValueError:
+        return "<invalid Redis URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{port}{parts.path}"
+
+
+def _head(stream: str, group: str, id: str) -> bytes:
+    return b"".join(
+        (
+            b'"stream":',
+            orjson.dumps(stream),
+            b',"group":',
+            orjson.dumps(group),
+            b',"id":',
+            orjson.dumps(id),
+        )
+    )
+
+
+def _decode_feed(data: bytes) -> Change | EphemeralEvent:
+    """Parse one feed payload; raises ValueError when it is not one of ours."""
+    message = orjson.loads(data)
+    if not isinstance(message, dict):
+        raise ValueError("not a JSON object")
+    kind, stream, group, id = (message.get(k) for k in ("kind", "stream", "group", "id"))
+    if not isinstance(stream, str) or not isinstance(group, str):
+        raise ValueError("stream and group must be strings")
+    if kind == "event":
+        event = message.get("event")
+        if not (id is None or isinstance(id, str)) or not isinstance(event, dict):
+            raise ValueError("bad ephemeral event")
+        return EphemeralEvent(stream, group, id, event)
+    if kind not in ("create", "update", "delete"):
+        raise ValueError(f"unknown kind {kind!r}")
+    item, seq = message.get("item"), message.get("seq")
+    if not isinstance(id, str) or not isinstance(item, dict) or not isinstance(seq, int):
+        raise ValueError("bad change")
+    return Change(kind, stream, group, id, item, seq)
+
+
+class RedisStreamAdapter:
+    """A ``StreamAdapter`` on Redis, shared by every instance of an app (see the module doc)."""
+
+    # Registered by open().
+    _set_script: AsyncScript
+    _delete_script: AsyncScript
+    _group_script: AsyncScript
+    _item_script: AsyncScript
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        host: str = "localhost",
+        port: int = 6379,
+        db: int = 0,
+        password: str | None = None,
+        ssl: bool = False,
+        prefix: str = "surge",
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        """Configure (no I/O yet): ``url``, else ``$SURGE_REDIS_URL``, else host/port/db.
+
+        ``password`` applies when the URL carries none. ``prefix`` starts every key and channel.
+
+        Raises:
+            ConfigError: redis-py is not installed, or ``prefix`` is not usable.
+        """
+        _load_redis()
+        if not prefix or any(c in prefix for c in "{}*?[]\\"):
+            raise ConfigError(f"Redis prefix {prefix!r} must be non-empty, without {{}}*?[]\\")
+        if url is None:
+            url = os.environ.get("SURGE_REDIS_URL") or None
+        if url is None:
+            netloc = f"[{host}]" if ":" in host else host
+            url = f"{'rediss' if ssl else 'redis'}://{netloc}:{port}/{db}"
+        self._url = url
+        self._password = password
+        self._max_connections = max_connections
+        self.prefix = prefix
+        self.where = _describe(url)
+        """The server, for messages: the URL without credentials."""
+        self.feed_channel = f"{prefix}:feed"
+        """The pub/sub channel carrying every change and ephemeral event."""
+        self._barrier_channel = f"{prefix}:feed:barrier:{uuid.uuid4().hex}"
+        self._barrier_channel_bytes = self._barrier_channel.encode()
+        self._client: Redis | None = None
+        self._sink: FeedSink | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._feed_ready: asyncio.Event | None = None
+        self._barriers: dict[int, asyncio.Future[None]] = {}
+        self._tokens = itertools.count(1)
+        self._is_open = False
+        self._is_closed = False
+        self._close_task: asyncio.Future[None] | None = None
+
+    def group_keys(self, stream: str, group: str) -> tuple[str, str, str]:
+        """The ``items``, ``order`` and ``seq`` keys of a group (one hash tag, one slot)."""
+        tag = f"{self.prefix}:{{{_escape(stream)}|{_escape(group)}}}"
+        return f"{tag}:items", f"{tag}:order", f"{tag}:seq"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self, sink: FeedSink) -> None:
+        """Connect, check the server with PING and subscribe to the feed before returning.
+
+        Raises:
+            StoreError: Redis cannot be reached (``retryable=True``) or refuses the credentials.
+        """
+        if self._is_open or self._is_closed:
+            raise StoreError("store was already opened")
+        self._is_open = True
+        aioredis = _load_redis()
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        options: dict[str, Any] = {
+            "max_connections": self._max_connections,
+            "timeout": COMMAND_TIMEOUT_S,  # waiting for a free pooled connection
+            "socket_connect_timeout": COMMAND_TIMEOUT_S,
+            "socket_timeout": COMMAND_TIMEOUT_S,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if self._password is not None:
+            options["password"] = self._password
+        try:
+            from redis.maint_notifications import MaintNotificationsConfig
+        except ImportError:  # redis-py < 7: no maintenance notifications, nothing to turn off
+            pass
+        else:
+            # With them on ("auto" under RESP3), redis-py 8.x skips its check for pooled
+            # connections the server closed, so every idle connection fails one command after
+            # a Redis restart (redis/redis-py#4252). Surge does not use them.
+            options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+        try:
+            pool = aioredis.BlockingConnectionPool.from_url(self._url, **options)
+        except ValueError as exc:
+            raise ConfigError(f"invalid Redis URL {self.where}: {exc}") from exc
+        client: Redis = aioredis.Redis(connection_pool=pool)
+        self._client = client
+        self._sink = sink
+        self._feed_ready = asyncio.Event()
+        try:
+            try:
+                await client.ping()
+            except Exception as exc:
+                error = self._error(exc, "PING")
+                if not error.retryable:
+                    raise error from exc
+                raise StoreError(
+                    f"cannot reach Redis at {self.where}: {exc}", retryable=True
+                ) from exc
+            self._set_script = client.register_script(_SET)
+            self._delete_script = client.register_script(_DELETE)
+            self._group_script = client.register_script(_GET_GROUP)
+            self._item_script = client.register_script(_GET_ITEM_SNAPSHOT)
+            self._listener = asyncio.create_task(self._run_feed(), name="surge-redis-feed")
+            try:
+                async with asyncio.timeout(OPEN_TIMEOUT_S):
+                    await self._feed_ready.wait()
+            except TimeoutError as exc:
+                raise StoreError(
+                    f"Redis at {self.where} did not confirm the feed subscription",
+                    retryable=True,
+                ) from exc
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop the feed listener and close every connection; idempotent."""
+        self._is_closed = True
+        if self._close_task is None:
+            self._close_task = asyncio.ensure_future(self._shutdown())
+        # Shielded so that a cancelled caller cannot leave the listener or the pool behind.
+        await asyncio.shield(self._close_task)
+
+    async def _shutdown(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            await asyncio.wait([listener])  # waits without raising its CancelledError
+        self._release_barriers()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose(close_connection_pool=True)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def set(self, stream: str, group: str, id: str, item: dict[str, Any]) -> Change:
+        """Create or replace the item atomically; returns once Redis applied and published it."""
+        self._check_open()
+        _check_keys(stream, group, id)
+        data = _encode(id, item)
+        args: list[bytes | str] = [id, data, _head(stream, group, id), self.feed_channel]
+        reply = await self._call("set", self._set_script(self.group_keys(stream, group), args))
+        if not isinstance(reply, list) or len(reply) != 2:
+            raise StoreError(f"set: unexpected reply from Redis: {reply!r}")
+        kind: ChangeKind = "create" if reply[0] == b"create" else "update"
+        return Change(kind, stream, group, id, _decode(data), int(reply[1]))
+
+    async def delete(self, stream: str, group: str, id: str) -> Change | None:
+        """Remove the item; returns the ``delete`` change, or None (nothing published)."""
+        self._check_open()
+        _check_keys(stream, group, id)
+        args: list[bytes | str] = [id, _head(stream, group, id), self.feed_channel]
+        keys = self.group_keys(stream, group)
+        reply = await self._call("delete", self._delete_script(keys, args))
+        if reply is None:
+            return None
+        if not isinstance(reply, list) or len(reply) != 2:
+            raise StoreError(f"delete: unexpected reply from Redis: {reply!r}")
+        return Change("delete", stream, group, id, _decode(reply[0]), int(reply[1]))
+
+    async def send(self, stream: str, group: str, id: str | None, event: dict[str, Any]) -> None:
+        """Publish an ephemeral event to every instance's sink; nothing is stored."""
+        client = self._check_open()
+        _check_keys(stream, group, id)
+        message = {"kind": "event", "stream": stream, "group": group, "id": id, "event": event}
+        try:
+            payload = orjson.dumps(message)
+        except orjson.JSONEncodeError as exc:
+            raise ValidationError(
+                f"event is not JSON-serialisable: {exc}",
+                [{"loc": ["event"], "msg": str(exc), "type": "json_invalid"}],
+            ) from exc
+        await self._call("send", client.publish(self.feed_channel, payload))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, stream: str, group: str, id: str) -> dict[str, Any] | None:
+        """Return the item or None."""
+        client = self._check_open()
+        _check_keys(stream, group, id)
+        items_key = self.group_keys(stream, group)[0]
+        data = await self._call("get", client.hget(items_key, id))
+        if data is None:
+            return None
+        return _decode(data if isinstance(data, bytes) else data.encode())
+
+    async def get_group(self, stream: str, group: str) -> GroupSnapshot:
+        """Return the group's items in creation order, read atomically with the group's ``seq``.
+
+        Returns only after the feed has delivered every change the snapshot reflects.
+        """
+        self._check_open()
+        _check_keys(stream, group, None)
+        keys = self.group_keys(stream, group)
+        reply = await self._call("get_group", self._group_script(keys))
+        if not isinstance(reply, list) or len(reply) != 2 or not isinstance(reply[1], list):
+            raise StoreError(f"get_group: unexpected reply from Redis: {reply!r}")
+        snapshot = GroupSnapshot([_decode(data) for data in reply[1]], int(reply[0]))
+        await self._catch_up()
+        return snapshot
+
+    async def get_item_snapshot(self, stream: str, group: str, id: str) -> GroupSnapshot:
+        """Return ``[item]`` or ``[]`` read atomically with the group's ``seq``."""
+        self._check_open()
+        _check_keys(stream, group, id)
+        items_key, _, seq_key = self.group_keys(stream, group)
+        reply = await self._call("get_item_snapshot", self._item_script([items_key, seq_key], [id]))
+        if not isinstance(reply, list) or len(reply) != 2:
+            raise StoreError(f"get_item_snapshot: unexpected reply from Redis: {reply!r}")
+        items = [] if reply[1] is None else [_decode(reply[1])]
+        snapshot = GroupSnapshot(items, int(reply[0]))
+        await self._catch_up()
+        return snapshot
+
+    async def list_groups(self, stream: str) -> list[str]:
+        """Return the sorted ids of the groups of ``stream`` holding items (SCANs the database)."""
+        client = self._check_open()
+        _check_keys(stream, "", None)
+        head = f"{self.prefix}:{{{_escape(stream)}|"
+        tail = "}:items"
+        groups: set[str] = set()
+        try:
+            async for key in client.scan_iter(match=f"{head}*{tail}", count=SCAN_COUNT):
+                name = key.decode() if isinstance(key, bytes) else str(key)
+                groups.add(_unescape(name[len(head) : -len(tail)]))
+        except Exception as exc:
+            raise self._error(exc, "list_groups") from exc
+        return sorted(groups)
+
+    async def _catch_up(self) -> None:
+        """Wait until the feed has delivered everything published before this call."""
+        ready = self._feed_ready
+        client = self._client
+        if ready is None or not ready.is_set() or client is None:
+            return  # the feed is down: a Resync follows its reconnection anyway
+        token = next(self._tokens)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._barriers[token] = waiter
+        try:
+            receivers = await self._call(
+                "catch-up", client.publish(self._barrier_channel, str(token))
+            )
+            if receivers:
+                async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
+                    await waiter
+        except TimeoutError:
+            logger.warning("Redis feed at %s is lagging: returning a snapshot anyway", self.where)
+        finally:
+            self._barriers.pop(token, None)
+
+    def _release_barriers(self) -> None:
+        barriers, self._barriers = self._barriers, {}
+        for waiter in barriers.values():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def _check_open(self) -> Redis:
+        if self._is_closed:
+            raise StoreError("store is closed")
+        if self._client is None or self._feed_ready is None:
+            raise StoreError("store is not open")
+        return self._client
+
+    async def _call(self, action: str, command: Awaitable[T]) -> T:
+        try:
+            return await command
+        except Exception as exc:
+            raise self._error(exc, action) from exc
+
+    def _error(self, exc: BaseException, action: str) -> StoreError:
+        """Wrap a redis-py error in a ``StoreError`` that says whether to retry."""
+        from redis import exceptions as rex
+
+        if isinstance(exc, StoreError):
+            return exc
+        if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
+            return StoreError(f"{action}: Redis at {self.where} refused access: {exc}")
+        if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError | TimeoutError):
+            return StoreError(
+                f"{action}: Redis at {self.where} is unavailable: {exc}", retryable=True
+            )
+        if isinstance(exc, rex.ResponseError):
+            retryable = str(exc).startswith(_RETRYABLE_REPLIES)
+            return StoreError(f"{action}: Redis replied: {exc}", retryable=retryable)
+        return StoreError(f"{action} failed: {exc!r}")
+
+    # -- feed --------------------------------------------------------------------------------
+
+    async def _run_feed(self) -> None:
+        """The listener: follow the feed forever, reconnecting with backoff; never dies."""
+        delay = RECONNECT_MIN_S
+        has_connected = False  # a later (re)subscription may have missed messages
+        is_lost = False  # warn once per outage, not once per attempt
+        while True:
+            try:
+                client = self._client
+                if client is None:
+                    return
+                pubsub = client.pubsub()
+                try:
+                    await self._subscribe(pubsub, is_reconnect=has_connected)
+                    if is_lost:
+                        logger.info("Redis feed at %s is back; re-syncing clients", self.where)
+                    has_connected, is_lost, delay = True, False, RECONNECT_MIN_S
+                    await self._follow(pubsub)
+                finally:
+                    if self._feed_ready is not None:
+                        self._feed_ready.clear()
+                    self._release_barriers()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                from redis import exceptions as rex
+
+                expected = isinstance(
+                    exc, rex.ConnectionError | rex.TimeoutError | OSError | _FeedLost
+                )
+                if not expected:
+                    logger.exception("Redis feed listener failed; restarting it")
+                elif not is_lost:
+                    logger.warning(
+                        "Redis feed at %s lost (%s); reconnecting",
+                        self.where,
+                        str(exc) or type(exc).__name__,
+                    )
+                else:
+                    logger.debug("Redis feed at %s still down: %s", self.where, exc)
+                is_lost = is_lost or expected
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _subscribe(self, pubsub: PubSub, *, is_reconnect: bool) -> None:
+        await pubsub.subscribe(self.feed_channel, self._barrier_channel)
+        confirmed = 0
+        async with asyncio.timeout(COMMAND_TIMEOUT_S):
+            while confirmed < 2:
+                message = await pubsub.get_message(timeout=COMMAND_TIMEOUT_S)
+                if message is None:
+                    continue
+                if message["type"] != "subscribe":
+                    self._on_message(message)
+                    continue
+                confirmed += 1
+                if confirmed == 1 and is_reconnect:
+                    # Messages may have been published while we were away.
+                    sink = self._sink
+                    if sink is not None:
+                        _deliver(sink, Resync("redis feed reconnected"))
+        if self._feed_ready is not None:
+            self._feed_ready.set()
+
+    async def _follow(self, pubsub: PubSub) -> None:
+        loop = asyncio.get_running_loop()
+        last_heard = loop.time()
+        while True:
+            message = await pubsub.get_message(timeout=HEARTBEAT_S)
+            now = loop.time()
+            if message is not None:
+                last_heard = now
+                self._on_message(message)
+            elif now - last_heard >= 3 * HEARTBEAT_S:
+                raise _FeedLost(f"no reply to PING for {now - last_heard:.0f} s")
+            else:
+                await pubsub.ping()
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        data = message.get("data")
+        if message.get("type") != "message" or not isinstance(data, bytes):
+            return  # pong, (un)subscribe confirmations
+        if message.get("channel") == self._barrier_channel_bytes:
+            try:
+                waiter = self._barriers.pop(int(data))
+            except (KeyError, ValueError):
+                return  # a token whose caller already gave up
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        sink = self._sink
+        if sink is None:
+            return
+        try:
+            feed_message = _decode_feed(data)
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+            logger.warning("ignoring a malformed message on %s: %s", self.feed_channel, exc)
+            return
+        _deliver(sink, feed_message)
