@@ -54,4 +54,8 @@ def __getattr__(name: str) -> object:
         from surge.streams.stores.memory import MemoryStreamAdapter
 
         return MemoryStreamAdapter
+    if name == "RedisStreamAdapter":
+        from surge.streams.stores.redis import RedisStreamAdapter
+
+        return RedisStreamAdapter
     raise AttributeError(f"module 'surge' has no attribute {name!r}")

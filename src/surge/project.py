@@ -49,9 +49,16 @@ def load_config(project_dir: Path | str) -> Config:
 
 
 def default_adapter(project_dir: Path | str, config: Config) -> StreamAdapter:
-    """The configured adapter; else memory when ``SURGE_STORE=memory``; else the file store."""
+    """The configured adapter; else Redis when ``SURGE_REDIS_URL`` is set; else memory when
+    ``SURGE_STORE=memory``; else the durable file store under ``.surge/streams``."""
     if config.adapters.streams is not None:
         return config.adapters.streams
+    if os.environ.get("SURGE_REDIS_URL"):
+        from surge.streams.stores.redis import RedisStreamAdapter
+
+        return RedisStreamAdapter(
+            os.environ["SURGE_REDIS_URL"], prefix=os.environ.get("SURGE_REDIS_PREFIX", "surge")
+        )
     choice = os.environ.get("SURGE_STORE", "file").lower()
     if choice == "memory":
         from surge.streams.stores.memory import MemoryStreamAdapter

@@ -21,6 +21,7 @@ from surge.project import default_adapter, load_config
 from surge.server.http import serve_http
 from surge.server.logs import install_token_redaction
 from surge.server.runtime import Runtime
+from surge.server.static import with_static_files
 from surge.server.websocket import serve_websocket
 from surge.steps.config import ApiRouteConfig, StreamConfig, normalize_api_config
 from surge.steps.discovery import discover
@@ -40,7 +41,7 @@ class SurgeApp:
         self.project_dir = project_dir
         self.reload = reload
         self._http = CORSMiddleware(
-            self._serve_http,
+            with_static_files(self._serve_http, runtime, project_dir),
             allow_origins=list(runtime.config.cors_origins),
             allow_methods=["*"],
             allow_headers=["*"],

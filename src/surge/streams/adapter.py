@@ -10,8 +10,12 @@ Contract (checked by ``tests/unit/streams/test_store_contract.py`` for every ada
 - A write is acknowledged (its coroutine returns) only once it is durable for the adapter's
   durability level (the file adapter: on disk, surviving ``kill -9``).
 - Every applied change and every ``send`` reaches the sink given to ``open`` exactly once, on the
-  event loop, in apply order, *before* the writing coroutine resumes. That is what lets the hub
-  keep per-connection order without locks.
+  event loop, and the changes of one (stream, group) reach it in ``seq`` order. Local adapters
+  (memory, file) call the sink *before* the writing coroutine resumes; distributed ones (Redis)
+  deliver every instance's changes, their own included, through one ordered feed, so the sink may
+  run after ``set`` returns.
+- ``is_distributed`` is True when changes made by any process reach every process's sink (the
+  Redis adapter); ``surge start --workers N`` requires it.
 - ``get_group`` (and ``get_item_snapshot``) return a ``GroupSnapshot`` whose ``seq`` is consistent
   with its items: every change of that group with ``seq <= snapshot.seq`` is reflected, none with a
   larger one is.
@@ -29,6 +33,8 @@ __all__ = ["StreamAdapter"]
 @runtime_checkable
 class StreamAdapter(Protocol):
     """Storage for all streams plus the feed of their changes to subscribers."""
+
+    is_distributed: bool
 
     async def open(self, sink: FeedSink) -> None:
         """Connect or create the storage and start delivering feed messages to ``sink``."""

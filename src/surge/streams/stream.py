@@ -3,11 +3,18 @@
 Data flow of a write: validate ids and data (nothing is stored or sent when that fails) ->
 ``adapter.set`` (atomic create-vs-update, durable) -> the adapter feeds the change to the hub,
 which encodes it once and fans it out. ``send`` goes to the adapter's feed only, never to storage.
+
+Returned-item tracking (for the Workbench): inside ``track_returned_items()`` every value ``set`` and
+``get`` return is remembered with its (stream, group, id), so the HTTP adapter can tell that a
+response body *is* a stream item. Outside it, the cost is one ``ContextVar.get`` per call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,7 +26,55 @@ from surge.streams.adapter import StreamAdapter
 if TYPE_CHECKING:
     from surge.steps.config import StreamConfig
 
-__all__ = ["Stream", "Streams"]
+__all__ = ["ItemRef", "ReturnedItems", "Stream", "Streams", "track_returned_items"]
+
+_object_id = id  # `id` is a parameter name below
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRef:
+    """Where a stream item lives; wire names, as a client's item join uses them."""
+
+    streamName: str
+    groupId: str
+    id: str
+
+
+class ReturnedItems:
+    """The values ``set``/``get`` returned during one request, by object identity."""
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self) -> None:
+        # The value is kept alive with its ref so that its id() cannot be reused by another object.
+        self._by_id: dict[int, tuple[Any, ItemRef]] = {}
+
+    def remember(self, value: Any, ref: ItemRef) -> None:
+        """Record that ``value`` is the item at ``ref`` (a later call for the same value wins)."""
+        self._by_id[_object_id(value)] = (value, ref)
+
+    def origin_of(self, value: Any) -> ItemRef | None:
+        """The item ``value`` is (the very object, not an equal one), or None."""
+        found = self._by_id.get(_object_id(value))
+        if found is None or found[0] is not value:
+            return None
+        return found[1]
+
+
+_returned_items: ContextVar[ReturnedItems | None] = ContextVar(
+    "surge_returned_items", default=None
+)
+
+
+@contextmanager
+def track_returned_items() -> Iterator[ReturnedItems]:
+    """Record the values ``Stream.set``/``Stream.get`` return inside the block (this context)."""
+    items = ReturnedItems()
+    token = _returned_items.set(items)
+    try:
+        yield items
+    finally:
+        _returned_items.reset(token)
 
 
 def _check_id(value: object, what: str) -> str:
@@ -66,6 +121,9 @@ class Stream:
             elif self._model_has_id:
                 value = value.model_copy(update={"id": id})
         await self._adapter.set(self.name, group_id, id, item)
+        tracked = _returned_items.get()
+        if tracked is not None:
+            tracked.remember(value, ItemRef(self.name, group_id, id))
         return value
 
     async def get(self, group_id: str, id: str) -> Any:
@@ -73,7 +131,13 @@ class Stream:
         _check_id(group_id, "groupId")
         _check_id(id, "id")
         item = await self._adapter.get(self.name, group_id, id)
-        return None if item is None else self._to_value(item)
+        if item is None:
+            return None
+        value = self._to_value(item)
+        tracked = _returned_items.get()
+        if tracked is not None:
+            tracked.remember(value, ItemRef(self.name, group_id, id))
+        return value
 
     async def delete(self, group_id: str, id: str) -> Any:
         """Delete the item; returns the deleted value, or None (and nothing is sent) if absent."""

@@ -126,6 +126,8 @@ class _Write:
 class FileStreamAdapter:
     """A durable ``StreamAdapter`` on SQLite (WAL) in ``<directory>/streams.db``."""
 
+    is_distributed = False  # Changes reach this process's sink only.
+
     def __init__(
         self,
         directory: Path | str = ".surge/streams",

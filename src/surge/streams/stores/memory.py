@@ -68,6 +68,8 @@ def _encode(id: str, item: dict[str, Any]) -> bytes:
 class MemoryStreamAdapter:
     """A non-durable ``StreamAdapter`` holding every item in process memory."""
 
+    is_distributed = False  # Changes reach this process's sink only.
+
     def __init__(self) -> None:
         self._groups: dict[tuple[str, str], dict[str, bytes]] = {}
         self._seq = 0

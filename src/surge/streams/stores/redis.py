@@ -249,6 +249,8 @@ def _decode_feed(data: bytes) -> Change | EphemeralEvent:
 class RedisStreamAdapter:
     """A ``StreamAdapter`` on Redis, shared by every instance of an app (see the module doc)."""
 
+    is_distributed = True  # Changes reach every process's sink.
+
     # Registered by open().
     _set_script: AsyncScript
     _delete_script: AsyncScript

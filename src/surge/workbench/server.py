@@ -1,0 +1,124 @@
+"""The Workbench's HTTP side: its page, its JSON endpoints and the ``/endpoints`` shortcut.
+
+Everything lives under ``/__surge/`` (a prefix no user route should use): the page at
+``/__surge/workbench/`` and JSON at ``/__surge/api/{session,endpoints,streams}``. ``GET
+/endpoints`` (the guide's URL) redirects to the page only while the project has no route there.
+These responses bypass the project's CORS: other sites cannot read them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from surge.errors import StoreError
+from surge.workbench.access import is_same_origin, new_key
+from surge.workbench.describe import describe_endpoints, describe_streams
+
+if TYPE_CHECKING:
+    from surge.server.runtime import Runtime
+
+__all__ = ["PAGE_PATH", "PREFIX", "STATIC_DIR", "Workbench"]
+
+logger = logging.getLogger(__name__)
+
+PREFIX: Final = "/__surge/"
+PAGE_PATH: Final = "/__surge/workbench/"
+STATIC_DIR: Final = Path(__file__).parent / "static"
+_GUIDE_PATHS = ("/endpoints", "/endpoints/")
+_STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(html|js|css|svg)$")
+_CONTENT_TYPES = {
+    "html": b"text/html; charset=utf-8",
+    "js": b"text/javascript; charset=utf-8",
+    "css": b"text/css; charset=utf-8",
+    "svg": b"image/svg+xml",
+}
+_PAGE_HEADERS = [
+    (b"cache-control", b"no-cache"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+Headers = list[tuple[bytes, bytes]]
+
+
+class Workbench:
+    """The dev-only Workbench of one app; ``key`` admits its WebSocket past stream auth."""
+
+    def __init__(self, runtime: Runtime, project_dir: Path | None = None) -> None:
+        self.runtime = runtime
+        self.project_dir = project_dir
+        self.key = new_key()
+
+    def handles(self, scope: dict[str, Any]) -> bool:
+        """True for ``/__surge/...`` and for a ``GET /endpoints`` no user route claims."""
+        path: str = scope["path"]
+        if path.startswith(PREFIX) or path == PREFIX[:-1]:
+            return True
+        return (
+            path in _GUIDE_PATHS
+            and scope["method"] in ("GET", "HEAD")
+            and self.runtime.registry.match("GET", path) is None
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """ASGI handler for the requests ``handles`` accepted."""
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if method not in ("GET", "HEAD"):
+            await _send(send, method, 405, *_json({"error": f"{method} not allowed on {path}"}))
+        elif path in _GUIDE_PATHS or path in (PREFIX[:-1], PREFIX, PAGE_PATH[:-1]):
+            await _send(send, method, 307, b"", [(b"location", PAGE_PATH.encode())])
+        elif path.startswith(PAGE_PATH):
+            await _send(send, method, *_static(path.removeprefix(PAGE_PATH) or "index.html"))
+        elif path == "/__surge/api/session":
+            await _send(send, method, *self._session(scope))
+        elif path == "/__surge/api/endpoints":
+            root = self.project_dir
+            endpoints = describe_endpoints(self.runtime.registry, root)
+            await _send(send, method, *_json({"endpoints": endpoints}))
+        elif path == "/__surge/api/streams":
+            await _send(send, method, *await self._streams())
+        else:
+            await _send(send, method, *_json({"error": f"no workbench resource {path}"}, 404))
+
+    def _session(self, scope: dict[str, Any]) -> tuple[int, bytes, Headers]:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if not is_same_origin(headers):
+            logger.warning("workbench session refused: cross-origin request")
+            return _json({"error": "the workbench session is for same-origin pages only"}, 403)
+        auth = self.runtime.config.stream_auth is not None
+        return _json({"workbenchKey": self.key, "streamAuth": auth})
+
+    async def _streams(self) -> tuple[int, bytes, Headers]:
+        try:
+            streams = await describe_streams(self.runtime)
+        except StoreError as exc:
+            logger.error("workbench: listing stream groups failed: %s", exc)
+            return _json({"error": "storage unavailable, retry later"}, 503)
+        return _json({"streams": streams})
+
+
+def _json(body: Any, status: int = 200) -> tuple[int, bytes, Headers]:
+    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+    return status, orjson.dumps(body), headers
+
+
+def _static(name: str) -> tuple[int, bytes, Headers]:
+    # A fixed directory and a strict name pattern: no path can leave STATIC_DIR.
+    match = _STATIC_NAME.match(name)
+    file = STATIC_DIR / name
+    if match is None or not file.is_file():
+        return _json({"error": f"no workbench file {name!r}"}, 404)
+    headers = [(b"content-type", _CONTENT_TYPES[match.group(1)]), *_PAGE_HEADERS]
+    return 200, file.read_bytes(), headers
+
+
+async def _send(send: Any, method: str, status: int, body: bytes, headers: Headers) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})

@@ -1,0 +1,98 @@
+"""`surge start --workers 2` on one port with Redis: clients on either worker see every change."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+from pathlib import Path
+
+import httpx2
+import websockets
+
+from e2e.redis_env import redis_env  # noqa: F401 - fixture
+from e2e.surge_process import SurgeProcess, copy_todo_project
+
+PID_STEP = '''
+import os
+
+from steps.todo_stream import Todo
+from surge import ApiResponse, ApiRouteConfig
+
+config = ApiRouteConfig(name="PidTodo", method="POST", path="/pid-todo")
+
+
+async def handler(req, ctx):
+    """Create a todo and say which worker process did it."""
+    todo_id = f"t-{os.getpid()}-{req.body['n']}"
+    await ctx.streams.todo.set(
+        "inbox", todo_id, Todo(id=todo_id, description="x", createdAt="now")
+    )
+    return ApiResponse(200, {"pid": os.getpid(), "id": todo_id})
+'''
+
+
+async def test_clients_on_different_workers_see_each_others_changes(
+    tmp_path: Path,
+    redis_env: str,  # noqa: F811
+) -> None:
+    project = copy_todo_project(tmp_path / "todo")
+    (project / "steps" / "pid_todo_step.py").write_text(textwrap.dedent(PID_STEP))
+    server = SurgeProcess(project, extra_args=["--workers", "2"])
+    await asyncio.to_thread(server.start, 30.0)
+    try:
+        # Writes until two different worker processes have answered (new connection each time).
+        pids: set[int] = set()
+        ids: list[str] = []
+        for n in range(60):
+            async with httpx2.AsyncClient() as client:
+                response = await client.post(f"{server.url}/pid-todo", json={"n": n}, timeout=5)
+            assert response.status_code == 200, response.text
+            pids.add(response.json()["pid"])
+            ids.append(response.json()["id"])
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2, "the kernel never handed a connection to the second worker"
+
+        # Clients on whichever workers they land on; then writes through both workers.
+        seen: list[set[str]] = [set() for _ in range(8)]
+        readies = [asyncio.Event() for _ in seen]
+        written: set[str] = set()
+        done = asyncio.Event()
+
+        async def collect(ready: asyncio.Event, got: set[str]) -> None:
+            async with websockets.connect(server.ws_url, open_timeout=5) as ws:
+                join = {"streamName": "todo", "groupId": "inbox", "subscriptionId": "s"}
+                await ws.send(json.dumps({"type": "join", "data": join}))
+                assert json.loads(await ws.recv())["event"]["type"] == "sync"
+                ready.set()
+                while not (done.is_set() and got >= written):
+                    frame = json.loads(await ws.recv())
+                    if frame["event"]["type"] == "create":
+                        got.add(frame["id"])
+
+        async with asyncio.timeout(20):
+            tasks = [
+                asyncio.create_task(collect(ready, got))
+                for ready, got in zip(readies, seen, strict=True)
+            ]
+            await asyncio.gather(*(r.wait() for r in readies))
+            by_pid: dict[int, int] = {}
+            for n in range(100, 400):
+                async with httpx2.AsyncClient() as client:
+                    response = await client.post(f"{server.url}/pid-todo", json={"n": n}, timeout=5)
+                body = response.json()
+                written.add(body["id"])
+                by_pid[body["pid"]] = by_pid.get(body["pid"], 0) + 1
+                if len(by_pid) == 2 and min(by_pid.values()) >= 3:
+                    break
+            assert len(by_pid) == 2, f"all writes went to one worker: {by_pid}"
+            done.set()
+            # The last frame each client waits for may already be in: nudge with one more write.
+            async with httpx2.AsyncClient() as client:
+                response = await client.post(f"{server.url}/pid-todo", json={"n": 999}, timeout=5)
+            await asyncio.gather(*tasks)
+        for got in seen:
+            assert got >= written
+    finally:
+        await asyncio.to_thread(server.stop)
