@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from surge.protocol.codec import Frame, encode_group_sync
 from surge.protocol.messages import SubscriptionRequest
 from surge.protocol.session import Session
-from surge.server.hub import Hub
+from surge.server.hub import Hub, HubSubscription
 from surge.server.outbox import Outbox
 from surge.server.websocket import Connection
 from surge.streams.feed import Change, EphemeralEvent
@@ -17,7 +19,7 @@ def make_conn(capacity: int = 100) -> Connection:
     return Connection(Session(), Outbox(capacity), None)
 
 
-def queued(conn: Connection) -> list[dict]:
+def queued(conn: Connection) -> list[dict[str, Any]]:
     return [orjson.loads(f.text) for f in conn.outbox._frames]
 
 
@@ -29,7 +31,7 @@ def change(id: str, seq: int, kind: str = "create", group: str = "inbox") -> Cha
     return Change(kind, "todo", group, id, {"id": id, "n": seq}, seq)  # type: ignore[arg-type]
 
 
-def activate(hub: Hub, sub, seq: int = 0) -> None:
+def activate(hub: Hub, sub: HubSubscription, seq: int = 0) -> None:
     hub.activate(sub, encode_group_sync("todo", sub.request.group, [], hub.clock.next()), seq)
 
 
@@ -121,9 +123,9 @@ def test_frames_restamped_when_not_newer_than_last_written() -> None:
     outbox.put(Frame(100, '{"timestamp":100,"a":1}'))
     outbox.put(Frame(50, '{"timestamp":50,"a":2}'))
     outbox.close(1000, "done")
-    sent: list[dict] = []
+    sent: list[dict[str, Any]] = []
 
-    async def send(message: dict) -> None:
+    async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
     import asyncio
@@ -137,7 +139,7 @@ def test_frames_restamped_when_not_newer_than_last_written() -> None:
 def test_resync_puts_live_subscriptions_back_to_pending_and_reports_them() -> None:
     from surge.streams.feed import Resync
 
-    reported: list[list] = []
+    reported: list[list[HubSubscription]] = []
     hub = Hub(on_resync=reported.append)
     conn = make_conn()
     live = hub.subscribe(conn, req())
