@@ -53,7 +53,10 @@ from typing import Any, Final, Literal, TypeVar
 
 from surge.errors import ConfigError, StoreError
 from surge.streams.feed import Change, EphemeralEvent, FeedSink, GroupSnapshot
-from surge.streams.stores.memory import _check_keys, _decode, _deliver, _encode
+from surge.streams.stores._items import check_keys as _check_keys
+from surge.streams.stores._items import decode_item as _decode
+from surge.streams.stores._items import deliver as _deliver
+from surge.streams.stores._items import encode_item as _encode
 
 __all__ = ["MAX_BATCH", "SCHEMA_VERSION", "FileStreamAdapter", "StoreStats"]
 

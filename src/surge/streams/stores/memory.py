@@ -13,56 +13,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
-
-from surge.errors import StoreError, ValidationError
+from surge.errors import StoreError
 from surge.streams.feed import (
     Change,
     ChangeKind,
     EphemeralEvent,
-    FeedMessage,
     FeedSink,
     GroupSnapshot,
 )
+from surge.streams.stores._items import check_keys as _check_keys
+from surge.streams.stores._items import decode_item as _decode
+from surge.streams.stores._items import deliver as _deliver
+from surge.streams.stores._items import encode_item as _encode
 
 __all__ = ["MemoryStreamAdapter"]
 
 logger = logging.getLogger(__name__)
-
-
-def _check_keys(stream: str, group: str, id: str | None) -> None:
-    # The file store cannot bind strings that are not valid UTF-8 (lone surrogates); reject
-    # them here too so every store accepts the same keys.
-    for name, value in (("stream", stream), ("group", group), ("id", id)):
-        if value is None and name == "id":
-            continue
-        if not isinstance(value, str):
-            raise ValidationError(
-                f"{name} must be a string",
-                [{"loc": [name], "msg": "must be a string", "type": "string_type"}],
-            )
-        try:
-            value.encode()
-        except UnicodeEncodeError as exc:
-            raise ValidationError(
-                f"{name} is not valid Unicode",
-                [{"loc": [name], "msg": str(exc), "type": "string_unicode"}],
-            ) from exc
-
-
-def _encode(id: str, item: dict[str, Any]) -> bytes:
-    if not isinstance(item, dict):
-        raise ValidationError(
-            "item must be a JSON object",
-            [{"loc": ["item"], "msg": "must be a JSON object", "type": "dict_type"}],
-        )
-    try:
-        return orjson.dumps({**item, "id": id})
-    except orjson.JSONEncodeError as exc:
-        raise ValidationError(
-            f"item is not JSON-serialisable: {exc}",
-            [{"loc": ["item"], "msg": str(exc), "type": "json_invalid"}],
-        ) from exc
 
 
 class MemoryStreamAdapter:
@@ -154,16 +120,3 @@ class MemoryStreamAdapter:
         if self._sink is None:
             raise StoreError("store is not open")
         return self._sink
-
-
-def _decode(data: bytes) -> dict[str, Any]:
-    item: dict[str, Any] = orjson.loads(data)
-    return item
-
-
-def _deliver(sink: FeedSink, message: FeedMessage) -> None:
-    # The write is already applied; a failing sink must not turn it into a reported failure.
-    try:
-        sink(message)
-    except Exception:
-        logger.exception("feed sink failed on %s", type(message).__name__)

@@ -78,7 +78,10 @@ import orjson
 
 from surge.errors import ConfigError, StoreError, ValidationError
 from surge.streams.feed import Change, ChangeKind, EphemeralEvent, FeedSink, GroupSnapshot, Resync
-from surge.streams.stores.memory import _check_keys, _decode, _deliver, _encode
+from surge.streams.stores._items import check_keys as _check_keys
+from surge.streams.stores._items import decode_item as _decode
+from surge.streams.stores._items import deliver as _deliver
+from surge.streams.stores._items import encode_item as _encode
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
