@@ -38,14 +38,21 @@ def _setup_logging(level: str) -> None:
 
 
 def _serve(
-    directory: Path, host: str, port: int, *, reload: bool, log_level: str, workers: int = 1
+    directory: Path,
+    host: str,
+    port: int,
+    *,
+    reload: bool,
+    log_level: str,
+    workers: int = 1,
+    workbench: bool = False,
 ) -> None:
     from surge.server.app import create_app
     from surge.server.serve import PROJECT_DIR_ENV, uvicorn_config
 
     _setup_logging(log_level)
     try:
-        surge_app = create_app(directory, reload=reload)
+        surge_app = create_app(directory, reload=reload, workbench=workbench)
     except ConfigError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -59,6 +66,8 @@ def _serve(
         console.print(
             f"  {route.config.method:<6} {route.config.path}  [dim]{route.config.name}[/]"
         )
+    if workbench:
+        console.print(f"  Workbench: [green]http://{host}:{port}/__surge/workbench/[/]")
     if workers > 1:
         if not getattr(surge_app.runtime.adapter, "is_distributed", False):
             console.print(
@@ -102,8 +111,8 @@ def dev(
     directory: Dir = Path("."),
     log_level: LogLevel = "info",
 ) -> None:
-    """Serve the project with hot reload of steps/ (a broken step keeps the last good version)."""
-    _serve(directory.resolve(), host, port, reload=True, log_level=log_level)
+    """Serve the project with hot reload of steps/ and the Workbench at /__surge/workbench/."""
+    _serve(directory.resolve(), host, port, reload=True, log_level=log_level, workbench=True)
 
 
 @app.command()

@@ -3,6 +3,11 @@
 Layers: ``SurgeApp`` routes by scope type; HTTP goes through CORS to ``serve_http``; WebSockets go
 to ``serve_websocket``. The lifespan opens the storage adapter with the hub as its feed sink and
 owns the long-lived tasks (the dev reloader), which log and keep going on error.
+
+With ``workbench=True`` (``surge dev``) requests under ``/__surge/`` (and ``GET /endpoints`` when no
+step claims it) go to the Workbench, outside CORS; API responses that are stream items get the
+``x-surge-stream-item`` header; WebSocket scopes carry the Workbench's key for the upgrade check,
+and every ``can_access`` admits the Workbench's connections.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from starlette.middleware.cors import CORSMiddleware
 from surge.config import Config
 from surge.errors import ConfigError
 from surge.project import default_adapter, load_config
-from surge.server.http import serve_http
+from surge.server.http import STREAM_ITEM_HEADER, serve_http
 from surge.server.logs import install_token_redaction
 from surge.server.runtime import Runtime
 from surge.server.static import with_static_files
@@ -27,6 +32,8 @@ from surge.steps.config import ApiRouteConfig, StreamConfig, normalize_api_confi
 from surge.steps.discovery import discover
 from surge.steps.registry import ApiRoute, Handler, Registry
 from surge.streams.adapter import StreamAdapter
+from surge.workbench import Workbench
+from surge.workbench.access import WORKBENCH_KEY_SCOPE, install_key_redaction, open_to_workbench
 
 __all__ = ["SurgeApp", "create_app"]
 
@@ -34,29 +41,53 @@ logger = logging.getLogger(__name__)
 
 
 class SurgeApp:
-    """The ASGI callable; ``runtime`` exposes the hub, streams and adapter (e.g. to tests)."""
+    """The ASGI callable; ``runtime`` exposes the hub, streams and adapter (e.g. to tests).
 
-    def __init__(self, runtime: Runtime, *, project_dir: Path | None = None, reload: bool = False):
+    ``workbench`` is the dev Workbench (with its per-process ``key``), or None when it is off.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        project_dir: Path | None = None,
+        reload: bool = False,
+        workbench: bool = False,
+    ):
         self.runtime = runtime
         self.project_dir = project_dir
         self.reload = reload
+        self.workbench: Workbench | None = None
+        expose = ["x-trace-id"]
+        if workbench:
+            install_key_redaction()
+            self.workbench = Workbench(runtime, project_dir)
+            runtime.registry = open_to_workbench(runtime.registry)
+            expose.append(STREAM_ITEM_HEADER)
         self._http = CORSMiddleware(
             with_static_files(self._serve_http, runtime, project_dir),
             allow_origins=list(runtime.config.cors_origins),
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["x-trace-id"],
+            expose_headers=expose,
         )
         self.started = asyncio.Event()
 
     async def _serve_http(self, scope: Any, receive: Any, send: Any) -> None:
-        await serve_http(self.runtime, scope, receive, send)
+        track = self.workbench is not None
+        await serve_http(self.runtime, scope, receive, send, track_items=track)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         kind = scope["type"]
+        workbench = self.workbench
         if kind == "http":
-            await self._http(scope, receive, send)
+            if workbench is not None and workbench.handles(scope):
+                await workbench(scope, receive, send)
+            else:
+                await self._http(scope, receive, send)
         elif kind == "websocket":
+            if workbench is not None:
+                scope = {**scope, WORKBENCH_KEY_SCOPE: workbench.key}
             await serve_websocket(self.runtime, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -66,6 +97,8 @@ class SurgeApp:
         if message["type"] != "lifespan.startup":
             return
         install_token_redaction()
+        if self.workbench is not None:
+            install_key_redaction()
         try:
             await self.runtime.adapter.open(self.runtime.hub.dispatch)
         except Exception as exc:
@@ -103,6 +136,8 @@ class SurgeApp:
             except ConfigError as exc:
                 logger.error("reload failed, still serving the previous steps: %s", exc)
                 continue
+            if self.workbench is not None:
+                registry = open_to_workbench(registry)
             self.runtime.swap_registry(registry)
             logger.info("reloaded steps after a change in %s", steps_dir)
 
@@ -140,8 +175,11 @@ def create_app(
     steps: Iterable[tuple[ApiRouteConfig | dict[str, Any], Handler]] = (),
     adapter: StreamAdapter | None = None,
     reload: bool = False,
+    workbench: bool = False,
 ) -> SurgeApp:
     """Build the app for a project directory, or inline from streams and (config, handler) steps.
+
+    ``workbench=True`` serves the Workbench under ``/__surge/`` (``surge dev``, not production).
 
     Raises:
         ConfigError: a step file, surge.config.py or a setting is wrong (names the file).
@@ -151,10 +189,15 @@ def create_app(
         config = config or load_config(root)
         registry = discover(root)
         adapter = adapter or default_adapter(root, config)
-        return SurgeApp(Runtime(config, registry, adapter), project_dir=root, reload=reload)
+        return SurgeApp(
+            Runtime(config, registry, adapter),
+            project_dir=root,
+            reload=reload,
+            workbench=workbench,
+        )
     config = config or Config()
     if adapter is None:
         from surge.streams.stores.memory import MemoryStreamAdapter
 
         adapter = config.adapters.streams or MemoryStreamAdapter()
-    return SurgeApp(Runtime(config, _inline_registry(streams, steps), adapter))
+    return SurgeApp(Runtime(config, _inline_registry(streams, steps), adapter), workbench=workbench)

@@ -3,10 +3,16 @@
 Errors by who must react: an invalid body is the client's (400 with the validation errors, the
 handler is not called); a handler exception is ours (500 with a generic body, the traceback
 logged with the trace id); a retryable storage failure is 503.
+
+With ``track_items`` (the Workbench is on), a response whose body *is* a value that ``set``/``get``
+returned during the request gets ``x-surge-stream-item: {"streamName","groupId","id"}``; the body
+itself is never changed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -18,14 +24,16 @@ import pydantic
 
 from surge.errors import StoreError, ValidationError
 from surge.steps.context import ApiRequest, ApiResponse, FlowContext, StepLogger
+from surge.streams.stream import ItemRef, ReturnedItems, track_returned_items
 
 if TYPE_CHECKING:
     from surge.server.runtime import Runtime
 
-__all__ = ["MAX_BODY_BYTES", "serve_http"]
+__all__ = ["MAX_BODY_BYTES", "STREAM_ITEM_HEADER", "serve_http"]
 
 logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
+STREAM_ITEM_HEADER = "x-surge-stream-item"
 
 
 def _default(value: Any) -> Any:
@@ -72,8 +80,15 @@ def _query(scope: dict[str, Any]) -> dict[str, str | list[str]]:
     return {k: v[0] if len(v) == 1 else v for k, v in parsed.items()}
 
 
-async def serve_http(runtime: Runtime, scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """ASGI handler for the project's API steps."""
+async def serve_http(
+    runtime: Runtime,
+    scope: dict[str, Any],
+    receive: Any,
+    send: Any,
+    *,
+    track_items: bool = False,
+) -> None:
+    """ASGI handler for the project's API steps (``track_items``: mark stream-item bodies)."""
     method = scope["method"]
     path = scope["path"]
     found = runtime.registry.match(method, path)
@@ -119,8 +134,14 @@ async def serve_http(runtime: Runtime, scope: dict[str, Any], receive: Any, send
     ctx = FlowContext(StepLogger(route.config.name, trace_id), runtime.streams, trace_id)
     trace_header = {"x-trace-id": trace_id}
     try:
-        result = await route.handler(request, ctx)
+        tracking: contextlib.AbstractContextManager[ReturnedItems | None] = (
+            track_returned_items() if track_items else contextlib.nullcontext()
+        )
+        with tracking as returned:
+            result = await route.handler(request, ctx)
         status, payload, extra = _response_parts(result)
+        if returned is not None:
+            extra = _mark_stream_item(extra, returned.origin_of(payload))
         response = _json(status, payload, {**trace_header, **extra})
     except StoreError as exc:
         logger.error("step %s [trace %s]: storage failed: %s", route.config.name, trace_id, exc)
@@ -131,6 +152,16 @@ async def serve_http(runtime: Runtime, scope: dict[str, Any], receive: Any, send
         logger.exception("step %s [trace %s] failed", route.config.name, trace_id)
         response = _json(500, {"error": "internal server error", "traceId": trace_id}, trace_header)
     await _respond(send, *response)
+
+
+def _mark_stream_item(headers: Mapping[str, str], ref: ItemRef | None) -> Mapping[str, str]:
+    if ref is None:
+        return headers
+    # json.dumps escapes non-ASCII: header values must be latin-1.
+    value = json.dumps(
+        {"streamName": ref.streamName, "groupId": ref.groupId, "id": ref.id}, separators=(",", ":")
+    )
+    return {**headers, STREAM_ITEM_HEADER: value}
 
 
 def _response_parts(result: Any) -> tuple[int, Any, Mapping[str, str]]:

@@ -1,8 +1,11 @@
-"""Deciding a WebSocket upgrade: origin allow-list, then ``authenticate``.
+"""Deciding a WebSocket upgrade: the Workbench's key (dev), origin allow-list, ``authenticate``.
 
 A refusal is an HTTP response on the upgrade (401 for authentication, 403 for origin) with a short
 plain-text reason; the exception and the token never reach the client, and the token never
 reaches the logs (it is redacted from the exception text before logging).
+
+In ``surge dev`` the app puts the Workbench's key into the scope; an upgrade offering
+``?surgeWorkbench=`` is then decided by that key alone (see ``surge.workbench.access``).
 """
 
 from __future__ import annotations
@@ -11,9 +14,17 @@ import inspect
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from surge.errors import ValidationError
 from surge.server.auth import AuthRequest, extract_auth_token
+from surge.workbench.access import (
+    WORKBENCH_CONTEXT,
+    WORKBENCH_KEY_SCOPE,
+    WORKBENCH_QUERY,
+    is_same_origin,
+    key_matches,
+)
 
 if TYPE_CHECKING:
     from surge.server.runtime import Runtime
@@ -57,6 +68,16 @@ class UpgradeDecision:
     refusal: Refusal | None = None
 
 
+def _workbench_upgrade(offered: str, key: str, headers: dict[str, str]) -> UpgradeDecision:
+    if not key_matches(offered, key):
+        logger.warning("WebSocket upgrade refused: wrong workbench key")
+        return UpgradeDecision(refusal=Refusal(401, "authentication failed"))
+    if not is_same_origin(headers):
+        logger.warning("WebSocket upgrade refused: workbench key from another origin")
+        return UpgradeDecision(refusal=Refusal(403, "origin not allowed"))
+    return UpgradeDecision(auth_context=WORKBENCH_CONTEXT)
+
+
 def _redact(text: str, secret: str | None) -> str:
     if secret and len(secret) >= 1:
         text = text.replace(secret, "[redacted]")
@@ -66,6 +87,12 @@ def _redact(text: str, secret: str | None) -> str:
 async def authorize_upgrade(runtime: Runtime, scope: dict[str, Any]) -> UpgradeDecision:
     """Run the origin check and ``authenticate`` for one upgrade request."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    query = scope.get("query_string", b"").decode("latin-1")
+    workbench_key = scope.get(WORKBENCH_KEY_SCOPE)
+    if workbench_key is not None and WORKBENCH_QUERY in query:
+        offered = parse_qs(query).get(WORKBENCH_QUERY)
+        if offered:
+            return _workbench_upgrade(offered[0], workbench_key, headers)
     config = runtime.config
     if config.allowed_origins is not None:
         origin = headers.get("origin")
@@ -75,7 +102,6 @@ async def authorize_upgrade(runtime: Runtime, scope: dict[str, Any]) -> UpgradeD
     auth = config.stream_auth
     if auth is None:
         return UpgradeDecision()
-    query = scope.get("query_string", b"").decode("latin-1")
     path = scope.get("raw_path", b"").decode("latin-1") or scope.get("path", "/")
     request = AuthRequest(headers=headers, url=f"{path}?{query}" if query else path)
     token = extract_auth_token(request)
@@ -92,6 +118,10 @@ async def authorize_upgrade(runtime: Runtime, scope: dict[str, Any]) -> UpgradeD
         return UpgradeDecision(refusal=Refusal(401, "authentication failed"))
     if context is None:
         return UpgradeDecision()
+    if context is WORKBENCH_CONTEXT:
+        # Only the key may make a Workbench connection, never a project's own authenticate.
+        logger.warning("authenticate returned the workbench marker: upgrade refused")
+        return UpgradeDecision(refusal=Refusal(401, "authentication failed"))
     schema = runtime.auth_context_schema
     if schema is not None:
         try:

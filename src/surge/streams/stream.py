@@ -4,8 +4,8 @@ Data flow of a write: validate ids and data (nothing is stored or sent when that
 ``adapter.set`` (atomic create-vs-update, durable) -> the adapter feeds the change to the hub,
 which encodes it once and fans it out. ``send`` goes to the adapter's feed only, never to storage.
 
-Returned-item tracking (for the Workbench): inside ``track_returned_items()`` every value ``set`` and
-``get`` return is remembered with its (stream, group, id), so the HTTP adapter can tell that a
+Returned-item tracking (for the Workbench): inside ``track_returned_items()`` every value ``set``
+and ``get`` return is remembered with its (stream, group, id), so the HTTP adapter can tell that a
 response body *is* a stream item. Outside it, the cost is one ``ContextVar.get`` per call.
 """
 
@@ -61,9 +61,7 @@ class ReturnedItems:
         return found[1]
 
 
-_returned_items: ContextVar[ReturnedItems | None] = ContextVar(
-    "surge_returned_items", default=None
-)
+_returned_items: ContextVar[ReturnedItems | None] = ContextVar("surge_returned_items", default=None)
 
 
 @contextmanager

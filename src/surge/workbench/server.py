@@ -70,7 +70,7 @@ class Workbench:
         path: str = scope["path"]
         method: str = scope["method"]
         if method not in ("GET", "HEAD"):
-            await _send(send, method, 405, *_json({"error": f"{method} not allowed on {path}"}))
+            await _send(send, method, *_json({"error": f"{method} not allowed on {path}"}, 405))
         elif path in _GUIDE_PATHS or path in (PREFIX[:-1], PREFIX, PAGE_PATH[:-1]):
             await _send(send, method, 307, b"", [(b"location", PAGE_PATH.encode())])
         elif path.startswith(PAGE_PATH):
