@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -36,7 +37,7 @@ from surge.server.app import SurgeApp
 from surge.testing import LiveServer, live_server
 from surge.workbench import WORKBENCH_CONTEXT
 
-from .streamclient import connect, is_error_event, raw_upgrade
+from .streamclient import connect, is_error_event, raw_upgrade, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -496,3 +497,41 @@ def test_the_key_is_random_per_app() -> None:
         keys.add(app.workbench.key)
     assert len(keys) == 3
     assert all(len(k) >= 40 for k in keys)
+
+
+CLOSED_STREAM = """
+from pydantic import BaseModel
+
+from surge import StreamConfig
+
+
+class Item(BaseModel):
+    id: str
+
+
+config = StreamConfig(name="{name}", schema=Item, can_access=lambda sub, ctx: False)
+"""
+
+
+async def test_hot_reloaded_streams_still_admit_the_workbench(tmp_path: Path) -> None:
+    from surge.streams.stores.memory import MemoryStreamAdapter
+
+    steps = tmp_path / "steps"
+    steps.mkdir()
+    (steps / "closed_stream.py").write_text(CLOSED_STREAM.format(name="closed"))
+    app = create_app(tmp_path, reload=True, workbench=True, adapter=MemoryStreamAdapter())
+    async with live_server(app) as srv:
+        url = f"{srv.ws_url}?surgeWorkbench={key_of(srv)}"
+        async with connect(url, stream="closed") as client:
+            await client.join_synced("g")
+        async with connect(srv.ws_url, stream="closed") as anonymous:
+            await anonymous.join("g")
+            assert is_error_event(await anonymous.recv(), "STREAM_ACCESS_DENIED")
+
+        (steps / "later_stream.py").write_text(CLOSED_STREAM.format(name="later"))
+        await wait_until(lambda: "later" in srv.app.runtime.registry.streams, within=15)
+        async with connect(url, stream="later") as client:
+            await client.join_synced("g")
+        async with connect(srv.ws_url, stream="later") as anonymous:
+            await anonymous.join("g")
+            assert is_error_event(await anonymous.recv(), "STREAM_ACCESS_DENIED")
