@@ -1,5 +1,6 @@
 # Two commands: `make run` (the todo example on :3000) and `make test` (the whole suite, as CI runs it).
-# Everything the tests need is installed here: Python deps in .venv, the npm Motia clients.
+# Everything the tests need is installed here: Python deps in .venv, the npm Motia clients, the
+# todo web app (examples/todo/web, built with Vite, served by Surge at /) and Debian's Chromium.
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,8 +8,14 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := tests/compat/node_modules/.installed
 PORT ?= 3000
+WEB := examples/todo/web
+WEB_DEPS := $(WEB)/node_modules/.installed
+# The build's own output is its stamp: rebuilt when a source, the config or the deps change.
+WEB_BUILD := $(WEB)/dist/index.html
+WEB_SOURCES := $(shell find $(WEB)/src -type f) $(WEB)/index.html $(WEB)/vite.config.ts \
+	$(WEB)/tsconfig.json
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup web chromium run test lint bench clean
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +27,29 @@ $(NODE_STAMP): tests/compat/package.json tests/compat/package-lock.json
 	cd tests/compat && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(WEB_DEPS): $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_BUILD): $(WEB_DEPS) $(WEB_SOURCES)
+	cd $(WEB) && npm run --silent build
+	touch $@
+
 setup: $(PY_STAMP) $(NODE_STAMP)
 
-run: $(PY_STAMP)
+# The todo front end (examples/todo/web/dist).
+web: $(WEB_BUILD)
+
+# Debian's Chromium for the browser tests. Where it cannot be installed the tests skip, except
+# under CI=true, where this fails.
+chromium:
+	@scripts/install-chromium.sh || { [ "$${CI:-}" != true ] && \
+		echo "make: going on without Chromium: the browser tests will be skipped"; }
+
+run: $(PY_STAMP) web
 	cd examples/todo && ../../$(BIN)/surge dev --port $(PORT)
 
-test: setup
+test: setup web chromium
 	$(BIN)/pytest
 
 lint: $(PY_STAMP)
@@ -34,4 +58,4 @@ lint: $(PY_STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) tests/compat/node_modules .pytest_cache
+	rm -rf $(VENV) tests/compat/node_modules .pytest_cache $(WEB)/node_modules $(WEB)/dist test-artifacts
