@@ -1,0 +1,373 @@
+"""Processes of a benchmark run: the servers under test, the load generators, and /proc readings.
+
+- ``start_surge`` / ``start_python_socketio`` / ``start_node_socketio`` start one server on a
+  free loopback port and wait until it answers HTTP;
+- ``cpu_seconds`` (utime + stime of every thread, from ``/proc/<pid>/stat``) and ``rss_bytes``
+  (``VmRSS`` from ``/proc/<pid>/status``) read what a process itself used, so a noisy machine
+  or a busy load generator cannot hide in the numbers;
+- ``Child`` runs a load-generator process that speaks one JSON line per event on stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "BENCH",
+    "REPO",
+    "Child",
+    "Server",
+    "busy_seconds",
+    "cpu_seconds",
+    "rss_bytes",
+    "softirq_seconds",
+    "start_node_socketio",
+    "start_python_socketio",
+    "start_redis",
+    "start_surge",
+    "wait_quiet",
+]
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+PYTHON = sys.executable
+SURGE = str(Path(sys.executable).parent / "surge")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+HOST = "127.0.0.1"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (all its threads)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    # After the ")" closing the command name: field 3 (state) is index 0; utime=14, stime=15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by process ``pid``."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def busy_seconds() -> float:
+    """CPU seconds that processes have used on the whole machine (user + system, all cores).
+
+    Interrupt and softirq time are left out: the kernel charges loopback TCP delivery there, to
+    no process (see ``softirq_seconds``).
+    """
+    with open("/proc/stat", "rb") as f:
+        user, nice, system, _idle, _iowait, _irq, _softirq, steal = (
+            int(x) for x in f.readline().split()[1:9]
+        )
+    return (user + nice + system + steal) / CLK_TCK
+
+
+def softirq_seconds() -> float:
+    """CPU seconds spent in interrupts and softirqs (loopback TCP delivery is mostly here)."""
+    with open("/proc/stat", "rb") as f:
+        fields = f.readline().split()[1:9]
+    return (int(fields[5]) + int(fields[6])) / CLK_TCK
+
+
+def wait_quiet(max_wait: float = 60.0, threshold: float = 0.25) -> float:
+    """Wait (at most ``max_wait`` s) until other work uses under ``threshold`` cores; return it.
+
+    Other people's test runs on the same machine would otherwise land in our numbers.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        before = busy_seconds()
+        time.sleep(1.0)
+        load = busy_seconds() - before
+        if load < threshold or time.monotonic() > deadline:
+            return load
+        print(f"  (machine busy: {load:.2f} cores in use by others; waiting)", flush=True)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of process ``pid``."""
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def free_port() -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A server under test: its process, port and log."""
+
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], port: int, workdir: Path) -> None:
+        self.name = name
+        self.proc = proc
+        self.port = port
+        self.workdir = workdir
+        self.log = workdir / "server.log"
+
+    @property
+    def pid(self) -> int:
+        """The server's process id (the process that serves, not a wrapper)."""
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        """CPU seconds used so far."""
+        return cpu_seconds(self.pid)
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds used so far."""
+        return cpu_split(self.pid)
+
+    def rss(self) -> int:
+        """Resident memory now, bytes."""
+        return rss_bytes(self.pid)
+
+    def wait_ready(self, path: str, timeout: float = 30.0) -> None:
+        """Poll ``GET path`` until it answers 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
+            try:
+                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                conn.request("GET", path)
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return
+                conn.close()
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready after {timeout} s: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The end of the server's log, for error messages."""
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        """One JSON POST (for setup, not for load)."""
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+        conn.request("POST", path, orjson.dumps(body), {"content-type": "application/json"})
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        return response.status, data
+
+    def stop(self) -> None:
+        """SIGINT, then SIGKILL after 10 s; remove the work directory."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _spawn(
+    name: str,
+    argv: list[str],
+    workdir: Path,
+    port: int,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Server:
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - the child keeps it open
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd or workdir,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    log.close()
+    return Server(name, proc, port, workdir)
+
+
+def start_surge(
+    store: str = "memory",
+    *,
+    log_level: str = "info",
+    config_py: str | None = None,
+    port: int | None = None,
+    probe: bool = False,
+) -> Server:
+    """``surge start`` in a fresh copy of examples/todo (``store``: memory, file or redis)."""
+    workdir = Path(tempfile.mkdtemp(prefix="surge-bench-"))
+    project = workdir / "todo"
+    shutil.copytree(
+        REPO / "examples" / "todo",
+        project,
+        ignore=shutil.ignore_patterns(".surge", "node_modules", "__pycache__", "dist", "web"),
+    )
+    env = {"SURGE_STORE": store}
+    if config_py is not None:
+        (project / "surge.config.py").write_text(config_py)
+        env = {}
+    port = port or free_port()
+    argv = [SURGE, "start", "--port", str(port), "--host", HOST, "--log-level", log_level]
+    if probe:
+        argv = [PYTHON, str(BENCH / "memprobe_server.py"), "--port", str(port)]
+    # surge start serves the project in its working directory.
+    server = _spawn(f"surge ({store})", argv, workdir, port, env, cwd=project)
+    return _ready(server, "/todo")
+
+
+def _ready(server: Server, path: str) -> Server:
+    try:
+        server.wait_ready(path)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def start_python_socketio() -> Server:
+    """bench/alt/socketio_server.py under uvicorn."""
+    workdir = Path(tempfile.mkdtemp(prefix="sio-bench-"))
+    port = free_port()
+    argv = [PYTHON, str(BENCH / "alt" / "socketio_server.py"), "--port", str(port)]
+    return _ready(_spawn("python-socketio", argv, workdir, port), "/health")
+
+
+def start_node_socketio() -> Server:
+    """bench/alt/node_socketio_server.mjs on Node."""
+    if not (BENCH / "node" / "node_modules" / "socket.io").is_dir():
+        raise RuntimeError("socket.io is not installed: run bench/setup.sh")
+    workdir = Path(tempfile.mkdtemp(prefix="node-bench-"))
+    port = free_port()
+    argv = ["node", str(BENCH / "alt" / "node_socketio_server.mjs"), "--port", str(port)]
+    return _ready(_spawn("socket.io (node)", argv, workdir, port), "/health")
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], int, Path]:
+    """A throwaway redis-server on loopback (no persistence)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    workdir = Path(tempfile.mkdtemp(prefix="redis-bench-"))
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((HOST, port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return proc, port, workdir
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+class Child:
+    """A load-generator process: commands on stdin, one JSON event per line on stdout."""
+
+    def __init__(self, script: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [PYTHON, str(BENCH / script), *args],
+            cwd=BENCH,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(b"")
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        """CPU seconds used so far (0 once it exited)."""
+        try:
+            return cpu_seconds(self.pid)
+        except OSError:
+            return 0.0
+
+    def send(self, line: str) -> None:
+        """One command line."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def expect(self, event: str, timeout: float) -> dict[str, Any]:
+        """Wait for the next event line; it must be ``event``."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            self.kill()
+            raise RuntimeError(f"no {event!r} from {self.proc.args} within {timeout} s") from None
+        if not line:
+            raise RuntimeError(f"{self.proc.args} exited ({self.proc.wait()}) before {event!r}")
+        message: dict[str, Any] = orjson.loads(line)
+        if message.get("event") != event:
+            raise RuntimeError(f"expected {event!r}, got {message}")
+        return message
+
+    def close(self) -> None:
+        """Ask it to quit; kill it if it does not within 15 s."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.send("quit")
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        """Kill this process (and only it)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

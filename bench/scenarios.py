@@ -1,0 +1,299 @@
+"""The measurements: each function drives one running server with load-generator processes.
+
+Every function returns a flat dict of numbers (printed by ``run.py`` and kept in its JSON
+output). CPU figures are read from /proc for the server and for the load generators, so a
+result whose load generator ran near 100% of a core is visible as such.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from procs import PYTHON, Child, Server, busy_seconds, softirq_seconds, wait_quiet
+
+__all__ = [
+    "cross_instance",
+    "fanout",
+    "http_throughput",
+    "idle",
+    "join_storm",
+    "latency",
+    "profiling",
+]
+
+READY_TIMEOUT_S = 180.0
+# How long to wait for other people's load on the machine to go away before measuring (0: never).
+QUIET_WAIT_S = 60.0
+# Subscribers offer permessage-deflate, as browsers do (run.py --deflate).
+DEFLATE = False
+
+
+def _quiet() -> None:
+    if QUIET_WAIT_S > 0:
+        wait_quiet(QUIET_WAIT_S)
+
+
+def _subscribers(
+    server: Server, kind: str, count: int, *extra: str
+) -> tuple[Child, dict[str, Any]]:
+    flags = ["--deflate"] if DEFLATE else []
+    subs = Child(
+        "subscribers.py",
+        *("--kind", kind, "--port", str(server.port), "--count", str(count)),
+        *flags,
+        *extra,
+    )
+    ready = subs.expect("ready", READY_TIMEOUT_S)
+    if ready["synced"] < count:
+        subs.kill()
+        raise RuntimeError(f"{server.name}: only {ready['synced']} of {count} subscribers synced")
+    return subs, ready
+
+
+def _name(server: Server) -> str:
+    return f"{server.name} +deflate" if DEFLATE else server.name
+
+
+def _writer(server: Server, *extra: str) -> Child:
+    writer = Child("writer.py", "--port", str(server.port), *extra)
+    writer.expect("ready", 30)
+    return writer
+
+
+def fanout(
+    server: Server,
+    kind: str,
+    subs_count: int,
+    duration: float,
+    concurrency: int,
+    *,
+    mode: str = "count",
+    rate: float | None = None,
+    profile: Path | None = None,
+    write_to: Server | None = None,
+) -> dict[str, Any]:
+    """N subscribers on one group; POSTs as fast as accepted (or at ``rate``); count deliveries.
+
+    Returns delivered frames/s (first to last receipt), server CPU µs per delivery, lost frames
+    (answered POSTs x subscribers - frames received) and, in latency mode, the percentiles from
+    the start of each POST to each receipt.
+    """
+    sub_args = ["--mode", mode]
+    subs, _ = _subscribers(server, kind, subs_count, *sub_args)
+    writer_args = ["--duration", str(duration), "--concurrency", str(concurrency)]
+    if rate is not None:
+        writer_args += ["--mode", "rate", "--rate", str(rate)]
+    try:
+        writer = _writer(write_to or server, *writer_args)
+        subs.send("reset")
+        subs.expect("reset", 10)
+        _quiet()
+        with profiling(server, profile):
+            busy0, irq0 = busy_seconds(), softirq_seconds()
+            cpu0, lg0, t0 = server.cpu(), subs.cpu() + writer.cpu(), time.monotonic()
+            split0 = server.cpu_split()
+            writer.send("go")
+            done = writer.expect("done", duration + 60)
+            lg1 = writer.cpu()
+            writer.close()
+            expected = done["ok"] * subs_count
+            subs.send(f"drain {expected} 3")
+            drained = subs.expect("drained", 120)
+            cpu1, wall = server.cpu(), time.monotonic() - t0
+            split1 = server.cpu_split()
+            lg1 += subs.cpu()
+            busy1, irq1 = busy_seconds(), softirq_seconds()
+    finally:
+        subs.close()
+    frames = drained["frames"]
+    span = (drained["last_ns"] - drained["first_ns"]) / 1e9
+    server_cpu = cpu1 - cpu0
+    return {
+        "server": _name(server),
+        "subscribers": subs_count,
+        "posts": done["ok"],
+        "post_errors": {**done["statuses"], **done["errors"]},
+        "post_rate": done["rate"],
+        "post_ms": done["latency_ms"],
+        "frames": frames,
+        "lost": expected - frames,
+        "closed": drained["closed"],
+        "close_codes": drained["close_codes"],
+        "frames_per_s": frames / span if span > 0 else 0.0,
+        "server_cpu_s": server_cpu,
+        "server_cpu_util": server_cpu / wall,
+        "server_system_share": (split1[1] - split0[1]) / server_cpu if server_cpu else None,
+        "us_per_delivery": server_cpu * 1e6 / frames if frames else None,
+        "loadgen_cpu_util": (lg1 - lg0) / wall,
+        "others_cpu_util": max(0.0, busy1 - busy0 - server_cpu - (lg1 - lg0)) / wall,
+        "softirq_util": (irq1 - irq0) / wall,
+        "server_rss_mb": server.rss() / 2**20,
+        "latency_ms": drained["latency_ms"],
+        "latency_samples": drained["samples"],
+    }
+
+
+def latency(
+    server: Server, kind: str, subs_count: int, rate: float, duration: float
+) -> dict[str, Any]:
+    """A fixed rate of POST /todo to N subscribers; receipt latency from the start of the POST."""
+    return fanout(server, kind, subs_count, duration, 16, mode="latency", rate=rate)
+
+
+def cross_instance(
+    a: Server, b: Server, subs_count: int, rate: float, duration: float
+) -> dict[str, Any]:
+    """Subscribers on instance A, a fixed rate of POST /todo on instance B (one Redis)."""
+    result = fanout(a, "surge", subs_count, duration, 16, mode="latency", rate=rate, write_to=b)
+    result["server"] = "surge B -> A (redis)"
+    return result
+
+
+def http_throughput(
+    server: Server, duration: float, concurrency: int, profile: Path | None = None
+) -> dict[str, Any]:
+    """POST /todo in a closed loop with no subscribers: requests/s and latency."""
+    writer = _writer(server, "--duration", str(duration), "--concurrency", str(concurrency))
+    _quiet()
+    busy0 = busy_seconds()
+    with profiling(server, profile):
+        cpu0, lg0, t0 = server.cpu(), writer.cpu(), time.monotonic()
+        writer.send("go")
+        done = writer.expect("done", duration + 60)
+        cpu1, lg1, wall = server.cpu(), writer.cpu(), time.monotonic() - t0
+    busy1 = busy_seconds()
+    writer.close()
+    return {
+        "server": _name(server),
+        "concurrency": concurrency,
+        "posts": done["ok"],
+        "post_errors": {**done["statuses"], **done["errors"]},
+        "posts_per_s": done["rate"],
+        "post_ms": done["latency_ms"],
+        "server_cpu_util": (cpu1 - cpu0) / wall,
+        "loadgen_cpu_util": (lg1 - lg0) / wall,
+        "others_cpu_util": max(0.0, busy1 - busy0 - (cpu1 - cpu0) - (lg1 - lg0)) / wall,
+        "us_per_post": (cpu1 - cpu0) * 1e6 / done["ok"] if done["ok"] else None,
+    }
+
+
+def idle(server: Server, conns: int, *, distinct_groups: bool, settle: float) -> dict[str, Any]:
+    """N connections, one group subscription each; server RSS growth per connection."""
+    time.sleep(settle)
+    rss0, cpu0 = server.rss(), server.cpu()
+    extra = ["--distinct-groups"] if distinct_groups else []
+    subs, ready = _subscribers(server, "surge", conns, *extra)
+    try:
+        time.sleep(settle)
+        rss1, cpu1 = server.rss(), server.cpu()
+    finally:
+        subs.close()
+    return {
+        "server": _name(server),
+        "connections": conns,
+        "groups": conns if distinct_groups else 1,
+        "connect_s": ready["all_synced_s"],
+        "rss_before_mb": rss0 / 2**20,
+        "rss_after_mb": rss1 / 2**20,
+        "kb_per_conn": (rss1 - rss0) / conns / 1024,
+        "server_cpu_s": cpu1 - cpu0,
+    }
+
+
+def join_storm(
+    server: Server, clients: int, items: int, profile: Path | None = None
+) -> dict[str, Any]:
+    """N clients join a group of ``items`` at once; then all reconnect (a deploy) at once."""
+    for i in range(items):
+        status, body = server.post("/todo", {"description": f"item {i} " + "x" * 40})
+        if status != 200:
+            raise RuntimeError(f"prefill failed: {status} {body[:200]!r}")
+    _quiet()
+    cpu0, rss0 = server.cpu(), server.rss()
+    subs = Child(
+        "subscribers.py",
+        "--port",
+        str(server.port),
+        "--count",
+        str(clients),
+        "--connect-concurrency",
+        str(clients),
+        *(["--deflate"] if DEFLATE else []),
+    )
+    try:
+        with profiling(server, profile):
+            first = subs.expect("ready", READY_TIMEOUT_S)
+            cpu1, rss1 = server.cpu(), server.rss()
+            subs.send("reconnect")
+            again = subs.expect("reconnected", READY_TIMEOUT_S)
+            cpu2 = server.cpu()
+    finally:
+        subs.close()
+    return {
+        "server": _name(server),
+        "clients": clients,
+        "items": items,
+        "first_synced": first["synced"],
+        "first_all_synced_s": first["all_synced_s"],
+        "first_sync_ms": first["sync_ms"],
+        "first_failures": first["failures"],
+        "first_server_cpu_s": cpu1 - cpu0,
+        "again_synced": again["synced"],
+        "again_all_synced_s": again["all_synced_s"],
+        "again_sync_ms": again["sync_ms"],
+        "again_failures": again["failures"],
+        "again_server_cpu_s": cpu2 - cpu1,
+        "server_rss_mb": rss1 / 2**20,
+        "rss_growth_mb": (rss1 - rss0) / 2**20,
+    }
+
+
+@contextmanager
+def profiling(server: Server, out: Path | None) -> Iterator[None]:
+    """py-spy records the server for the block (raw collapsed stacks, or an SVG flame graph).
+
+    ``--native`` attributes time spent in C (uvloop, orjson, the socket calls) to the C functions
+    instead of to the Python line that called them; it needs py-spy to pause the server for
+    each sample, so the rate is a modest 100 Hz (the numbers of a profiled run are a little
+    lower than those of a plain one).
+    """
+    if out is None:
+        yield
+        return
+    fmt = "flamegraph" if out.suffix == ".svg" else "raw"
+    spy = subprocess.Popen(
+        [
+            str(Path(PYTHON).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(server.pid),
+            "--rate",
+            "100",
+            "--native",
+            "--format",
+            fmt,
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(0.5)  # attached before the load starts
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        try:
+            _, err = spy.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+            raise RuntimeError("py-spy did not stop") from None
+        if spy.returncode != 0 and not out.exists():
+            raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
