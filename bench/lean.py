@@ -91,6 +91,7 @@ class Stats:
         "last_ns",
         "latencies",
         "refused",
+        "sent_at",
         "synced",
     )
 
@@ -103,6 +104,7 @@ class Stats:
         self.first_ns = 0
         self.last_ns = 0
         self.latencies: list[int] = []  # ns, latency mode only
+        self.sent_at: list[int] = []  # the POST start of each latency sample
 
     def reset(self) -> None:
         """Forget the frames counted so far (not the connections)."""
@@ -110,6 +112,7 @@ class Stats:
         self.first_ns = 0
         self.last_ns = 0
         self.latencies = []
+        self.sent_at = []
 
 
 class Subscriber(asyncio.Protocol):
@@ -246,7 +249,9 @@ class Subscriber(asyncio.Protocol):
             if i >= 0:
                 i += len(LATENCY_MARK)
                 j = buf.find(b"-", i, end)
-                stats.latencies.append(now - int(buf[i:j]))
+                t0 = int(buf[i:j])
+                stats.latencies.append(now - t0)
+                stats.sent_at.append(t0)
 
     def _synced(self, now: int) -> None:
         if self.is_synced:

@@ -224,6 +224,7 @@ def start_surge(
     config_py: str | None = None,
     port: int | None = None,
     probe: bool = False,
+    gc_mode: str = "default",
 ) -> Server:
     """``surge start`` in a fresh copy of examples/todo (``store``: memory, file or redis)."""
     workdir = Path(tempfile.mkdtemp(prefix="surge-bench-"))
@@ -237,12 +238,16 @@ def start_surge(
     if config_py is not None:
         (project / "surge.config.py").write_text(config_py)
         env = {}
+    if gc_mode != "default":
+        env["PYTHONPATH"] = str(BENCH / "gcmode")
+        env["SURGE_BENCH_GC"] = gc_mode
     port = port or free_port()
     argv = [SURGE, "start", "--port", str(port), "--host", HOST, "--log-level", log_level]
     if probe:
         argv = [PYTHON, str(BENCH / "memprobe_server.py"), "--port", str(port)]
     # surge start serves the project in its working directory.
-    server = _spawn(f"surge ({store})", argv, workdir, port, env, cwd=project)
+    name = f"surge ({store})" if gc_mode == "default" else f"surge ({store}, gc {gc_mode})"
+    server = _spawn(name, argv, workdir, port, env, cwd=project)
     return _ready(server, "/todo")
 
 

@@ -81,6 +81,13 @@ def table(title: str, headers: list[str], rows: list[list[str]]) -> None:
     sys.stdout.flush()
 
 
+def surge_starter(args: argparse.Namespace, store: str | None = None) -> Callable[[], Server]:
+    """Start ``surge start`` with this command's store, log level and GC setting."""
+    return lambda: start_surge(
+        store or args.store, log_level=args.log_level, gc_mode=args.server_gc
+    )
+
+
 @contextmanager
 def server(start: Callable[[], Server]) -> Iterator[Server]:
     """A server for the block; stopped (and its temp dir removed) afterwards."""
@@ -156,8 +163,9 @@ def latency_rows(results: list[Result]) -> None:
 def run_fanout(args: argparse.Namespace) -> list[Result]:
     """fanout-max for each --subs on one Surge server."""
     results = []
-    with server(lambda: start_surge(args.store, log_level=args.log_level)) as s:
-        for n in args.subs:
+    # A fresh server per run: POSTs pile up items, and the next run's joins would sync them all.
+    for n in args.subs:
+        with server(surge_starter(args)) as s:
             results.append(scenarios.fanout(s, "surge", n, args.duration, args.concurrency))
     fanout_rows(results)
     return results
@@ -166,8 +174,8 @@ def run_fanout(args: argparse.Namespace) -> list[Result]:
 def run_latency(args: argparse.Namespace) -> list[Result]:
     """latency for each --rate on one Surge server."""
     results = []
-    with server(lambda: start_surge(args.store, log_level=args.log_level)) as s:
-        for rate in args.rate:
+    for rate in args.rate:
+        with server(surge_starter(args)) as s:
             results.append(scenarios.latency(s, "surge", args.subs, rate, args.duration))
     latency_rows(results)
     return results
@@ -177,7 +185,7 @@ def run_http(args: argparse.Namespace) -> list[Result]:
     """POST /todo throughput per store."""
     results = []
     for store in args.store:
-        with server(lambda store=store: start_surge(store, log_level=args.log_level)) as s:
+        with server(surge_starter(args, store)) as s:
             results.append(scenarios.http_throughput(s, args.duration, args.concurrency))
     table(
         "http: POST /todo in a closed loop, no subscribers",
@@ -218,7 +226,7 @@ def run_idle(args: argparse.Namespace) -> list[Result]:
     """Idle connections, one subscription each: RSS per connection."""
     results = []
     for distinct in [False, True] if args.both else [args.distinct_groups]:
-        with server(lambda: start_surge(args.store, log_level=args.log_level)) as s:
+        with server(surge_starter(args)) as s:
             results.append(
                 scenarios.idle(s, args.conns, distinct_groups=distinct, settle=args.settle)
             )
@@ -290,7 +298,7 @@ def run_join_storm(args: argparse.Namespace) -> list[Result]:
     """N clients join a group of M items at once, then all reconnect."""
     results = []
     for store in args.store:
-        with server(lambda store=store: start_surge(store, log_level=args.log_level)) as s:
+        with server(surge_starter(args, store)) as s:
             results.append(scenarios.join_storm(s, args.clients, args.items))
     rows = []
     for r in results:
@@ -364,7 +372,11 @@ ALTERNATIVES: dict[str, tuple[str, Callable[[], Server]]] = {
 def run_compare(args: argparse.Namespace) -> list[Result]:
     """fanout-max and latency for Surge, python-socketio and Socket.IO on Node, in one run."""
     contenders: list[tuple[str, str, Callable[[], Server]]] = [
-        ("surge", "surge", lambda: start_surge(args.store, log_level=args.log_level)),
+        (
+            "surge",
+            "surge",
+            surge_starter(args),
+        ),
         *((name, kind, start) for name, (kind, start) in ALTERNATIVES.items()),
     ]
     fan: dict[str, Result] = {}
@@ -373,6 +385,7 @@ def run_compare(args: argparse.Namespace) -> list[Result]:
         try:
             with server(start) as s:
                 fan[name] = scenarios.fanout(s, kind, args.subs, args.duration, args.concurrency)
+            with server(start) as s:
                 lat[name] = scenarios.latency(s, kind, args.subs, args.rate, args.duration)
         except RuntimeError as exc:
             print(f"{name}: skipped ({exc})", file=sys.stderr)
@@ -407,7 +420,7 @@ def run_compare(args: argparse.Namespace) -> list[Result]:
 def run_profile(args: argparse.Namespace) -> list[Result]:
     """A scenario under py-spy; prints the top functions by own and total samples."""
     out = Path(args.out)
-    with server(lambda: start_surge(args.store, log_level=args.log_level)) as s:
+    with server(surge_starter(args)) as s:
         if args.of == "fanout":
             results = [
                 scenarios.fanout(
@@ -481,6 +494,12 @@ def main() -> None:
     common.add_argument("--json", help="append the results (one JSON line per run) to this file")
     common.add_argument("--log-level", default="warning", help="surge start --log-level")
     common.add_argument("--duration", type=float, default=10.0, help="seconds of load per run")
+    common.add_argument(
+        "--server-gc",
+        default="default",
+        choices=["default", "off"],
+        help="off: the Surge server runs with gc.disable() (an experiment on GC pauses)",
+    )
     common.add_argument(
         "--deflate", action="store_true", help="subscribers offer permessage-deflate (browsers do)"
     )

@@ -52,7 +52,9 @@ def _subscribers(
     ready = subs.expect("ready", READY_TIMEOUT_S)
     if ready["synced"] < count:
         subs.kill()
-        raise RuntimeError(f"{server.name}: only {ready['synced']} of {count} subscribers synced")
+        raise RuntimeError(
+            f"{server.name}: only {ready['synced']} of {count} subscribers synced: {ready}"
+        )
     return subs, ready
 
 
@@ -136,6 +138,8 @@ def fanout(
         "server_rss_mb": server.rss() / 2**20,
         "latency_ms": drained["latency_ms"],
         "latency_samples": drained["samples"],
+        "first_receipt_ms": drained["first_receipt_ms"],
+        "last_receipt_ms": drained["last_receipt_ms"],
     }
 
 

@@ -134,7 +134,18 @@ class Crowd:
                 last_seen, last_change = stats.frames, time.monotonic()
             elif time.monotonic() - last_change > quiet_s:
                 break
+        # Per POST: its first receipt (how soon the server reacts) and its last one (when the
+        # fan-out to every subscriber was complete).
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for t0, lat in zip(stats.sent_at, stats.latencies, strict=True):
+            if lat < first.get(t0, 1 << 62):
+                first[t0] = lat
+            if lat > last.get(t0, -1):
+                last[t0] = lat
         return {
+            "first_receipt_ms": percentiles(list(first.values())),
+            "last_receipt_ms": percentiles(list(last.values())),
             "frames": stats.frames,
             "first_ns": stats.first_ns,
             "last_ns": stats.last_ns,
