@@ -130,6 +130,29 @@ def start(
     _serve(directory.resolve(), host, port, reload=False, log_level=log_level, workers=workers)
 
 
+@app.command("generate-types")
+def generate_types_command(
+    directory: Dir = Path("."),
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")] = Path(
+        "types.d.ts"
+    ),
+) -> None:
+    """Write TypeScript types for the front end from the stream, step and auth schemas."""
+    from surge.project import load_config
+    from surge.steps.discovery import discover
+    from surge.typegen import generate_types
+
+    root = directory.resolve()
+    try:
+        text = generate_types(discover(root), load_config(root))
+    except ConfigError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    target = output if output.is_absolute() else root / output
+    target.write_text(text)
+    console.print(f"wrote [cyan]{target}[/]")
+
+
 @app.command()
 def create(name: Annotated[str, typer.Argument(help="Directory of the new project.")]) -> None:
     """Create a new project from the todo template."""
