@@ -32,15 +32,20 @@ def summarize(path: Path, top: int = 25) -> str:
     """A text table of the top functions by own and by total samples."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
-    samples = 0
+    workers: Counter[str] = Counter()
+    samples = worker_samples = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
         frames = [_name(f) for f in stack.split(";")]
-        # py-spy puts the thread name first ("process 123:"...), then outermost to innermost.
         frames = [f for f in frames if not f.startswith(("process ", "thread "))]
+        if any(f.startswith("Thread._bootstrap ") for f in frames):
+            # A worker thread (the file store's SQLite threads): not the event loop.
+            worker_samples += count
+            workers[next((f for f in reversed(frames) if ".py" in f), frames[-1])] += count
+            continue
         samples += count
         if frames:
             own[frames[-1]] += count
@@ -48,10 +53,23 @@ def summarize(path: Path, top: int = 25) -> str:
             total[name] += count
     if not samples:
         return f"{path}: no samples"
-    lines = [f"{samples} samples from {path}", "", "own%   function (module)"]
+    lines = [
+        f"{samples} samples of the event-loop thread from {path}"
+        + (f" (and {worker_samples} of worker threads, below)" if worker_samples else ""),
+        "",
+        "own%   function (module)",
+    ]
     lines += [f"{100 * n / samples:5.1f}  {name}" for name, n in own.most_common(top)]
-    lines += ["", "total% function (module)"]
-    lines += [f"{100 * n / samples:5.1f}  {name}" for name, n in total.most_common(top)]
+    # Inclusive time of Python functions only, without the frames every sample shares (the CLI,
+    # uvicorn's run loop), which say nothing.
+    inclusive = [
+        (name, n) for name, n in total.most_common() if ".py" in name and n < 0.95 * samples
+    ][:top]
+    lines += ["", "total% Python function (module), inclusive"]
+    lines += [f"{100 * n / samples:5.1f}  {name}" for name, n in inclusive]
+    if worker_samples:
+        lines += ["", "worker threads, samples by innermost Python function (% of loop samples)"]
+        lines += [f"{100 * n / samples:5.1f}  {name}" for name, n in workers.most_common(8)]
     return "\n".join(lines)
 
 

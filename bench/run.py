@@ -420,6 +420,7 @@ def run_compare(args: argparse.Namespace) -> list[Result]:
 def run_profile(args: argparse.Namespace) -> list[Result]:
     """A scenario under py-spy; prints the top functions by own and total samples."""
     out = Path(args.out)
+    scenarios.NATIVE_PROFILE = args.native
     with server(surge_starter(args)) as s:
         if args.of == "fanout":
             results = [
@@ -561,6 +562,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--out", default="bench/profile-fanout.txt", help=".txt (raw) or .svg")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--native", action="store_true", help="py-spy --native (pauses the server)")
     p.add_argument("--store", default="memory", choices=["memory", "file"])
     p.set_defaults(run=run_profile)
 

@@ -258,14 +258,18 @@ def join_storm(
     }
 
 
+# py-spy --native: C frames too (uvloop, orjson, libc write). It must pause the server for every
+# sample, which skews the weights towards system calls; the default samples without pausing and
+# charges C time to the Python line that called it.
+NATIVE_PROFILE = False
+
+
 @contextmanager
 def profiling(server: Server, out: Path | None) -> Iterator[None]:
     """py-spy records the server for the block (raw collapsed stacks, or an SVG flame graph).
 
-    ``--native`` attributes time spent in C (uvloop, orjson, the socket calls) to the C functions
-    instead of to the Python line that called them; it needs py-spy to pause the server for
-    each sample, so the rate is a modest 100 Hz (the numbers of a profiled run are a little
-    lower than those of a plain one).
+    py-spy itself takes CPU on the machine's other core, so a profiled run's numbers are lower
+    than a plain run's.
     """
     if out is None:
         yield
@@ -277,9 +281,11 @@ def profiling(server: Server, out: Path | None) -> Iterator[None]:
             "record",
             "--pid",
             str(server.pid),
-            "--rate",
-            "100",
-            "--native",
+            *(
+                ["--rate", "100", "--native"]
+                if NATIVE_PROFILE
+                else ["--rate", "250", "--nonblocking"]
+            ),
             "--format",
             fmt,
             "-o",
