@@ -49,12 +49,12 @@ def main() -> None:
 
     def diff(n: int) -> dict[str, Any]:
         gc.collect()
+        types = _type_counts()  # before compare_to, whose results are objects too
+        types.subtract(state["types"])
         snapshot = tracemalloc.take_snapshot()
         by_line = snapshot.compare_to(state["snapshot"], "lineno")
         by_file = snapshot.compare_to(state["snapshot"], "filename")
         by_trace = snapshot.compare_to(state["snapshot"], "traceback")
-        types = _type_counts()
-        types.subtract(state["types"])
         return {
             "traced_bytes_per_conn": sum(s.size_diff for s in by_file) / n,
             "by_file": [

@@ -36,6 +36,7 @@ __all__ = [
     "cpu_seconds",
     "rss_bytes",
     "softirq_seconds",
+    "start_ceiling",
     "start_node_socketio",
     "start_python_socketio",
     "start_redis",
@@ -276,6 +277,14 @@ def start_node_socketio() -> Server:
     port = free_port()
     argv = ["node", str(BENCH / "alt" / "node_socketio_server.mjs"), "--port", str(port)]
     return _ready(_spawn("socket.io (node)", argv, workdir, port), "/health")
+
+
+def start_ceiling(mode: str) -> Server:
+    """bench/alt/ceiling_server.py: the least Python work per frame (a reference point)."""
+    workdir = Path(tempfile.mkdtemp(prefix="ceiling-bench-"))
+    port = free_port()
+    argv = [PYTHON, str(BENCH / "alt" / "ceiling_server.py"), "--port", str(port), "--mode", mode]
+    return _ready(_spawn(f"ceiling ({mode})", argv, workdir, port), "/health")
 
 
 def start_redis() -> tuple[subprocess.Popen[bytes], int, Path]:

@@ -7,6 +7,7 @@
     .venv/bin/python bench/run.py join-storm --clients 5000 --items 100
     .venv/bin/python bench/run.py cross-instance --rate 20
     .venv/bin/python bench/run.py compare --subs 1000
+    .venv/bin/python bench/run.py ceiling --subs 1000      # Surge vs the least work per frame
     .venv/bin/python bench/run.py profile --subs 1000 --out bench/profile-fanout.txt
     .venv/bin/python bench/run.py smoke          # every scenario, tiny, in a few seconds
 
@@ -33,6 +34,7 @@ import orjson
 import scenarios
 from procs import (
     Server,
+    start_ceiling,
     start_node_socketio,
     start_python_socketio,
     start_redis,
@@ -417,6 +419,22 @@ def run_compare(args: argparse.Namespace) -> list[Result]:
     return [*fan.values(), *lat.values()]
 
 
+def run_ceiling(args: argparse.Namespace) -> list[Result]:
+    """fanout-max of Surge next to the ceiling server (direct writes, then coalesced writes)."""
+    contenders: list[tuple[str, Callable[[], Server]]] = [
+        ("surge", surge_starter(args)),
+        ("direct", lambda: start_ceiling("direct")),
+        ("coalesce", lambda: start_ceiling("coalesce")),
+    ]
+    results = []
+    for _, start in contenders:
+        for n in args.subs:
+            with server(start) as s:
+                results.append(scenarios.fanout(s, "surge", n, args.duration, args.concurrency))
+    fanout_rows(results)
+    return results
+
+
 def run_profile(args: argparse.Namespace) -> list[Result]:
     """A scenario under py-spy; prints the top functions by own and total samples."""
     out = Path(args.out)
@@ -482,6 +500,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "join-storm": {"clients": 100, "items": 10, "store": ["memory"]},
     "cross-instance": {"subs": 20, "rate": [40], "duration": 0.5},
     "compare": {"subs": 20, "duration": 0.5, "rate": 40},
+    "ceiling": {"subs": [20], "duration": 0.5},
     "profile": {"subs": 20, "duration": 1},
 }
 
@@ -554,6 +573,12 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--store", default="memory", choices=["memory", "file"])
     p.set_defaults(run=run_compare)
+
+    p = sub.add_parser("ceiling", parents=[common], help="Surge vs the least work per frame")
+    p.add_argument("--subs", type=int, nargs="+", default=[1000])
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--store", default="memory", choices=["memory", "file"])
+    p.set_defaults(run=run_ceiling)
 
     p = sub.add_parser("profile", parents=[common], help="a scenario under py-spy")
     p.add_argument("of", nargs="?", default="fanout", choices=["fanout", "http", "join-storm"])
