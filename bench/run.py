@@ -97,6 +97,13 @@ def server(start: Callable[[], Server]) -> Iterator[Server]:
     try:
         yield s
     finally:
+        if "gc log" in s.name:
+            pauses = [
+                line
+                for line in s.log.read_text(errors="replace").splitlines()
+                if line.startswith("surge-bench gc:")
+            ]
+            print(f"\n{s.name}: {len(pauses)} slow or full collections", *pauses, sep="\n  ")
         s.stop()
 
 
@@ -517,8 +524,8 @@ def main() -> None:
     common.add_argument(
         "--server-gc",
         default="default",
-        choices=["default", "off"],
-        help="off: the Surge server runs with gc.disable() (an experiment on GC pauses)",
+        choices=["default", "off", "log"],
+        help="off: the server runs with gc.disable(); log: print its slow collections",
     )
     common.add_argument(
         "--deflate", action="store_true", help="subscribers offer permessage-deflate (browsers do)"
