@@ -53,6 +53,9 @@ class Limits:
     max_errors: int = 16
     outbox_capacity: int = 4096
     access_check_timeout: float = 10.0
+    # permessage-deflate costs CPU and ~10s of KB per connection for little gain on small JSON
+    # frames, and rules out writing one pre-built frame to every connection: off by default.
+    compression: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

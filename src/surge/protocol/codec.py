@@ -10,7 +10,7 @@ timestamp is not below the frame's asks for ``frame.restamped(ts)`` (rare: only 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
 from typing import Any
 
 import orjson
@@ -40,12 +40,44 @@ TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 _TS_PREFIX = '{"timestamp":'
 
 
-@dataclass(frozen=True, slots=True)
 class Frame:
-    """An encoded server message: ``text`` starts with ``{"timestamp":<ts>,``."""
+    """An encoded server message: ``text`` starts with ``{"timestamp":<ts>,``.
 
-    ts: int
-    text: str
+    ``wire`` is the complete WebSocket text frame (header and UTF-8 payload, unmasked as server
+    frames are), built once on first use and then written as is to every connection.
+    """
+
+    __slots__ = ("_wire", "text", "ts")
+
+    def __init__(self, ts: int, text: str) -> None:
+        self.ts = ts
+        self.text = text
+        self._wire: bytes | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Frame) and (self.ts, self.text) == (other.ts, other.text)
+
+    def __hash__(self) -> int:
+        return hash((self.ts, self.text))
+
+    def __repr__(self) -> str:
+        return f"Frame(ts={self.ts}, text={self.text!r})"
+
+    @property
+    def wire(self) -> bytes:
+        """The RFC 6455 text frame carrying ``text`` (FIN set, no mask, no extension)."""
+        wire = self._wire
+        if wire is None:
+            payload = self.text.encode()
+            size = len(payload)
+            if size < 126:
+                header = bytes((0x81, size))
+            elif size < 65536:
+                header = struct.pack("!BBH", 0x81, 126, size)
+            else:
+                header = struct.pack("!BBQ", 0x81, 127, size)
+            wire = self._wire = header + payload
+        return wire
 
     def restamped(self, ts: int) -> Frame:
         """The same message with another timestamp (the rest of the text is reused as is)."""

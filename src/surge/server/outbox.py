@@ -1,14 +1,22 @@
-"""A connection's bounded outbox and the single writer that drains it.
+"""A connection's bounded outbox, and how its frames reach the socket.
+
+Two paths. Under uvicorn's websockets Sans-I/O protocol (the default), ``put`` marks the outbox
+dirty and a per-loop ``Flusher`` writes every dirty outbox once at the end of the loop iteration:
+all frames queued for a connection since the last flush leave in ONE ``transport.write`` of
+pre-built bytes (``Frame.wire``), with no task switch per connection. The outbox's writer task
+only wakes when the transport is paused by flow control, or to close. On any other ASGI server,
+the writer task drains the outbox through ASGI ``send``, one frame at a time.
 
 Slow-consumer policy: the outbox holds at most ``capacity`` frames. When a frame arrives at a full
 outbox the connection is marked overflowed, the queued frames are dropped (the client will resync,
-so they are useless), nothing more is accepted, and the writer closes the connection with 1013
-(try again later) as soon as it can. The official clients reconnect after 2 s and re-join, and
-the fresh sync heals the state. So a slow client costs at most ``capacity`` frames of memory
-and never stalls the fan-out.
+so they are useless), nothing more is accepted, and the connection is closed with 1013 (try again
+later) as soon as the socket takes it; a peer that does not read for ``CLOSE_WAIT`` seconds more
+is dropped without a close frame. The official clients reconnect after 2 s and re-join, and the
+fresh sync heals the state. So a slow client costs at most ``capacity`` frames of memory (plus
+the transport's buffer) and never stalls the fan-out.
 
-The writer also keeps timestamps strictly increasing on the connection: a frame that is not newer
-than the last one written is restamped (only frames queued behind a sync ever are).
+Timestamps stay strictly increasing on the connection: a frame that is not newer than the last one
+written is restamped (frames queued behind a sync, or several messages in one millisecond).
 """
 
 from __future__ import annotations
@@ -20,20 +28,49 @@ from typing import Any
 
 from surge.protocol.codec import Frame
 from surge.protocol.session import CLOSE_TRY_AGAIN_LATER
+from surge.server.transport import DirectTransport
 
-__all__ = ["DEFAULT_OUTBOX_CAPACITY", "Outbox"]
+__all__ = ["CLOSE_WAIT", "DEFAULT_OUTBOX_CAPACITY", "Flusher", "Outbox"]
 
 DEFAULT_OUTBOX_CAPACITY = 4096
+CLOSE_WAIT = 5.0
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+class Flusher:
+    """Writes each dirty outbox once per event-loop iteration (coalescing its frames)."""
+
+    __slots__ = ("_dirty", "_scheduled")
+
+    def __init__(self) -> None:
+        self._dirty: list[Outbox] = []
+        self._scheduled = False
+
+    def schedule(self, outbox: Outbox) -> None:
+        """Flush ``outbox`` at the end of this loop iteration."""
+        self._dirty.append(outbox)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        dirty = self._dirty
+        self._dirty = []
+        self._scheduled = False
+        for outbox in dirty:
+            outbox.flush()
+
+
 class Outbox:
-    """Frames waiting for one connection, written in order by ``run``."""
+    """Frames waiting for one connection, written in order."""
 
     __slots__ = (
         "_close",
+        "_direct",
+        "_flusher",
         "_frames",
+        "_is_dirty",
         "_wakeup",
         "capacity",
         "is_done",
@@ -41,11 +78,21 @@ class Outbox:
         "last_ts",
     )
 
-    def __init__(self, capacity: int = DEFAULT_OUTBOX_CAPACITY) -> None:
+    def __init__(
+        self,
+        capacity: int = DEFAULT_OUTBOX_CAPACITY,
+        *,
+        direct: DirectTransport | None = None,
+        flusher: Flusher | None = None,
+    ) -> None:
         self.capacity = capacity
         self._frames: deque[Frame] = deque()
         self._wakeup = asyncio.Event()
         self._close: tuple[int, str] | None = None
+        # The direct path needs both: the transport to write to and the loop-wide flusher.
+        self._direct = direct if flusher is not None else None
+        self._flusher = flusher
+        self._is_dirty = False
         self.is_overflowed = False
         self.is_done = False
         self.last_ts = 0
@@ -61,7 +108,11 @@ class Outbox:
             self.overflow()
             return False
         self._frames.append(frame)
-        if len(self._frames) == 1:
+        if self._flusher is not None:
+            if not self._is_dirty:
+                self._is_dirty = True
+                self._flusher.schedule(self)
+        elif len(self._frames) == 1:
             self._wakeup.set()
         return True
 
@@ -84,19 +135,70 @@ class Outbox:
         self._frames.clear()
         self._wakeup.set()
 
-    async def run(self, send: Send) -> None:
-        """Write frames until closed or stopped."""
+    def flush(self) -> None:
+        """Direct path: write everything queued now, or leave it to the writer when paused."""
+        self._is_dirty = False
+        if not self._frames or self.is_done or self._direct is None:
+            return
+        if self._direct.is_writable:
+            self._write_direct(self._direct)
+        else:
+            self._wakeup.set()
+
+    def _restamp_all(self) -> list[Frame]:
         frames = self._frames
+        batch = []
+        last = self.last_ts
+        while frames:
+            frame = frames.popleft()
+            if frame.ts <= last:
+                frame = frame.restamped(last + 1)
+            last = frame.ts
+            batch.append(frame)
+        self.last_ts = last
+        return batch
+
+    def _write_direct(self, direct: DirectTransport) -> None:
+        direct.write(self._restamp_all())
+
+    async def run(self, send: Send) -> None:
+        """The writer task: flow-control waits, the ASGI path, and the close."""
+        frames = self._frames
+        direct = self._direct
         while not self.is_done:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while frames and not self.is_done:
-                frame = frames.popleft()
-                if frame.ts <= self.last_ts:
-                    frame = frame.restamped(self.last_ts + 1)
-                self.last_ts = frame.ts
-                await send({"type": "websocket.send", "text": frame.text})
+            if direct is not None:
+                while frames and self._close is None and not direct.is_writable:
+                    if direct.is_gone:
+                        self.stop()
+                        return
+                    await direct.wait_writable()
+                if frames and self._close is None and direct.is_writable:
+                    self._write_direct(direct)
+            else:
+                while frames and not self.is_done:
+                    frame = frames.popleft()
+                    if frame.ts <= self.last_ts:
+                        frame = frame.restamped(self.last_ts + 1)
+                    self.last_ts = frame.ts
+                    await send({"type": "websocket.send", "text": frame.text})
             if self._close is not None and not self.is_done:
-                code, reason = self._close
-                self.is_done = True
-                await send({"type": "websocket.close", "code": code, "reason": reason})
+                await self._send_close(send, direct)
+
+    async def _send_close(self, send: Send, direct: DirectTransport | None) -> None:
+        code, reason = self._close or (1000, "")
+        self.is_done = True
+        if direct is not None:
+            if not direct.is_writable and not direct.is_gone:
+                try:
+                    async with asyncio.timeout(CLOSE_WAIT):
+                        await direct.wait_writable()
+                except TimeoutError:
+                    direct.abort()
+                    return
+            if direct.is_gone:
+                return
+            if self._frames:
+                self._write_direct(direct)
+        await send({"type": "websocket.close", "code": code, "reason": reason})

@@ -10,6 +10,7 @@ from surge.config import Config
 from surge.errors import StoreError
 from surge.protocol.messages import SubscriptionKey
 from surge.server.hub import Hub, HubSubscription
+from surge.server.outbox import Flusher
 from surge.steps.registry import Registry
 from surge.streams.adapter import StreamAdapter
 from surge.streams.feed import GroupSnapshot
@@ -35,6 +36,7 @@ class Runtime:
             schema_from(auth.context_schema, what="stream_auth.context_schema") if auth else None
         )
         self.hub = Hub(on_resync=self._queue_resync)
+        self.flusher = Flusher()
         self._resyncs: asyncio.Queue[list[HubSubscription]] = asyncio.Queue()
         self.connections: set[Connection] = set()
         self.registry = registry

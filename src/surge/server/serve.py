@@ -41,6 +41,7 @@ def uvicorn_config(
         ws="websockets-sansio",
         # A frame over the cap is refused by the WebSocket layer itself with 1009.
         ws_max_size=limits.max_frame_bytes,
+        ws_per_message_deflate=limits.compression,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         log_level=log_level,

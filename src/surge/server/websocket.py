@@ -27,6 +27,7 @@ from surge.protocol.session import (
 )
 from surge.server.hub import HubSubscription
 from surge.server.outbox import Outbox
+from surge.server.transport import DirectTransport
 from surge.server.upgrade import authorize_upgrade
 from surge.steps.config import Subscription
 from surge.streams.feed import GroupSnapshot
@@ -83,7 +84,11 @@ async def serve_websocket(runtime: Runtime, scope: dict[str, Any], receive: Any,
             max_errors=limits.max_errors,
             max_frame_bytes=limits.max_frame_bytes,
         ),
-        Outbox(limits.outbox_capacity),
+        Outbox(
+            limits.outbox_capacity,
+            direct=DirectTransport.from_asgi_send(send),
+            flusher=runtime.flusher,
+        ),
         decision.auth_context,
     )
     runtime.connections.add(conn)

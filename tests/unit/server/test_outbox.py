@@ -1,0 +1,157 @@
+"""The outbox's direct path: coalesced writes of pre-built frames, flow control, slow peers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
+from websockets.protocol import State
+
+from surge.protocol.codec import Frame
+from surge.server import outbox as outbox_module
+from surge.server.outbox import Flusher, Outbox
+from surge.server.transport import DirectTransport
+
+
+class FakeTransport:
+    """Records writes like an asyncio transport."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class FakeConn:
+    state = State.OPEN
+    extensions: list[Any] = []
+
+
+class FakeProtocol:
+    """The attributes DirectTransport uses on uvicorn's websockets-sansio protocol."""
+
+    def __init__(self) -> None:
+        self.conn = FakeConn()
+        self.transport = FakeTransport()
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.close_sent = False
+
+
+def frame(ts: int, n: int) -> Frame:
+    return Frame(ts, f'{{"timestamp":{ts},"n":{n}}}')
+
+
+def decode(data: bytes) -> list[dict[str, Any]]:
+    """Parse concatenated unmasked server text frames."""
+    out = []
+    while data:
+        size = data[1] & 0x7F
+        start = 2
+        if size == 126:
+            size, start = int.from_bytes(data[2:4]), 4
+        assert data[0] == 0x81
+        out.append(orjson.loads(data[start : start + size]))
+        data = data[start + size :]
+    return out
+
+
+def make() -> tuple[Outbox, FakeProtocol, list[dict[str, Any]]]:
+    protocol = FakeProtocol()
+    sent: list[dict[str, Any]] = []
+    box = Outbox(8, direct=DirectTransport(protocol), flusher=Flusher())
+    return box, protocol, sent
+
+
+def test_wire_is_the_rfc6455_frame_websockets_would_send() -> None:
+    for text in ('{"timestamp":1}', "x" * 200, "é" * 40000):
+        expected = WsFrame(Opcode.TEXT, text.encode()).serialize(mask=False)
+        assert Frame(1, text).wire == expected
+
+
+async def test_frames_put_in_one_loop_iteration_leave_in_one_write_with_strict_timestamps() -> None:
+    box, protocol, _ = make()
+    for n in range(3):
+        box.put(frame(100, n))  # three messages in the same millisecond
+    assert protocol.transport.writes == []  # nothing before the loop turns
+    await asyncio.sleep(0)
+    assert len(protocol.transport.writes) == 1
+    assert decode(protocol.transport.writes[0]) == [
+        {"timestamp": 100, "n": 0},
+        {"timestamp": 101, "n": 1},
+        {"timestamp": 102, "n": 2},
+    ]
+
+
+async def test_paused_transport_keeps_frames_until_flow_control_resumes() -> None:
+    box, protocol, sent = make()
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    writer = asyncio.create_task(box.run(send))
+    protocol.writable.clear()
+    box.put(frame(1, 1))
+    await asyncio.sleep(0.01)
+    assert protocol.transport.writes == []
+    protocol.writable.set()
+    async with asyncio.timeout(1):
+        # A fake transport has no event to wait on: poll it, under a deadline.
+        while not protocol.transport.writes:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+    assert decode(protocol.transport.writes[0]) == [{"timestamp": 1, "n": 1}]
+    box.close(1000, "bye")
+    await asyncio.wait_for(writer, 1)
+    assert sent == [{"type": "websocket.close", "code": 1000, "reason": "bye"}]
+
+
+async def test_a_peer_that_stops_reading_overflows_and_is_dropped_after_close_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outbox_module, "CLOSE_WAIT", 0.05)
+    box, protocol, sent = make()
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    writer = asyncio.create_task(box.run(send))
+    protocol.writable.clear()  # the peer's socket buffer is full
+    accepted = [box.put(frame(n, n)) for n in range(1, 12)]
+    assert accepted == [True] * 8 + [False] * 3
+    assert box.is_overflowed and len(box) == 0
+    await asyncio.wait_for(writer, 1)
+    assert protocol.transport.aborted
+    assert sent == []  # no close frame could be written; the connection was dropped
+
+
+async def test_error_frame_before_a_protocol_close_is_written_first() -> None:
+    box, protocol, sent = make()
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append({"writes_before": len(protocol.transport.writes), **message})
+
+    writer = asyncio.create_task(box.run(send))
+    box.put(frame(5, 1))
+    box.close(1008, "too many invalid messages")
+    await asyncio.wait_for(writer, 1)
+    assert decode(b"".join(protocol.transport.writes)) == [{"timestamp": 5, "n": 1}]
+    assert sent == [
+        {
+            "writes_before": 1,
+            "type": "websocket.close",
+            "code": 1008,
+            "reason": "too many invalid messages",
+        }
+    ]
