@@ -56,6 +56,7 @@ def _serve(
     except ConfigError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from exc
+    surge_app.tune_gc = True
     registry = surge_app.runtime.registry
     console.print(
         f"[bold]surge[/] serving [cyan]{directory}[/]: {len(registry.streams)} stream(s), "

@@ -13,6 +13,7 @@ and every ``can_access`` admits the Workbench's connections.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -57,6 +58,8 @@ class SurgeApp:
         self.runtime = runtime
         self.project_dir = project_dir
         self.reload = reload
+        # Set by `surge dev/start` (the process is ours): freeze startup objects out of the GC.
+        self.tune_gc = False
         self.workbench: Workbench | None = None
         expose = ["x-trace-id"]
         if workbench:
@@ -113,6 +116,8 @@ class SurgeApp:
                     tasks.create_task(supervise("step watcher", lambda: self._watch(root)))
                 )
             self.started.set()
+            if self.tune_gc:
+                _tune_gc()
             await send({"type": "lifespan.startup.complete"})
             message = await receive()
             for task in background:
@@ -140,6 +145,16 @@ class SurgeApp:
                 registry = open_to_workbench(registry)
             self.runtime.swap_registry(registry)
             logger.info("reloaded steps after a change in %s", steps_dir)
+
+
+def _tune_gc() -> None:
+    """Keep full collections short: the tens of thousands of objects alive after startup
+    (modules, the app, uvicorn) move to the permanent generation, and young collections run less
+    often. Full collections over them were the latency tail's cause (bench/README.md)."""
+    gc.collect()
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, 10_000), gen1, gen2)
 
 
 async def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:

@@ -66,4 +66,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def app_from_env() -> SurgeApp:
     """Factory for worker processes: the project in ``$SURGE_PROJECT_DIR`` (``--workers``)."""
-    return create_app(os.environ.get(PROJECT_DIR_ENV, "."))
+    app = create_app(os.environ.get(PROJECT_DIR_ENV, "."))
+    app.tune_gc = True
+    return app
