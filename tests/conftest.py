@@ -22,3 +22,7 @@ def _missing(reason: str) -> NoReturn:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason} (required under CI=true)", pytrace=False)
     pytest.skip(reason)
+
+
+# The private redis-server fixture, for every suite that restarts Redis under test.
+pytest_plugins = ["redis_server"]

@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from conftest import require_component
+from redis_server import REDIS_TEST_URL, drop_redis_keys, redis_is_up
 
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
-
-
-def redis_is_up() -> bool:
-    """True when something answers PING on the Redis test port."""
-    try:
-        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def drop_prefix(prefix: str) -> None:
-    """Delete every key under ``prefix``."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+REDIS_URL = REDIS_TEST_URL
 
 
 @pytest.fixture
@@ -45,4 +21,4 @@ def redis_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("SURGE_REDIS_URL", REDIS_URL)
     monkeypatch.setenv("SURGE_REDIS_PREFIX", prefix)
     yield prefix
-    drop_prefix(prefix)
+    drop_redis_keys(prefix)

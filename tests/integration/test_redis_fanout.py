@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,11 +17,11 @@ from typing import Any
 
 import httpx2
 import pytest
-import redis
 from pydantic import BaseModel
 from websockets.asyncio.client import ClientConnection, connect
 
 from conftest import require_component
+from redis_server import REDIS_TEST_URL, PrivateRedis, drop_redis_keys, redis_is_up
 from surge import ApiResponse, ApiRouteConfig, StreamConfig, create_app
 from surge.steps.context import ApiRequest
 from surge.streams.stores.redis import RedisStreamAdapter
@@ -31,7 +29,6 @@ from surge.testing import LiveServer, live_server
 
 pytestmark = pytest.mark.timeout(60)
 
-REDIS_TEST_URL = "redis://127.0.0.1:6379/0"
 RECV_TIMEOUT = 5.0
 
 Frame = dict[str, Any]
@@ -77,94 +74,13 @@ async def two_instances(url: str, prefix: str) -> AsyncIterator[tuple[LiveServer
         yield a, b
 
 
-def drop_keys(url: str, prefix: str) -> None:
-    with redis.Redis.from_url(url) as client:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-
-
-def redis_is_up(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def prefix() -> Iterator[str]:
     """A key prefix private to the test on the shared Redis; its keys are deleted afterwards."""
     require_component(redis_is_up(REDIS_TEST_URL), f"no Redis server answers at {REDIS_TEST_URL}")
     unique = f"surge-test-{uuid.uuid4().hex}"
     yield unique
-    drop_keys(REDIS_TEST_URL, unique)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class PrivateRedis:
-    """A throwaway ``redis-server`` without persistence, killed and restarted at will."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self, within: float = 5.0) -> None:
-        """Start the server and wait until it answers PING."""
-        self.process = await asyncio.create_subprocess_exec(
-            *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no"),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + within
-        while not await self._answers_ping():
-            if self.process.returncode is not None:
-                raise RuntimeError(f"redis-server on port {self.port} exited")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} did not start")
-            await asyncio.sleep(0.02)
-
-    async def _answers_ping(self) -> bool:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        except OSError:
-            return False
-        try:
-            writer.write(b"PING\r\n")
-            return await reader.readline() == b"+PONG\r\n"
-        except OSError:
-            return False
-        finally:
-            writer.close()
-
-    async def kill(self) -> None:
-        """SIGKILL the server (its data is gone: no persistence)."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            async with asyncio.timeout(5):
-                await self.process.wait()
-
-
-@pytest.fixture
-async def private_redis() -> AsyncIterator[PrivateRedis]:
-    """A redis-server of the test's own, on a free port."""
-    require_component(shutil.which("redis-server"), "redis-server is not on PATH")
-    server = PrivateRedis(free_port())
-    try:
-        await server.start()
-        yield server
-    finally:
-        await server.kill()
+    drop_redis_keys(unique)
 
 
 # -- a minimal stream client ------------------------------------------------------------------

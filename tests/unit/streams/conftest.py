@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -11,41 +10,17 @@ from pathlib import Path
 import pytest
 
 from conftest import require_component
+from redis_server import REDIS_TEST_URL, drop_redis_keys, redis_is_up
 from surge.streams.adapter import StreamAdapter
 from surge.streams.feed import EphemeralEvent, FeedMessage
 from surge.streams.stores.file import FileStreamAdapter
 from surge.streams.stores.memory import MemoryStreamAdapter
 
-REDIS_TEST_URL = "redis://127.0.0.1:6379/0"
 FEED_TIMEOUT_S = 5.0
 
 # tmp_path -> key prefix: adapters made by one test share a prefix, as file adapters share a
 # directory; _drop_redis_test_keys deletes each test's keys at teardown.
 _redis_prefixes: dict[Path, str] = {}
-
-
-@functools.cache
-def redis_is_up(url: str = REDIS_TEST_URL) -> bool:
-    """True when a Redis server answers PING at ``url`` (asked once per session)."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-def drop_redis_keys(prefix: str, url: str = REDIS_TEST_URL) -> None:
-    """Delete every key under ``prefix`` (test isolation)."""
-    import redis
-
-    with redis.Redis.from_url(url) as client:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
 
 
 def _redis_adapter(tmp_path: Path) -> StreamAdapter:

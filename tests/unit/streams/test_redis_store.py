@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import shutil
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -22,12 +20,11 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from conftest import require_component
+from redis_server import REDIS_TEST_URL, PrivateRedis, drop_redis_keys, free_port, redis_is_up
 from surge.errors import ConfigError, StoreError
 from surge.streams.feed import Change, EphemeralEvent, FeedMessage, Resync
 from surge.streams.stores import redis as redis_store
 from surge.streams.stores.redis import RedisStreamAdapter
-
-from .conftest import REDIS_TEST_URL, drop_redis_keys, redis_is_up
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,58 +42,6 @@ async def wait_until(condition: Callable[[], bool], *, within: float = 5.0) -> N
 
 def changes(feed: list[FeedMessage]) -> list[Change]:
     return [m for m in feed if isinstance(m, Change)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class PrivateRedis:
-    """A throwaway ``redis-server`` without persistence, killed and restarted at will."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self, within: float = 5.0) -> None:
-        """Start the server and wait until it answers PING."""
-        self.process = await asyncio.create_subprocess_exec(
-            *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no"),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + within
-        while not await self._answers_ping():
-            if self.process.returncode is not None:
-                raise RuntimeError(f"redis-server on port {self.port} exited")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} did not start")
-            await asyncio.sleep(0.02)
-
-    async def _answers_ping(self) -> bool:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        except OSError:
-            return False
-        try:
-            writer.write(b"PING\r\n")
-            return await reader.readline() == b"+PONG\r\n"
-        except OSError:
-            return False
-        finally:
-            writer.close()
-
-    async def kill(self) -> None:
-        """SIGKILL the server (its data is gone: no persistence)."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            async with asyncio.timeout(5):
-                await self.process.wait()
 
 
 @pytest.fixture
@@ -133,18 +78,6 @@ async def open_adapter(prefix: str) -> AsyncIterator[Opener]:
     yield open_one
     for adapter in opened:
         await adapter.close()
-
-
-@pytest.fixture
-async def private_redis() -> AsyncIterator[PrivateRedis]:
-    """A redis-server of the test's own, on a free port."""
-    require_component(shutil.which("redis-server"), "redis-server is not on PATH")
-    server = PrivateRedis(free_port())
-    try:
-        await server.start()
-        yield server
-    finally:
-        await server.kill()
 
 
 # -- key layout -------------------------------------------------------------------------------
