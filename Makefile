@@ -49,7 +49,7 @@ chromium:
 run: $(PY_STAMP) web
 	cd examples/todo && ../../$(BIN)/surge dev --port $(PORT)
 
-test: setup web chromium
+test: setup web chromium lint
 	$(BIN)/pytest
 
 lint: $(PY_STAMP)
