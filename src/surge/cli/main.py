@@ -27,14 +27,17 @@ _TEMPLATE_IGNORE = shutil.ignore_patterns(
 )
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(name)s: %(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
-        force=True,
-    )
+def _setup_logging(level: str, *, pretty: bool) -> None:
+    """Rich output for `surge dev`; plain lines for `surge start` (Rich costs ~1 ms a record,
+    which at info level was most of a POST's CPU: bench/README.md)."""
+    handler: logging.Handler
+    if pretty:
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=True)
+        fmt = "%(name)s: %(message)s"
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level.upper(), format=fmt, handlers=[handler], force=True)
 
 
 def _serve(
@@ -50,7 +53,7 @@ def _serve(
     from surge.server.app import create_app
     from surge.server.serve import PROJECT_DIR_ENV, uvicorn_config
 
-    _setup_logging(log_level)
+    _setup_logging(log_level, pretty=reload)
     try:
         surge_app = create_app(directory, reload=reload, workbench=workbench)
     except ConfigError as exc:
