@@ -42,6 +42,7 @@ __all__ = [
     "start_redis",
     "start_surge",
     "wait_quiet",
+    "write_syscalls",
 ]
 
 BENCH = Path(__file__).resolve().parent
@@ -65,6 +66,15 @@ def cpu_split(pid: int) -> tuple[float, float]:
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def write_syscalls(pid: int) -> int:
+    """Write-family system calls (write, writev, send...) made so far by ``pid`` (``syscw``)."""
+    with open(f"/proc/{pid}/io", "rb") as f:
+        for line in f:
+            if line.startswith(b"syscw:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no syscw for pid {pid}")
 
 
 def busy_seconds() -> float:
@@ -140,6 +150,10 @@ class Server:
     def cpu_split(self) -> tuple[float, float]:
         """(user, system) CPU seconds used so far."""
         return cpu_split(self.pid)
+
+    def write_syscalls(self) -> int:
+        """Write system calls so far (every socket write: frames, HTTP answers, pings)."""
+        return write_syscalls(self.pid)
 
     def rss(self) -> int:
         """Resident memory now, bytes."""

@@ -120,6 +120,7 @@ def fanout_rows(results: list[Result]) -> None:
             "POST/s",
             "frames/s",
             "µs/delivery",
+            "frames/write",
             "server CPU",
             "loadgen CPU",
             "others",
@@ -134,6 +135,7 @@ def fanout_rows(results: list[Result]) -> None:
                 _n(r["post_rate"]),
                 _n(r["frames_per_s"]),
                 _n(r["us_per_delivery"], 2),
+                _n(r.get("frames_per_write"), 1),
                 f"{r['server_cpu_util']:.0%}",
                 f"{r['loadgen_cpu_util']:.0%}",
                 f"{r['others_cpu_util']:.0%}",
@@ -454,6 +456,20 @@ def run_profile(args: argparse.Namespace) -> list[Result]:
                 )
             ]
             fanout_rows(results)
+        elif args.of == "latency":
+            results = [
+                scenarios.fanout(
+                    s,
+                    "surge",
+                    args.subs,
+                    args.duration,
+                    16,
+                    mode="latency",
+                    rate=args.rate,
+                    profile=out,
+                )
+            ]
+            latency_rows(results)
         elif args.of == "http":
             results = [scenarios.http_throughput(s, args.duration, args.concurrency, profile=out)]
             print(f"\nhttp: {results[0]['posts_per_s']:,.0f} POST/s under the profiler")
@@ -588,9 +604,12 @@ def main() -> None:
     p.set_defaults(run=run_ceiling)
 
     p = sub.add_parser("profile", parents=[common], help="a scenario under py-spy")
-    p.add_argument("of", nargs="?", default="fanout", choices=["fanout", "http", "join-storm"])
+    p.add_argument(
+        "of", nargs="?", default="fanout", choices=["fanout", "latency", "http", "join-storm"]
+    )
     p.add_argument("--subs", type=int, default=1000, help="subscribers (join-storm: clients)")
     p.add_argument("--items", type=int, default=100, help="join-storm: items in the group")
+    p.add_argument("--rate", type=float, default=20.0, help="latency: POST/s")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--out", default="bench/profile-fanout.txt", help=".txt (raw) or .svg")
     p.add_argument("--top", type=int, default=25)

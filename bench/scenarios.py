@@ -99,7 +99,7 @@ def fanout(
         with profiling(server, profile):
             busy0, irq0 = busy_seconds(), softirq_seconds()
             cpu0, lg0, t0 = server.cpu(), subs.cpu() + writer.cpu(), time.monotonic()
-            split0 = server.cpu_split()
+            split0, writes0 = server.cpu_split(), server.write_syscalls()
             writer.send("go")
             done = writer.expect("done", duration + 60)
             lg1 = writer.cpu()
@@ -108,7 +108,7 @@ def fanout(
             subs.send(f"drain {expected} 3")
             drained = subs.expect("drained", 120)
             cpu1, wall = server.cpu(), time.monotonic() - t0
-            split1 = server.cpu_split()
+            split1, writes1 = server.cpu_split(), server.write_syscalls()
             lg1 += subs.cpu()
             busy1, irq1 = busy_seconds(), softirq_seconds()
     finally:
@@ -132,6 +132,9 @@ def fanout(
         "server_cpu_util": server_cpu / wall,
         "server_system_share": (split1[1] - split0[1]) / server_cpu if server_cpu else None,
         "us_per_delivery": server_cpu * 1e6 / frames if frames else None,
+        # Every write system call of the server meanwhile (HTTP answers and pings included).
+        "server_write_syscalls": writes1 - writes0,
+        "frames_per_write": frames / (writes1 - writes0) if writes1 > writes0 else None,
         "loadgen_cpu_util": (lg1 - lg0) / wall,
         "others_cpu_util": max(0.0, busy1 - busy0 - server_cpu - (lg1 - lg0)) / wall,
         "softirq_util": (irq1 - irq0) / wall,

@@ -4,7 +4,8 @@
   measure what its full (generation 2) collections cost the latency tail. An experiment only: a
   real server needs the collector (or fewer tracked objects).
 - ``SURGE_BENCH_GC=log`` keeps it on and logs every generation-2 collection (and any other over
-  5 ms) with its duration and the number of tracked objects; ``run.py`` prints them at the end.
+  5 ms) with its time since the server started (the load starts after the subscribers synced), its
+  duration and the number of tracked objects; ``run.py`` prints them at the end.
 """
 
 import gc
@@ -18,6 +19,7 @@ if _MODE == "off":
     gc.disable()
 elif _MODE == "log":
     _started = [0.0]
+    _t0 = time.monotonic()
 
     def _log(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -27,7 +29,8 @@ elif _MODE == "log":
         if info["generation"] == 2 or ms > 5:
             tracked = len(gc.get_objects(generation=2)) if info["generation"] == 2 else -1
             sys.stderr.write(
-                f"surge-bench gc: gen{info['generation']} {ms:.1f} ms, "
+                f"surge-bench gc: t+{time.monotonic() - _t0:.1f} s gen{info['generation']} "
+                f"{ms:.1f} ms, "
                 f"collected {info['collected']}, gen2 objects {tracked}\n"
             )
 
