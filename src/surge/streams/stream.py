@@ -119,6 +119,10 @@ class Stream:
             elif self._model_has_id:
                 value = value.model_copy(update={"id": id})
         await self._adapter.set(self.name, group_id, id, item)
+        return self._tracked(value, group_id, id)
+
+    def _tracked(self, value: Any, group_id: str, id: str) -> Any:
+        """Note ``value`` as this item for the Workbench when a request is being tracked."""
         tracked = _returned_items.get()
         if tracked is not None:
             tracked.remember(value, ItemRef(self.name, group_id, id))
@@ -131,11 +135,7 @@ class Stream:
         item = await self._adapter.get(self.name, group_id, id)
         if item is None:
             return None
-        value = self._to_value(item)
-        tracked = _returned_items.get()
-        if tracked is not None:
-            tracked.remember(value, ItemRef(self.name, group_id, id))
-        return value
+        return self._tracked(self._to_value(item), group_id, id)
 
     async def delete(self, group_id: str, id: str) -> Any:
         """Delete the item; returns the deleted value, or None (and nothing is sent) if absent."""
