@@ -11,7 +11,7 @@ from surge.errors import (
 )
 from surge.server.app import SurgeApp, create_app
 from surge.server.auth import AuthRequest, extract_auth_token
-from surge.steps.config import ApiRouteConfig, StreamConfig, Subscription
+from surge.steps.config import ApiRouteConfig, CronConfig, EventConfig, StreamConfig, Subscription
 from surge.steps.context import ApiRequest, ApiResponse, FlowContext, StepLogger
 from surge.streams.stream import Stream, Streams
 
@@ -26,6 +26,8 @@ __all__ = [
     "AuthRequest",
     "Config",
     "ConfigError",
+    "CronConfig",
+    "EventConfig",
     "FlowContext",
     "Limits",
     "ProtocolError",

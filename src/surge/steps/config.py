@@ -1,8 +1,10 @@
-"""Typed configs for streams and API steps, and the normalisation of Motia's plain-dict form.
+"""Typed configs for streams and steps, and the normalisation of Motia's plain-dict form.
 
-Users write ``StreamConfig(name=..., schema=Model)`` and ``ApiRouteConfig(name=..., method=...,
-path=...)``; Motia's Python steps write dicts (``{"type": "api", "bodySchema": {...}}``). Both end
-up as the same frozen dataclasses, with their schemas wrapped in ``surge.streams.schema.Schema``.
+Users write ``StreamConfig(name=..., schema=Model)``, ``ApiRouteConfig(name=..., method=...,
+path=...)``, ``EventConfig(name=..., subscribes=[...])`` and ``CronConfig(name=..., cron=...)``;
+Motia's Python steps write dicts (``{"type": "api", "bodySchema": {...}}``, ``{"type": "event",
+"infrastructure": {"queue": {"maxRetries": 3}}}``). Both end up as the same frozen dataclasses,
+with their schemas wrapped in ``surge.streams.schema.Schema``.
 """
 
 from __future__ import annotations
@@ -19,15 +21,23 @@ from surge.streams.schema import Schema, schema_from
 
 __all__ = [
     "HTTP_METHODS",
+    "STEP_TYPES",
     "ApiRouteConfig",
     "CanAccess",
+    "CronConfig",
+    "EventConfig",
+    "FieldError",
     "StreamConfig",
     "Subscription",
     "normalize_api_config",
+    "normalize_cron_config",
+    "normalize_event_config",
     "normalize_stream_config",
+    "step_type",
 ]
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+STEP_TYPES = ("api", "event", "cron")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -109,7 +119,8 @@ class ApiRouteConfig:
         if not isinstance(self.path, str) or not self.path.startswith("/"):
             raise ConfigError(f"step {self.name!r}: path {self.path!r} must start with '/'")
         if self.type != "api":
-            raise ConfigError(f"step {self.name!r}: only type 'api' steps are supported")
+            raise ConfigError(f"step {self.name!r}: an ApiRouteConfig has type 'api'")
+        object.__setattr__(self, "emits", _topics(self.emits, self.name, "emits"))
 
 
 def _pick(raw: Mapping[str, Any], *names: str) -> Any:
@@ -160,3 +171,249 @@ def normalize_api_config(raw: Any) -> ApiRouteConfig:
     for status, schema in (config.response_schema or {}).items():
         schema_from(schema, what=f"step {config.name!r} response_schema[{status}]")
     return config
+
+
+class FieldError(ConfigError):
+    """A ``ConfigError`` about one config key (``field``), so discovery can point at its line."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+def _topics(value: Any, step: str, what: str) -> tuple[str, ...]:
+    """``emits``/``subscribes`` as a tuple of topic strings (Motia's ``{"topic": ...}`` too)."""
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise FieldError(
+            f"step {step!r}: {what} must be a list of topic strings, got {type(value).__name__}",
+            field=what,
+        )
+    topics: list[str] = []
+    for entry in value:
+        topic = entry.get("topic") if isinstance(entry, Mapping) else entry
+        if not isinstance(topic, str) or not topic:
+            raise FieldError(
+                f"step {step!r}: {what} entry {entry!r} is not a topic string",
+                field=what,
+            )
+        topics.append(topic)
+    return tuple(topics)
+
+
+def _positive(value: Any, step: str, what: str, *, integer: bool) -> Any:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        kind = "a positive integer" if integer else "a positive number"
+        raise FieldError(f"step {step!r}: {what} must be {kind}, got {value!r}", field=what)
+    return value
+
+
+def _check_name(name: Any, kind: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise FieldError(f"a {kind} step needs a non-empty name", field="name")
+    problem = id_problem(name, "step name")
+    if problem:
+        raise FieldError(problem, field="name")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventConfig:
+    """A step that handles the messages of the topics it ``subscribes`` to.
+
+    Its ``handler(input, ctx)`` gets each message's data, validated against ``input`` (a pydantic
+    model: an instance; a JSON Schema dict: the dict). Delivery is at least once: a handler that
+    raises is retried ``max_retries`` times with exponential backoff, then dead-lettered.
+    """
+
+    name: str
+    subscribes: Sequence[str]
+    emits: Sequence[str] = ()
+    input: Any = None
+    flows: Sequence[str] = ()
+    description: str | None = None
+    concurrency: int = 10
+    """Handlers of this step running at once, per process."""
+    max_retries: int = 3
+    """Retries after the first attempt (Motia's ``infrastructure.queue.maxRetries``)."""
+    fifo: bool = False
+    """Handle messages of one ``messageGroupId`` strictly in order, one at a time."""
+    visibility_timeout: float = 30.0
+    """Lease of a running message, renewed while the handler runs; a crashed process's
+    messages are delivered again once it runs out."""
+    timeout: float | None = None
+    """A handler running longer fails (and is retried); None: no limit."""
+    virtual_emits: Sequence[Any] = ()
+    virtual_subscribes: Sequence[Any] = ()
+    type: str = "event"
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "event")
+        if self.type != "event":
+            raise FieldError(f"step {self.name!r}: an EventConfig has type 'event'", field="type")
+        subscribes = _topics(self.subscribes, self.name, "subscribes")
+        if not subscribes:
+            raise FieldError(
+                f"step {self.name!r}: an event step needs at least one topic in subscribes",
+                field="subscribes",
+            )
+        object.__setattr__(self, "subscribes", subscribes)
+        object.__setattr__(self, "emits", _topics(self.emits, self.name, "emits"))
+        _positive(self.concurrency, self.name, "concurrency", integer=True)
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise FieldError(
+                f"step {self.name!r}: maxRetries must be an integer, got {self.max_retries!r}",
+                field="infrastructure",
+            )
+        if self.max_retries < 0:
+            raise FieldError(
+                f"step {self.name!r}: maxRetries must be 0 or more", field="infrastructure"
+            )
+        _positive(self.visibility_timeout, self.name, "visibility_timeout", integer=False)
+        if self.timeout is not None:
+            _positive(self.timeout, self.name, "timeout", integer=False)
+
+    @cached_property
+    def input_schema(self) -> Schema | None:
+        """The ``input`` schema wrapped for validation (None: any data)."""
+        try:
+            return schema_from(self.input, what=f"step {self.name!r} input")
+        except ConfigError as exc:
+            raise FieldError(exc.message, field="input") from exc
+
+
+@dataclass(frozen=True, kw_only=True)
+class CronConfig:
+    """A step whose ``handler(ctx)`` runs on a schedule, once per tick in the whole deployment.
+
+    ``cron`` is a standard 5-field expression (minute hour day month weekday) or node-cron's
+    6-field form with the seconds FIRST (``"*/10 * * * * *"``: every 10 seconds).
+    """
+
+    name: str
+    cron: str
+    emits: Sequence[str] = ()
+    flows: Sequence[str] = ()
+    description: str | None = None
+    timeout: float | None = None
+    virtual_emits: Sequence[Any] = ()
+    type: str = "cron"
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "cron")
+        if self.type != "cron":
+            raise FieldError(f"step {self.name!r}: a CronConfig has type 'cron'", field="type")
+        object.__setattr__(self, "emits", _topics(self.emits, self.name, "emits"))
+        if self.timeout is not None:
+            _positive(self.timeout, self.name, "timeout", integer=False)
+        problem = cron_problem(self.cron)
+        if problem is not None:
+            raise FieldError(f"step {self.name!r}: cron {self.cron!r} {problem}", field="cron")
+
+    @property
+    def has_seconds(self) -> bool:
+        """True for node-cron's 6-field form (seconds first)."""
+        return len(self.cron.split()) == 6
+
+
+def cron_problem(expression: Any) -> str | None:
+    """Why ``expression`` is not a 5- or 6-field (seconds first) cron expression, or None."""
+    from croniter import croniter
+
+    if not isinstance(expression, str):
+        return "must be a string"
+    fields = expression.split()
+    if len(fields) not in (5, 6):
+        return (
+            f"has {len(fields)} fields; expected 5 (minute hour day month weekday) "
+            "or 6 (second minute hour day month weekday)"
+        )
+    if not croniter.is_valid(expression, second_at_beginning=len(fields) == 6):
+        return "does not parse"
+    return None
+
+
+def step_type(raw: Any) -> Any:
+    """The ``type`` of a step config object or dict (``"api"`` when a dict has none)."""
+    if isinstance(raw, Mapping):
+        return raw.get("type", "api")
+    if isinstance(raw, ApiRouteConfig | EventConfig | CronConfig):
+        return raw.type
+    return getattr(raw, "type", None)
+
+
+def _infrastructure(raw: Mapping[str, Any], step: Any) -> dict[str, Any]:
+    """Motia's ``infrastructure: {queue: {...}, handler: {...}}`` as EventConfig keywords."""
+    infra = raw.get("infrastructure") or {}
+    if not isinstance(infra, Mapping):
+        raise FieldError(f"step {step!r}: infrastructure must be a dict", field="infrastructure")
+    queue = infra.get("queue") or {}
+    handler = infra.get("handler") or {}
+    if not isinstance(queue, Mapping) or not isinstance(handler, Mapping):
+        raise FieldError(
+            f"step {step!r}: infrastructure.queue and .handler must be dicts",
+            field="infrastructure",
+        )
+    out: dict[str, Any] = {}
+    if "maxRetries" in queue:
+        out["max_retries"] = queue["maxRetries"]
+    kind = queue.get("type", "standard")
+    if kind not in ("standard", "fifo"):
+        raise FieldError(
+            f"step {step!r}: infrastructure.queue.type must be 'standard' or 'fifo', got {kind!r}",
+            field="infrastructure",
+        )
+    out["fifo"] = kind == "fifo"
+    if "visibilityTimeout" in queue:
+        out["visibility_timeout"] = queue["visibilityTimeout"]
+    if "timeout" in handler:
+        out["timeout"] = handler["timeout"]
+    return out
+
+
+def normalize_event_config(raw: Any) -> EventConfig:
+    """Accept an ``EventConfig`` or Motia's dict form (``subscribes``, ``infrastructure``)."""
+    if isinstance(raw, EventConfig):
+        config = raw
+    elif isinstance(raw, Mapping):
+        name = raw.get("name")
+        options = _infrastructure(raw, name)
+        for key, motia in (("concurrency", "concurrency"), ("max_retries", "max_retries")):
+            if key in raw or motia in raw:
+                options[key] = raw[key] if key in raw else raw[motia]
+        config = EventConfig(
+            name=name,  # type: ignore[arg-type]
+            subscribes=raw.get("subscribes"),  # type: ignore[arg-type]
+            emits=raw.get("emits") or (),
+            input=raw.get("input"),
+            flows=raw.get("flows") or (),
+            description=raw.get("description"),
+            virtual_emits=_pick(raw, "virtual_emits", "virtualEmits") or (),
+            virtual_subscribes=_pick(raw, "virtual_subscribes", "virtualSubscribes") or (),
+            type=raw.get("type", "event"),
+            **options,
+        )
+    else:
+        raise ConfigError(f"config must be an EventConfig or a dict, got {type(raw).__name__}")
+    config.input_schema  # noqa: B018 - build it once now so a bad schema fails at startup
+    return config
+
+
+def normalize_cron_config(raw: Any) -> CronConfig:
+    """Accept a ``CronConfig`` or Motia's dict form (``{"type": "cron", "cron": ...}``)."""
+    if isinstance(raw, CronConfig):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config must be a CronConfig or a dict, got {type(raw).__name__}")
+    handler = (raw.get("infrastructure") or {}).get("handler") or {}
+    return CronConfig(
+        name=raw.get("name"),  # type: ignore[arg-type]
+        cron=raw.get("cron"),  # type: ignore[arg-type]
+        emits=raw.get("emits") or (),
+        flows=raw.get("flows") or (),
+        description=raw.get("description"),
+        timeout=handler.get("timeout") if isinstance(handler, Mapping) else None,
+        virtual_emits=_pick(raw, "virtual_emits", "virtualEmits") or (),
+        type=raw.get("type", "cron"),
+    )

@@ -8,6 +8,7 @@ sanitised name. Every problem is a ``ConfigError`` naming the file (and line, wh
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import inspect
@@ -19,8 +20,17 @@ from pathlib import Path
 from types import ModuleType
 
 from surge.errors import ConfigError, SurgeError
-from surge.steps.config import StreamConfig, normalize_api_config, normalize_stream_config
-from surge.steps.registry import ApiRoute, Registry
+from surge.steps.config import (
+    STEP_TYPES,
+    FieldError,
+    StreamConfig,
+    normalize_api_config,
+    normalize_cron_config,
+    normalize_event_config,
+    normalize_stream_config,
+    step_type,
+)
+from surge.steps.registry import ApiRoute, CronStep, EventStep, Handler, Registry
 
 __all__ = ["STEP_SUFFIXES", "STREAM_SUFFIXES", "discover", "find_step_files", "load_module"]
 
@@ -93,10 +103,15 @@ def load_module(path: Path, root: Path) -> ModuleType:
         sys.modules[name] = module
         spec.loader.exec_module(module)
         return module
-    except ConfigError:
-        raise
     except SurgeError as exc:
-        raise ConfigError(f"{_error_location(exc, path)}{exc}", path=path) from exc
+        if isinstance(exc, ConfigError) and exc.path is not None:
+            raise
+        where = _error_location(exc, path)
+        if isinstance(exc, FieldError):  # a typed config: point at the keyword, not the call
+            line = config_line(path, exc.field)
+            where = f"line {line}: " if line is not None else where
+        message = exc.message if isinstance(exc, ConfigError) else str(exc)
+        raise ConfigError(f"{where}{message}", path=path) from exc
     except SyntaxError as exc:
         raise ConfigError(
             f"{_error_location(exc, path)}syntax error: {exc.msg}", path=path
@@ -105,6 +120,65 @@ def load_module(path: Path, root: Path) -> ModuleType:
         raise ConfigError(
             f"{_error_location(exc, path)}import failed: {type(exc).__name__}: {exc}", path=path
         ) from exc
+
+
+def config_line(path: Path, key: str | None = None) -> int | None:
+    """The line of ``config = ...`` in ``path`` (of its ``key`` entry when it is a literal dict
+    or a call with that keyword), or None when the file does not say it plainly."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        target: ast.expr | None = None
+        value: ast.expr | None = None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign):
+            target, value = node.target, node.value
+        if not (isinstance(target, ast.Name) and target.id == "config") or value is None:
+            continue
+        if key is not None and isinstance(value, ast.Dict):
+            for k in value.keys:
+                if isinstance(k, ast.Constant) and k.value == key:
+                    return k.lineno
+        if key is not None and isinstance(value, ast.Call):
+            snake = re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
+            for keyword in value.keywords:
+                if keyword.arg in (key, snake):
+                    return keyword.value.lineno
+        return node.lineno
+    return None
+
+
+def _signature_problem(handler: Handler, params: int, kind: str, name: str) -> str | None:
+    """Why ``handler`` cannot be called as an ``async def`` with ``params`` positional args."""
+    if not inspect.iscoroutinefunction(handler):
+        return f"{kind} step {name!r}: `handler` must be `async def`"
+    try:
+        inspect.signature(handler).bind(*range(params))
+    except TypeError:
+        expected = "handler(input, ctx)" if params == 2 and kind == "event" else None
+        expected = expected or ("handler(req, ctx)" if params == 2 else "handler(ctx)")
+        return (
+            f"{kind} step {name!r}: `handler` must take {params} argument(s): async def {expected}"
+        )
+    except ValueError:
+        return None  # no introspectable signature (a C callable): trust it
+    return None
+
+
+def _handler(module: ModuleType, kind: str, name: str, params: int, path: Path) -> Handler:
+    handler = getattr(module, "handler", None)
+    if handler is None or not callable(handler):
+        raise ConfigError(f"{kind} step {name!r} has no `handler` function", path=path)
+    problem = _signature_problem(handler, params, kind, name)
+    if problem is not None:
+        code = getattr(handler, "__code__", None)
+        line = f"line {code.co_firstlineno}: " if code is not None else ""
+        raise ConfigError(f"{line}{problem}", path=path)
+    handler_: Handler = handler
+    return handler_
 
 
 def discover(project_dir: Path | str) -> Registry:
@@ -120,6 +194,8 @@ def discover(project_dir: Path | str) -> Registry:
     _install_steps_package(steps_dir)
     streams: list[tuple[StreamConfig, Path | None]] = []
     routes: list[ApiRoute] = []
+    events: list[EventStep] = []
+    crons: list[CronStep] = []
     for path in find_step_files(steps_dir):
         module = load_module(path, root)
         if not hasattr(module, "config"):
@@ -129,18 +205,26 @@ def discover(project_dir: Path | str) -> Registry:
             if path.name.endswith(STREAM_SUFFIXES):
                 streams.append((normalize_stream_config(raw), path))
                 continue
-            kind = raw.get("type", "api") if isinstance(raw, dict) else getattr(raw, "type", None)
-            if kind != "api":
-                raise ConfigError(f"step type {kind!r} is not supported (only 'api' steps)")
-            config = normalize_api_config(raw)
-            handler = getattr(module, "handler", None)
-            if handler is None or not callable(handler):
-                raise ConfigError(f"API step {config.name!r} has no `handler` function")
-            if not inspect.iscoroutinefunction(handler):
-                raise ConfigError(f"API step {config.name!r}: `handler` must be `async def`")
-            routes.append(ApiRoute(config, handler, path))
+            kind = step_type(raw)
+            if kind == "api":
+                api = normalize_api_config(raw)
+                routes.append(ApiRoute(api, _handler(module, "API", api.name, 2, path), path))
+            elif kind == "event":
+                event = normalize_event_config(raw)
+                handler = _handler(module, "event", event.name, 2, path)
+                events.append(EventStep(event, handler, path))
+            elif kind == "cron":
+                cron = normalize_cron_config(raw)
+                crons.append(CronStep(cron, _handler(module, "cron", cron.name, 1, path), path))
+            else:
+                known = ", ".join(repr(t) for t in STEP_TYPES)
+                raise FieldError(
+                    f"unknown step type {kind!r} (expected one of {known})", field="type"
+                )
         except ConfigError as exc:
             if exc.path is None:
-                raise ConfigError(exc.message, path=path) from exc
+                line = config_line(path, getattr(exc, "field", None))
+                where = f"line {line}: " if line is not None else ""
+                raise ConfigError(f"{where}{exc.message}", path=path) from exc
             raise
-    return Registry.build(streams, routes)
+    return Registry.build(streams, routes, events=events, crons=crons)

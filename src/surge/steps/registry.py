@@ -1,7 +1,8 @@
-"""The immutable registry of a project's streams and API routes (hot reload swaps it whole)."""
+"""The immutable registry of a project's streams and steps (hot reload swaps it whole)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -9,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from surge.errors import ConfigError
-from surge.steps.config import ApiRouteConfig, StreamConfig
+from surge.steps.config import ApiRouteConfig, CronConfig, EventConfig, StreamConfig
 from surge.streams.schema import Schema, schema_from
 
-__all__ = ["ApiRoute", "Registry", "compile_path"]
+__all__ = ["ApiRoute", "CronStep", "EventStep", "Registry", "compile_path"]
+
+logger = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[Any]]
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -62,12 +65,58 @@ class ApiRoute:
 
 
 @dataclass(frozen=True)
+class EventStep:
+    """A discovered event step: ``handler(input, ctx)`` for each message of its topics."""
+
+    config: EventConfig
+    handler: Handler
+    source: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """The step name (also the name of its queue)."""
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class CronStep:
+    """A discovered cron step: ``handler(ctx)`` on every tick of ``config.cron``."""
+
+    config: CronConfig
+    handler: Handler
+    source: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """The step name."""
+        return self.config.name
+
+
+@dataclass(frozen=True)
 class Registry:
-    """Streams by name and API routes; built by discovery or inline in tests."""
+    """Streams by name, API routes, event and cron steps; built by discovery or inline."""
 
     streams: Mapping[str, StreamConfig] = field(default_factory=dict)
     routes: tuple[ApiRoute, ...] = ()
     sources: Mapping[str, Path] = field(default_factory=dict)
+    events: tuple[EventStep, ...] = ()
+    crons: tuple[CronStep, ...] = ()
+    subscribers: Mapping[str, tuple[EventStep, ...]] = field(init=False, compare=False)
+    """topic -> the event steps subscribed to it, in registry order."""
+
+    def __post_init__(self) -> None:
+        by_topic: dict[str, list[EventStep]] = {}
+        for step in self.events:
+            for topic in step.config.subscribes:
+                by_topic.setdefault(topic, []).append(step)
+        object.__setattr__(self, "subscribers", {t: tuple(s) for t, s in by_topic.items()})
+
+    def event_step(self, name: str) -> EventStep | None:
+        """The event step named ``name`` (its queue's consumer), or None."""
+        for step in self.events:
+            if step.name == name:
+                return step
+        return None
 
     def match(self, method: str, path: str) -> tuple[ApiRoute, dict[str, str]] | str | None:
         """Find the route for ``method path``.
@@ -91,8 +140,15 @@ class Registry:
         cls,
         streams: list[tuple[StreamConfig, Path | None]],
         routes: list[ApiRoute],
+        *,
+        events: list[EventStep] | tuple[EventStep, ...] = (),
+        crons: list[CronStep] | tuple[CronStep, ...] = (),
     ) -> Registry:
-        """Assemble a registry, refusing duplicate stream names, step names and routes."""
+        """Assemble a registry, refusing duplicate stream names, step names and routes.
+
+        A topic that some event step subscribes to but no step emits is logged as a warning
+        (it may still come from ``surge emit`` or the Workbench).
+        """
         by_name: dict[str, StreamConfig] = {}
         sources: dict[str, Path] = {}
         for config, source in streams:
@@ -105,17 +161,28 @@ class Registry:
             by_name[config.name] = config
             if source is not None:
                 sources[config.name] = source
-        names: dict[str, ApiRoute] = {}
-        signatures: dict[str, ApiRoute] = {}
-        for route in routes:
-            first = names.get(route.config.name)
+        names: dict[str, ApiRoute | EventStep | CronStep] = {}
+        for step in [*routes, *events, *crons]:
+            first = names.get(step.config.name)
             if first is not None:
                 raise ConfigError(
-                    f"step name {route.config.name!r} is used twice: in {first.source} "
-                    f"and in {route.source}",
-                    path=route.source,
+                    f"step name {step.config.name!r} is used twice: in {first.source} "
+                    f"and in {step.source}",
+                    path=step.source,
                 )
-            names[route.config.name] = route
+            names[step.config.name] = step
+        emitted = {topic for step in names.values() for topic in step.config.emits}
+        for event in events:
+            for topic in event.config.subscribes:
+                if topic not in emitted:
+                    logger.warning(
+                        "%s: step %r subscribes to topic %r, which no step emits",
+                        event.source or "(inline)",
+                        event.config.name,
+                        topic,
+                    )
+        signatures: dict[str, ApiRoute] = {}
+        for route in routes:
             first = signatures.get(route.signature)
             if first is not None:
                 raise ConfigError(
@@ -129,4 +196,10 @@ class Registry:
         ordered = sorted(
             routes, key=lambda r: [bool(_PARAM.match(seg)) for seg in r.config.path.split("/")]
         )
-        return cls(streams=by_name, routes=tuple(ordered), sources=sources)
+        return cls(
+            streams=by_name,
+            routes=tuple(ordered),
+            sources=sources,
+            events=tuple(events),
+            crons=tuple(crons),
+        )

@@ -159,10 +159,11 @@ def test_motia_dict_configs_are_accepted(tmp_path: Path) -> None:
     assert route.body_schema.validate_json({"description": "x"}) == {"description": "x"}
 
 
-def test_event_steps_are_refused_with_a_clear_reason(tmp_path: Path) -> None:
-    write(tmp_path, "steps/ev_step.py", 'config = {"type": "event", "name": "E"}\n')
-    with pytest.raises(ConfigError, match="step type 'event' is not supported"):
+def test_unknown_step_type_is_refused_naming_file_line_and_type(tmp_path: Path) -> None:
+    path = write(tmp_path, "steps/ev_step.py", 'config = {\n  "type": "noop",\n  "name": "E"}\n')
+    with pytest.raises(ConfigError, match=r"line 2: unknown step type 'noop'") as info:
         discover(tmp_path)
+    assert info.value.path == path
 
 
 def test_sync_handler_is_refused(tmp_path: Path) -> None:
