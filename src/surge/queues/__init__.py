@@ -6,7 +6,7 @@ used, so the ``redis`` package stays optional.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from surge.queues.base import (
     DeadLetter,
@@ -18,6 +18,9 @@ from surge.queues.base import (
     validate_publish,
 )
 from surge.queues.sqlite import SqliteQueue
+
+if TYPE_CHECKING:
+    from surge.queues.redis import RedisStreamsQueue
 
 __all__ = [
     "DeadLetter",

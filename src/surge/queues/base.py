@@ -29,12 +29,21 @@ The contract suite ``tests/unit/queues/test_queue_contract.py`` runs over every 
 Input checks shared by the backends: ``validate_publish`` (queue names, topic, trace and group ids)
 and ``encode_data`` (the data must be JSON-able: orjson types, so dicts, lists, str, numbers,
 bool, None, plus datetimes, UUIDs and dataclasses); both raise ``ValidationError``.
+
+Process identities for leases: ``process_identity()`` names one queue object of one process
+(``host|boot id|pid|pid start time|random``); ``is_dead_local_process`` tells whether such a name
+belongs to a process of this host that no longer exists, so its leases can be released at once
+instead of after the lease time (a restarted process gets its in-flight messages back).
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
 
 import orjson
@@ -49,6 +58,8 @@ __all__ = [
     "MessageQueue",
     "QueueStats",
     "encode_data",
+    "is_dead_local_process",
+    "process_identity",
     "validate_publish",
 ]
 
@@ -211,3 +222,66 @@ def _check_name(what: str, value: object) -> None:
         raise ValidationError(
             f"{what} must be at most {MAX_NAME_LENGTH} characters without NUL: {value[:40]!r}"
         )
+
+
+# -- process identity ------------------------------------------------------------------------
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or "-"
+    except OSError:
+        return "-"
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux); "-" elsewhere; None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "-"
+    # Field 22; the command name (field 2) may contain spaces, so count from its ")".
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else "-"
+
+
+_HOST: Final = socket.gethostname().replace("|", "_") or "-"
+_BOOT: Final = _boot_id()
+
+
+def process_identity() -> str:
+    """A new identity for one queue object of this process: ``host|boot|pid|start|random``."""
+    pid = os.getpid()
+    return f"{_HOST}|{_BOOT}|{pid}|{_start_time(pid) or '-'}|{uuid.uuid4().hex[:12]}"
+
+
+def is_dead_local_process(identity: str) -> bool:
+    """True when ``identity`` is a process of this host that no longer exists.
+
+    False for other hosts (only lease expiry can tell) and whenever in doubt. Two containers
+    sharing a queue under one hostname would look like one host: give them distinct hostnames.
+    """
+    parts = identity.split("|")
+    if len(parts) != 5 or parts[0] != _HOST:
+        return False
+    _, boot, pid_text, started, _ = parts
+    if boot != _BOOT:
+        return boot != "-" and _BOOT != "-"  # the machine rebooted since
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    now_started = _start_time(pid)
+    if now_started is None:
+        return True
+    if now_started != "-" and started != "-":
+        return now_started != started  # the pid now belongs to another process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. EPERM: it exists under another user
+        return False
+    return False

@@ -46,9 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import queue as queue_module
-import socket
 import sqlite3
 import threading
 import time
@@ -67,6 +65,8 @@ from surge.queues.base import (
     Envelope,
     QueueStats,
     encode_data,
+    is_dead_local_process,
+    process_identity,
     validate_publish,
 )
 
@@ -212,7 +212,7 @@ class SqliteQueue:
         self.path: Path | None = None if self.is_memory else Path(path)
         self.synchronous = synchronous
         self.poll_interval = poll_interval
-        self.owner = _process_owner()
+        self.owner = process_identity()
         """This queue object's identity on the leases it takes."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ops: queue_module.SimpleQueue[_Op | None] = queue_module.SimpleQueue()
@@ -489,7 +489,7 @@ class SqliteQueue:
         self._last_reap = now
         queues: set[str] = set()
         for (owner,) in conn.execute(_OWNERS, (now,)).fetchall():
-            if isinstance(owner, str) and _is_dead_local_owner(owner):
+            if isinstance(owner, str) and is_dead_local_process(owner):
                 rows = conn.execute(_RELEASE, (owner,)).fetchall()
                 logger.info("released %d leases of dead consumer %s", len(rows), owner)
                 queues.update(name for (name,) in rows)
@@ -651,63 +651,6 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
             if _primary_code(exc) not in (5, 6) or attempt == BUSY_RETRIES:
                 raise
             time.sleep(0.05 * (attempt + 1))
-
-
-# -- process identity ------------------------------------------------------------------------
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return "-"
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux); "-" elsewhere; None if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return "-"
-    # Field 22; the command name (field 2) may contain spaces, so count from its ")".
-    return stat.rsplit(")", 1)[-1].split()[19]
-
-
-_HOST: Final = socket.gethostname().replace("|", "_")
-_BOOT: Final = _boot_id()
-
-
-def _process_owner() -> str:
-    pid = os.getpid()
-    return f"{_HOST}|{_BOOT}|{pid}|{_start_time(pid) or '-'}|{uuid.uuid4().hex[:12]}"
-
-
-def _is_dead_local_owner(owner: str) -> bool:
-    """True when ``owner`` ran on this host and that process no longer exists."""
-    parts = owner.split("|")
-    if len(parts) != 5 or parts[0] != _HOST:
-        return False  # another host: only its lease expiry can tell
-    _, boot, pid_text, started, _ = parts
-    if boot != _BOOT:
-        return boot != "-" and _BOOT != "-"  # the machine rebooted since
-    try:
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    now_started = _start_time(pid)
-    if now_started is None:
-        return True
-    if now_started != "-" and started != "-":
-        return now_started != started  # the pid was reused by another process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # e.g. EPERM: it exists under another user
-        return False
-    return False
 
 
 def _primary_code(exc: sqlite3.Error) -> int | None:
