@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 import httpx2
 import pytest
 
+from abuse.logscan import register_log_file  # issue 9: the whole-suite token scan
+
 __all__ = [
     "EXAMPLE_TODO",
     "SURGE",
@@ -87,6 +89,7 @@ class SurgeProcess:
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = project_dir.parent / f"{project_dir.name}-surge-{self.port}.log"
+        register_log_file(self.log_path)  # scanned for test tokens (tests/abuse/logscan.py)
         self.starts = 0
 
     @property
