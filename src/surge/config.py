@@ -46,16 +46,47 @@ class Adapters:
 
 @dataclass(frozen=True, kw_only=True)
 class Limits:
-    """Per-connection limits of the WebSocket endpoint (see the slow-consumer policy)."""
+    """What one client may cost the server, in bytes and in time (README: "Limits").
+
+    WebSocket connections:
+        max_frame_bytes: largest client frame (bigger: close 1009).
+        max_subscriptions: live subscriptions per connection (more: ``TOO_MANY_SUBSCRIPTIONS``).
+        max_errors: malformed frames before the connection is closed with 1008.
+        outbox_capacity: frames queued for one connection.
+        max_outbound_bytes: bytes queued for one connection, its transport's write buffer
+            included (pongs and closes too). Over either cap the slow-consumer policy applies at
+            once: queued frames are dropped and the connection is closed with 1013; a sync that
+            alone is larger is refused with ``SYNC_TOO_LARGE``.
+        close_timeout: a peer that does not take the close within this time is dropped.
+        access_check_timeout: how long ``can_access`` may take before the join is denied.
+        compression: permessage-deflate (off: see the README).
+
+    HTTP (and the upgrade request):
+        max_header_bytes: request line plus headers (more: 431 and the connection is closed).
+        header_timeout: a request's head must arrive within this time (slowloris: 408, closed).
+        max_body_bytes: request body (more: 413).
+        body_timeout: longest wait for the next piece of a body (then 408).
+        keep_alive_timeout: an idle keep-alive connection is closed after this time.
+        max_connections: open connections (HTTP and WebSocket); beyond it new HTTP requests get
+            503. None: the process's file-descriptor limit less a reserve.
+    """
 
     max_frame_bytes: int = 64 * 1024
     max_subscriptions: int = 256
     max_errors: int = 16
     outbox_capacity: int = 4096
+    max_outbound_bytes: int = 4 * 1024 * 1024
+    close_timeout: float = 5.0
     access_check_timeout: float = 10.0
     # permessage-deflate costs CPU and ~10s of KB per connection for little gain on small JSON
     # frames, and rules out writing one pre-built frame to every connection: off by default.
     compression: bool = False
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 10.0
+    max_body_bytes: int = 1024 * 1024
+    body_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0
+    max_connections: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,3 +99,6 @@ class Config:
     # WebSocket upgrades from other origins are refused when set (cross-site hijacking defence).
     allowed_origins: Sequence[str] | None = None
     limits: Limits = field(default_factory=Limits)
+    # Host names (besides localhost and loopback addresses) under which `surge dev` hands out the
+    # Workbench's key, e.g. a dev VM's name; see the Workbench section of the README.
+    workbench_hosts: Sequence[str] = ()

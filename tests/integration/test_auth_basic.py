@@ -334,12 +334,6 @@ async def test_token_never_appears_in_the_servers_upgrade_log_lines(
     assert leaks == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (uvicorn websockets-sansio): after a `websocket.http.response` refusal it still "
-    "logs 'ASGI callable returned without completing handshake.' at ERROR on every refused "
-    "upgrade (it never marks the handshake done); not Surge's code",
-)
 async def test_refused_upgrade_logs_no_error(
     setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:

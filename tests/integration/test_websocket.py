@@ -487,7 +487,10 @@ async def test_clients_joining_during_writes_reconstruct_the_stored_group() -> N
 
 
 async def test_slow_consumer_is_closed_with_1013_while_others_get_every_frame() -> None:
-    app = todo_app(config=Config(limits=Limits(outbox_capacity=8)))
+    # The frame cap is what this test fills; the byte cap must not refuse the final big sync.
+    app = todo_app(
+        config=Config(limits=Limits(outbox_capacity=8, max_outbound_bytes=64 * 1024 * 1024))
+    )
     payload = "x" * 32_000
     async with live_server(app) as srv:
         runtime = srv.app.runtime
@@ -536,3 +539,40 @@ async def test_slow_consumer_is_closed_with_1013_while_others_get_every_frame() 
         async with httpx2.AsyncClient(timeout=5) as http:
             response = await http.get(srv.url + "/health")
             assert response.status_code == 200
+
+
+async def test_a_sync_larger_than_the_byte_cap_is_refused_and_the_socket_stays_open() -> None:
+    app = todo_app(config=Config(limits=Limits(max_outbound_bytes=64 * 1024)))
+    async with live_server(app) as srv:
+        stream = srv.app.runtime.streams.todo
+        for n in range(10):
+            await stream.set("big", f"t{n}", todo(f"t{n}", "x" * 10_000))
+        await stream.set("small", "s", todo("s"))
+        async with connect(srv.ws_url) as client:
+            await client.join("big")
+            refused = await client.recv()
+            assert refused["event"]["event"]["type"] == "error"
+            assert refused["event"]["event"]["data"]["code"] == "SYNC_TOO_LARGE"
+            assert refused["groupId"] == "big"
+            sync = await client.join_synced("small")
+            assert [item["id"] for item in sync["event"]["data"]] == ["s"]
+            await stream.set("big", "t0", todo("t0"))  # no subscription was created for big
+            await stream.set("small", "s2", todo("s2"))
+            assert (await client.recv())["id"] == "s2"
+
+
+async def test_repeated_joins_of_one_group_read_the_store_once() -> None:
+    app = todo_app()
+    async with live_server(app) as srv:
+        runtime = srv.app.runtime
+        await runtime.streams.todo.set("g", "t1", todo("t1"))
+        async with connect(srv.ws_url) as client:
+            for n in range(20):
+                sync = await client.join_synced("g", subscription_id=f"s{n}")
+                assert [item["id"] for item in sync["event"]["data"]] == ["t1"]
+            assert runtime.hub.sync_cache.misses == 1
+            await runtime.streams.todo.set("g", "t2", todo("t2"))
+            assert (await client.recv())["id"] == "t2"
+            sync = await client.join_synced("g", subscription_id="after")
+            assert [item["id"] for item in sync["event"]["data"]] == ["t1", "t2"]
+            assert runtime.hub.sync_cache.misses == 2

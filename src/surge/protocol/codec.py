@@ -23,6 +23,8 @@ from surge.streams.feed import Change, EphemeralEvent
 __all__ = [
     "ACCESS_DENIED",
     "INVALID_MESSAGE",
+    "STORE_UNAVAILABLE",
+    "SYNC_TOO_LARGE",
     "TOO_MANY_SUBSCRIPTIONS",
     "Frame",
     "decode_client_message",
@@ -36,6 +38,9 @@ __all__ = [
 ACCESS_DENIED = "STREAM_ACCESS_DENIED"
 INVALID_MESSAGE = "INVALID_MESSAGE"
 TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+# A join whose sync alone exceeds the connection's byte cap (Limits.max_outbound_bytes).
+SYNC_TOO_LARGE = "SYNC_TOO_LARGE"
 
 _TS_PREFIX = '{"timestamp":'
 
@@ -62,6 +67,11 @@ class Frame:
 
     def __repr__(self) -> str:
         return f"Frame(ts={self.ts}, text={self.text!r})"
+
+    @property
+    def size(self) -> int:
+        """Bytes this frame takes on the wire (what the outbox's byte cap counts)."""
+        return len(self.wire)
 
     @property
     def wire(self) -> bytes:

@@ -1,8 +1,11 @@
 """The HTTP step adapter: request -> validated ``ApiRequest`` -> handler -> JSON response.
 
 Errors by who must react: an invalid body is the client's (400 with the validation errors, the
-handler is not called); a handler exception is ours (500 with a generic body, the traceback
-logged with the trace id); a retryable storage failure is 503.
+handler is not called), and so is a ``ValidationError`` raised inside the handler by a stream
+call (a hostile path id, an invalid item: 400 with the message, one info line, no traceback); a
+body that stops arriving is 408 (``Limits.body_timeout``), a larger one 413
+(``Limits.max_body_bytes``); any other handler exception is ours (500 with a generic body, the
+traceback logged with the trace id); a retryable storage failure is 503.
 
 With ``track_items`` (the Workbench is on), a response whose body *is* a value that ``set``/``get``
 returned during the request gets ``x-surge-stream-item: {"streamName","groupId","id"}``; the body
@@ -11,6 +14,7 @@ itself is never changed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -22,7 +26,9 @@ from urllib.parse import parse_qs
 import orjson
 import pydantic
 
+from surge.config import Limits
 from surge.errors import StoreError, ValidationError
+from surge.server.logs import CLIENT_MISTAKES
 from surge.steps.context import ApiRequest, ApiResponse, FlowContext, StepLogger
 from surge.streams.stream import ItemRef, ReturnedItems, track_returned_items
 
@@ -32,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_BODY_BYTES", "STREAM_ITEM_HEADER", "serve_http"]
 
 logger = logging.getLogger(__name__)
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = Limits().max_body_bytes
 STREAM_ITEM_HEADER = "x-surge-stream-item"
 
 
@@ -59,11 +65,19 @@ async def _respond(send: Any, status: int, body: bytes, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Any, limit: int) -> bytes | None:
+class _BodyTimeout(Exception):
+    """The next piece of the body did not arrive within ``Limits.body_timeout``."""
+
+
+async def _read_body(receive: Any, limit: int, idle: float) -> bytes | None:
     chunks = []
     size = 0
     while True:
-        message = await receive()
+        try:
+            async with asyncio.timeout(idle):
+                message = await receive()
+        except TimeoutError:
+            raise _BodyTimeout from None
         if message["type"] == "http.disconnect":
             return None
         chunk = message.get("body", b"")
@@ -100,9 +114,19 @@ async def serve_http(
         return
     assert not isinstance(found, str)  # narrowed: "method" handled above
     route, path_params = found
-    raw = await _read_body(receive, MAX_BODY_BYTES)
+    limits = runtime.config.limits
+    try:
+        raw = await _read_body(receive, limits.max_body_bytes, limits.body_timeout)
+    except _BodyTimeout:
+        if CLIENT_MISTAKES.allow():
+            logger.info("%s %s: request body not received in time", method, path)
+        close = {"connection": "close"}
+        await _respond(send, *_json(408, {"error": "request body not received in time"}, close))
+        return
     if raw is None:
-        await _respond(send, *_json(413, {"error": f"body larger than {MAX_BODY_BYTES} bytes"}))
+        limit = limits.max_body_bytes
+        close = {"connection": "close"}
+        await _respond(send, *_json(413, {"error": f"body larger than {limit} bytes"}, close))
         return
     body: Any = None
     if raw.strip():
@@ -143,6 +167,12 @@ async def serve_http(
         if returned is not None:
             extra = _mark_stream_item(extra, returned.origin_of(payload))
         response = _json(status, payload, {**trace_header, **extra})
+    except ValidationError as exc:
+        # A stream call refused the handler's data (often a client-chosen id): the client's to fix.
+        if CLIENT_MISTAKES.allow():
+            logger.info("step %s [trace %s]: 400: %s", route.config.name, trace_id, exc.message)
+        body = {"error": exc.message, "errors": exc.errors, "traceId": trace_id}
+        response = _json(400, body, trace_header)
     except StoreError as exc:
         logger.error("step %s [trace %s]: storage failed: %s", route.config.name, trace_id, exc)
         status = 503 if exc.retryable else 500

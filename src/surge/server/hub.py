@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from surge.protocol.codec import Frame, encode_change, encode_event
 from surge.protocol.messages import SubscriptionKey, SubscriptionRequest
 from surge.server.clock import EnvelopeClock
+from surge.server.sync_cache import SyncCache
 from surge.streams.feed import Change, FeedMessage, Resync
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class Hub:
         on_resync: Callable[[list[HubSubscription]], None] | None = None,
     ) -> None:
         self.clock = clock or EnvelopeClock()
+        self.sync_cache = SyncCache()
         self._routes: dict[SubscriptionKey, dict[Connection, list[HubSubscription]]] = {}
         self.frames_encoded = 0
         # Called with the subscriptions put back into pending by a Resync; they need new syncs.
@@ -115,10 +117,13 @@ class Hub:
     def dispatch(self, message: FeedMessage) -> None:
         """Deliver one change or ephemeral event to every subscribed connection."""
         if isinstance(message, Resync):
+            self.sync_cache.clear()
             subs = self.resync_all()
             if self.on_resync is not None:
                 self.on_resync(subs)
             return
+        if isinstance(message, Change):
+            self.sync_cache.invalidate(message.stream, message.group, message.id)
         group_key = (message.stream, message.group)
         group_subs = self._routes.get(group_key)
         item_subs = (

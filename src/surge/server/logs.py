@@ -1,39 +1,134 @@
-"""Logging hygiene: stream tokens never reach the logs.
+"""Logging hygiene: secrets never reach the logs, and clients cannot flood them.
 
-Stream tokens travel in the upgrade's URL (``?authToken=``) and in ``Sec-WebSocket-Protocol:
-Authorization,<token>``; uvicorn logs the URL of every upgrade (INFO) and, at DEBUG, the request
-line and headers, all through the ``uvicorn.error`` logger. The filter redacts both forms. It is
-installed when the uvicorn config is built and again at app startup (each ``--workers`` process).
+**Redaction by meaning.** Stream tokens travel in the upgrade's URL (``?authToken=``) and in
+``Sec-WebSocket-Protocol: Authorization,<token>``; uvicorn logs the URL of every upgrade (INFO)
+and, at DEBUG, the request line and headers. A client may spell the parameter name any way the
+server decodes to the same name (``auth%54oken``), so the filter parses every query parameter in
+a log line, decodes its name as ``parse_qs`` does, and redacts the value of every parameter whose
+decoded name is sensitive (``authToken``, and what ``register_sensitive_param`` adds: the
+Workbench registers its key's parameter). The subprotocol form is redacted wherever it appears.
+The filter sits on uvicorn's loggers and on every handler of the root logger, so records of any
+logger that reach a handler are clean.
+
+**Budgets.** ``LogBudget`` caps lines about client mistakes (bad frames, refused heads, dropped
+peers) per minute; the lines past the budget are counted and reported with the next one allowed.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from typing import Any
+from urllib.parse import unquote_plus
 
-__all__ = ["install_token_redaction", "redact_tokens"]
+__all__ = [
+    "CLIENT_MISTAKES",
+    "LogBudget",
+    "install_token_redaction",
+    "redact_tokens",
+    "register_sensitive_param",
+]
 
-_TOKEN_IN_TEXT = re.compile(r"(authToken=|Authorization,\s*)[^&\s,\"']+")
+_sensitive: set[str] = {"authToken"}
+_QUERY_PARAM = re.compile(r"([?&])([^=&\s\"'#?]+)=([^&\s\"'#]*)")
+_SUBPROTOCOL_TOKEN = re.compile(r"(Authorization,\s*)[^&\s,\"')\]]+", re.IGNORECASE)
+_REDACTED = "[redacted]"
+_LOGGERS = ("uvicorn.error", "uvicorn.access", "uvicorn")
+
+
+def register_sensitive_param(name: str) -> None:
+    """Redact the value of the query parameter ``name`` (as decoded) from every log line."""
+    _sensitive.add(name)
+
+
+def _redact_param(match: re.Match[str]) -> str:
+    name = match.group(2)
+    if name in _sensitive or unquote_plus(name) in _sensitive:
+        return f"{match.group(1)}{name}={_REDACTED}"
+    return match.group(0)
 
 
 def redact_tokens(value: Any) -> Any:
     """Return ``value`` with stream tokens replaced by ``[redacted]`` (non-strings unchanged)."""
-    return _TOKEN_IN_TEXT.sub(r"\1[redacted]", value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    if "=" in value:
+        value = _QUERY_PARAM.sub(_redact_param, value)
+    if "uthorization" in value or "UTHORIZATION" in value:
+        value = _SUBPROTOCOL_TOKEN.sub(r"\1" + _REDACTED, value)
+    return value
 
 
-class _RedactStreamTokens(logging.Filter):
-    """Replace stream tokens in a record's message and arguments with ``[redacted]``."""
+def _redact_arg(arg: Any) -> Any:
+    if isinstance(arg, str):
+        return redact_tokens(arg)
+    if isinstance(arg, bytes):
+        return redact_tokens(arg.decode("latin-1"))
+    if isinstance(arg, (list, tuple)):
+        return type(arg)(_redact_arg(a) for a in arg)
+    return arg
+
+
+class _RedactSecrets(logging.Filter):
+    """Replace secrets in a record's message and arguments with ``[redacted]``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact_tokens(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(redact_tokens(arg) for arg in record.args)
+            record.args = tuple(_redact_arg(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: _redact_arg(v) for k, v in record.args.items()}
         return True
 
 
+_FILTER = _RedactSecrets()
+
+
 def install_token_redaction() -> None:
-    """Add the redacting filter to uvicorn's server logger, once."""
-    server_logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _RedactStreamTokens) for f in server_logger.filters):
-        server_logger.addFilter(_RedactStreamTokens())
+    """Put the redacting filter on uvicorn's loggers and on the root logger's handlers, once."""
+    for name in _LOGGERS:
+        target = logging.getLogger(name)
+        if _FILTER not in target.filters:
+            target.addFilter(_FILTER)
+        for handler in target.handlers:
+            if _FILTER not in handler.filters:
+                handler.addFilter(_FILTER)
+    for handler in logging.getLogger().handlers:
+        if _FILTER not in handler.filters:
+            handler.addFilter(_FILTER)
+
+
+class LogBudget:
+    """At most ``per_minute`` lines; ``allow()`` says whether this one may be written."""
+
+    __slots__ = ("_count", "_lock", "_start", "_suppressed", "per_minute")
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._start = time.monotonic()
+        self._count = 0
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        """True while this minute's budget lasts (the first line after says how many were cut)."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._start >= 60.0:
+                suppressed = self._suppressed
+                self._start, self._count, self._suppressed = now, 0, 0
+                if suppressed:
+                    logging.getLogger(__name__).info(
+                        "%d more client-error lines were not logged in the last minute", suppressed
+                    )
+            if self._count < self.per_minute:
+                self._count += 1
+                return True
+            self._suppressed += 1
+            return False
+
+
+CLIENT_MISTAKES = LogBudget(per_minute=60)
+"""The budget shared by every line about a client's mistake (bad frames, heads, bodies, ids)."""

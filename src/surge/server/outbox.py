@@ -7,13 +7,16 @@ pre-built bytes (``Frame.wire``), with no task switch per connection. The outbox
 only wakes when the transport is paused by flow control, or to close. On any other ASGI server,
 the writer task drains the outbox through ASGI ``send``, one frame at a time.
 
-Slow-consumer policy: the outbox holds at most ``capacity`` frames. When a frame arrives at a full
-outbox the connection is marked overflowed, the queued frames are dropped (the client will resync,
-so they are useless), nothing more is accepted, and the connection is closed with 1013 (try again
-later) as soon as the socket takes it; a peer that does not read for ``CLOSE_WAIT`` seconds more
-is dropped without a close frame. The official clients reconnect after 2 s and re-join, and the
-fresh sync heals the state. So a slow client costs at most ``capacity`` frames of memory (plus
-the transport's buffer) and never stalls the fan-out.
+Slow-consumer policy: the outbox holds at most ``capacity`` frames and ``max_bytes`` bytes, the
+transport's write buffer counted (so pongs, a big sync already handed to the socket and closes
+count too). When a frame would exceed either cap the connection is marked overflowed, the queued
+frames are dropped (the client will resync, so they are useless), nothing more is accepted, and
+the connection is closed with 1013 (try again later) as soon as the socket takes it. From the
+moment a close is decided, a timer of ``close_timeout`` seconds runs: a peer that has not taken
+the close by then is aborted (``abort``), whatever the writer is waiting for. The official
+clients reconnect after 2 s and re-join, and the fresh sync heals the state. So a slow client
+costs at most ``max_bytes`` of memory for at most ``close_timeout`` seconds, and never stalls the
+fan-out.
 
 Timestamps stay strictly increasing on the connection: a frame that is not newer than the last one
 written is restamped (frames queued behind a sync, or several messages in one millisecond).
@@ -22,6 +25,7 @@ written is restamped (frames queued behind a sync, or several messages in one mi
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,9 +34,18 @@ from surge.protocol.codec import Frame
 from surge.protocol.session import CLOSE_TRY_AGAIN_LATER
 from surge.server.transport import DirectTransport
 
-__all__ = ["CLOSE_WAIT", "DEFAULT_OUTBOX_CAPACITY", "Flusher", "Outbox"]
+__all__ = [
+    "CLOSE_WAIT",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_OUTBOX_CAPACITY",
+    "Flusher",
+    "Outbox",
+]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_OUTBOX_CAPACITY = 4096
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 CLOSE_WAIT = 5.0
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -63,9 +76,12 @@ class Flusher:
 
 
 class Outbox:
-    """Frames waiting for one connection, written in order."""
+    """Frames waiting for one connection, written in order, bounded in frames and bytes."""
 
     __slots__ = (
+        "_abort",
+        "_abort_timer",
+        "_bytes",
         "_close",
         "_direct",
         "_flusher",
@@ -73,25 +89,37 @@ class Outbox:
         "_is_dirty",
         "_wakeup",
         "capacity",
+        "close_timeout",
         "is_done",
         "is_overflowed",
         "last_ts",
+        "max_bytes",
     )
 
     def __init__(
         self,
         capacity: int = DEFAULT_OUTBOX_CAPACITY,
         *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        close_timeout: float | None = None,
         direct: DirectTransport | None = None,
         flusher: Flusher | None = None,
+        abort: Callable[[], None] | None = None,
     ) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.close_timeout = close_timeout
         self._frames: deque[Frame] = deque()
+        self._bytes = 0
         self._wakeup = asyncio.Event()
         self._close: tuple[int, str] | None = None
         # The direct path needs both: the transport to write to and the loop-wide flusher.
         self._direct = direct if flusher is not None else None
         self._flusher = flusher
+        # How to drop the connection at once: the transport's abort on the direct path, else
+        # what the endpoint gives (it ends the connection's task).
+        self._abort = abort or (direct.abort if direct is not None else None)
+        self._abort_timer: asyncio.TimerHandle | None = None
         self._is_dirty = False
         self.is_overflowed = False
         self.is_done = False
@@ -100,14 +128,30 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._frames)
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of the frames queued here plus the bytes in the transport's write buffer."""
+        direct = self._direct
+        return self._bytes + (direct.buffered_bytes if direct is not None else 0)
+
+    @property
+    def is_gone(self) -> bool:
+        """True when nothing more will reach the peer (stopped, closing, or the socket is gone)."""
+        if self.is_done or self._close is not None:
+            return True
+        direct = self._direct
+        return direct is not None and direct.is_gone
+
     def put(self, frame: Frame) -> bool:
         """Queue a frame; False when the connection is closing or just overflowed."""
         if self._close is not None or self.is_done:
             return False
-        if len(self._frames) >= self.capacity:
+        size = frame.size
+        if len(self._frames) >= self.capacity or self.queued_bytes + size > self.max_bytes:
             self.overflow()
             return False
         self._frames.append(frame)
+        self._bytes += size
         if self._flusher is not None:
             if not self._is_dirty:
                 self._is_dirty = True
@@ -118,22 +162,46 @@ class Outbox:
 
     def overflow(self) -> None:
         """Apply the slow-consumer policy: drop what is queued and close with 1013."""
+        if self.is_overflowed or self.is_done:
+            return
         self.is_overflowed = True
         self._frames.clear()
+        self._bytes = 0
         self._close = (CLOSE_TRY_AGAIN_LATER, "slow consumer: outbox full, resync")
+        self._arm_abort()
         self._wakeup.set()
 
     def close(self, code: int, reason: str) -> None:
         """Write what is queued, then close with ``code``."""
         if self._close is None:
             self._close = (code, reason)
+        self._arm_abort()
         self._wakeup.set()
 
     def stop(self) -> None:
         """The peer is gone: stop without writing anything more."""
         self.is_done = True
         self._frames.clear()
+        self._bytes = 0
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
         self._wakeup.set()
+
+    def _arm_abort(self) -> None:
+        """From now on the peer has ``close_timeout`` seconds to take the close."""
+        if self._abort_timer is not None or self.is_done or self._abort is None:
+            return
+        timeout = CLOSE_WAIT if self.close_timeout is None else self.close_timeout
+        self._abort_timer = asyncio.get_running_loop().call_later(timeout, self._abort_now)
+
+    def _abort_now(self) -> None:
+        self._abort_timer = None
+        abort = self._abort
+        self.stop()
+        if abort is not None:
+            logger.info("dropped a peer that did not take its close within the close timeout")
+            abort()
 
     def flush(self) -> None:
         """Direct path: write everything queued now, or leave it to the writer when paused."""
@@ -156,6 +224,7 @@ class Outbox:
             last = frame.ts
             batch.append(frame)
         self.last_ts = last
+        self._bytes = 0
         return batch
 
     def _write_direct(self, direct: DirectTransport) -> None:
@@ -173,12 +242,14 @@ class Outbox:
                     if direct.is_gone:
                         self.stop()
                         return
+                    # Woken by flow control, or by the abort timer (the transport is gone).
                     await direct.wait_writable()
                 if frames and self._close is None and direct.is_writable:
                     self._write_direct(direct)
             else:
                 while frames and not self.is_done:
                     frame = frames.popleft()
+                    self._bytes -= frame.size
                     if frame.ts <= self.last_ts:
                         frame = frame.restamped(self.last_ts + 1)
                     self.last_ts = frame.ts
@@ -188,17 +259,17 @@ class Outbox:
 
     async def _send_close(self, send: Send, direct: DirectTransport | None) -> None:
         code, reason = self._close or (1000, "")
-        self.is_done = True
         if direct is not None:
-            if not direct.is_writable and not direct.is_gone:
-                try:
-                    async with asyncio.timeout(CLOSE_WAIT):
-                        await direct.wait_writable()
-                except TimeoutError:
-                    direct.abort()
-                    return
-            if direct.is_gone:
+            while not direct.is_writable and not direct.is_gone and not self.is_done:
+                # The abort timer bounds this wait.
+                await direct.wait_writable()
+            if direct.is_gone or self.is_done:
+                self.stop()
                 return
             if self._frames:
                 self._write_direct(direct)
+        self.is_done = True
+        self._frames.clear()
+        self._bytes = 0
+        # The abort timer stays armed: a peer that never answers the close is still dropped.
         await send({"type": "websocket.close", "code": code, "reason": reason})

@@ -74,7 +74,9 @@ class Runtime:
                         failed.extend(group)
                         continue
                     for sub in group:
-                        await sync_subscription(self, sub, snapshot)
+                        if await sync_subscription(self, sub, snapshot) is not None:
+                            # Too large for its connection: the slow-consumer policy applies.
+                            sub.conn.outbox.overflow()
                 subs = failed
                 if subs:
                     await asyncio.sleep(delay)

@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
 if TYPE_CHECKING:
     from surge.protocol.codec import Frame
 
 __all__ = ["DirectTransport"]
-
-_UVICORN_SANSIO = "uvicorn.protocols.websockets.websockets_sansio_impl"
 
 
 class DirectTransport:
@@ -45,7 +44,7 @@ class DirectTransport:
     def from_asgi_send(cls, send: Any) -> DirectTransport | None:
         """The direct path for this ASGI ``send``, or None when the server is not supported."""
         protocol = getattr(send, "__self__", None)
-        if protocol is None or type(protocol).__module__ != _UVICORN_SANSIO:
+        if not isinstance(protocol, WebSocketsSansIOProtocol):
             return None
         needed = ("conn", "transport", "writable", "close_sent")
         if not all(hasattr(protocol, name) for name in needed):
@@ -73,6 +72,11 @@ class DirectTransport:
             or self._transport.is_closing()
             or getattr(protocol, "disconnected", False)
         )
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes handed to the transport and not yet taken by the peer's socket."""
+        return self._transport.get_write_buffer_size()
 
     async def wait_writable(self) -> None:
         """Wait until uvicorn's flow control lets writes through (or the peer is gone)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -22,6 +23,7 @@ from surge.workbench.access import (
     WORKBENCH_CONTEXT,
     WORKBENCH_KEY_SCOPE,
     WORKBENCH_QUERY,
+    is_local_host,
     is_same_origin,
     key_matches,
 )
@@ -68,10 +70,15 @@ class UpgradeDecision:
     refusal: Refusal | None = None
 
 
-def _workbench_upgrade(offered: str, key: str, headers: dict[str, str]) -> UpgradeDecision:
+def _workbench_upgrade(
+    offered: str, key: str, headers: dict[str, str], hosts: Sequence[str]
+) -> UpgradeDecision:
     if not key_matches(offered, key):
         logger.warning("WebSocket upgrade refused: wrong workbench key")
         return UpgradeDecision(refusal=Refusal(401, "authentication failed"))
+    if not is_local_host(headers, hosts):
+        logger.warning("WebSocket upgrade refused: workbench key under a foreign Host")
+        return UpgradeDecision(refusal=Refusal(403, "host not allowed"))
     if not is_same_origin(headers):
         logger.warning("WebSocket upgrade refused: workbench key from another origin")
         return UpgradeDecision(refusal=Refusal(403, "origin not allowed"))
@@ -92,7 +99,9 @@ async def authorize_upgrade(runtime: Runtime, scope: dict[str, Any]) -> UpgradeD
     if workbench_key is not None and WORKBENCH_QUERY in query:
         offered = parse_qs(query).get(WORKBENCH_QUERY)
         if offered:
-            return _workbench_upgrade(offered[0], workbench_key, headers)
+            return _workbench_upgrade(
+                offered[0], workbench_key, headers, runtime.config.workbench_hosts
+            )
     config = runtime.config
     if config.allowed_origins is not None:
         origin = headers.get("origin")

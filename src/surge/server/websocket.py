@@ -14,7 +14,14 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from surge.errors import StoreError
-from surge.protocol.codec import encode_error, encode_group_sync, encode_item_sync
+from surge.protocol.codec import (
+    STORE_UNAVAILABLE,
+    SYNC_TOO_LARGE,
+    Frame,
+    encode_error,
+    encode_group_sync,
+    encode_item_sync,
+)
 from surge.protocol.messages import SubscriptionRequest
 from surge.protocol.session import (
     Action,
@@ -26,27 +33,27 @@ from surge.protocol.session import (
     Unsubscribe,
 )
 from surge.server.hub import HubSubscription
+from surge.server.logs import CLIENT_MISTAKES
 from surge.server.outbox import Outbox
+from surge.server.sync_cache import CachedSync
 from surge.server.transport import DirectTransport
 from surge.server.upgrade import authorize_upgrade
 from surge.steps.config import Subscription
 from surge.streams.feed import GroupSnapshot
 
 if TYPE_CHECKING:
-    from surge.protocol.codec import Frame
     from surge.server.runtime import Runtime
 
 __all__ = ["Connection", "serve_websocket", "sync_subscription"]
 
 logger = logging.getLogger(__name__)
 _ids = itertools.count(1)
-STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 
 
 class Connection:
     """One accepted WebSocket: its outbox, protocol session, auth context and subscriptions."""
 
-    __slots__ = ("auth_context", "id", "outbox", "session", "subs")
+    __slots__ = ("auth_context", "errors_logged", "id", "outbox", "session", "subs")
 
     def __init__(self, session: Session, outbox: Outbox, auth_context: Any) -> None:
         self.id = next(_ids)
@@ -54,6 +61,8 @@ class Connection:
         self.outbox = outbox
         self.auth_context = auth_context
         self.subs: dict[str, HubSubscription] = {}
+        # Client mistakes are logged once per connection at info, the rest at debug.
+        self.errors_logged = 0
 
     def send(self, frame: Frame) -> None:
         """Queue a frame (the hub's only way to reach the socket)."""
@@ -78,6 +87,17 @@ async def serve_websocket(runtime: Runtime, scope: dict[str, Any], receive: Any,
         {"type": "websocket.accept", "subprotocol": subprotocols[0] if subprotocols else None}
     )
     limits = runtime.config.limits
+    task = asyncio.current_task()
+    aborted = False
+
+    def abort() -> None:
+        # The ASGI path's way to drop a peer that does not take its close: end this task.
+        nonlocal aborted
+        aborted = True
+        if task is not None:
+            task.cancel()
+
+    direct = DirectTransport.from_asgi_send(send)
     conn = Connection(
         Session(
             max_subscriptions=limits.max_subscriptions,
@@ -86,8 +106,11 @@ async def serve_websocket(runtime: Runtime, scope: dict[str, Any], receive: Any,
         ),
         Outbox(
             limits.outbox_capacity,
-            direct=DirectTransport.from_asgi_send(send),
+            max_bytes=limits.max_outbound_bytes,
+            close_timeout=limits.close_timeout,
+            direct=direct,
             flusher=runtime.flusher,
+            abort=None if direct is not None else abort,
         ),
         decision.auth_context,
     )
@@ -103,7 +126,11 @@ async def serve_websocket(runtime: Runtime, scope: dict[str, Any], receive: Any,
                 conn.subs.clear()
                 if not conn.session.closed:
                     conn.outbox.stop()
+    except asyncio.CancelledError:
+        if not aborted or task is None or task.uncancel() > 0:
+            raise
     finally:
+        conn.outbox.stop()
         runtime.connections.discard(conn)
 
 
@@ -123,6 +150,10 @@ async def _read(runtime: Runtime, conn: Connection, receive: Any) -> None:
         if kind == "websocket.disconnect":
             return
         if kind != "websocket.receive":
+            continue
+        if conn.outbox.is_gone:
+            # Frames a client sent before it went away (or before we closed) are not worth any
+            # work: a reset after 256 joins must not cost 256 snapshot reads.
             continue
         text = message.get("text")
         actions = session.receive_text(text) if text is not None else session.receive_binary()
@@ -155,9 +186,10 @@ async def _perform(runtime: Runtime, conn: Connection, actions: list[Action]) ->
         elif isinstance(action, SendError):
             _send_error(runtime, conn, action.code, action.message, action.request)
         elif isinstance(action, Close):
-            logger.info(
-                "connection %s closed by server: %s %s", conn.id, action.code, action.reason
-            )
+            if CLIENT_MISTAKES.allow():
+                logger.info(
+                    "connection %s closed by server: %s %s", conn.id, action.code, action.reason
+                )
             conn.outbox.close(action.code, action.reason)
 
 
@@ -175,7 +207,9 @@ def _send_error(
             group=request.group,
             id=request.id,
         )
-    logger.info("connection %s: %s: %s", conn.id, code, message)
+    level = logging.INFO if conn.errors_logged == 0 and CLIENT_MISTAKES.allow() else logging.DEBUG
+    conn.errors_logged += 1
+    logger.log(level, "connection %s: %s: %s", conn.id, code, message)
     conn.send(frame)
 
 
@@ -207,38 +241,63 @@ async def _check_access(
 async def _subscribe(runtime: Runtime, conn: Connection, request: SubscriptionRequest) -> None:
     sub = runtime.hub.subscribe(conn, request)
     conn.subs[request.subscription_id] = sub
-    if not await sync_subscription(runtime, sub):
+    problem = await sync_subscription(runtime, sub)
+    if problem is not None:
         runtime.hub.unsubscribe(sub)
         conn.subs.pop(request.subscription_id, None)
         conn.session.forget(request)
-        _send_error(runtime, conn, STORE_UNAVAILABLE, "storage unavailable, retry later", request)
+        if problem == SYNC_TOO_LARGE:
+            message = (
+                f"the sync of {request.key} is larger than this connection may queue "
+                f"({runtime.config.limits.max_outbound_bytes} bytes)"
+            )
+        else:
+            message = "storage unavailable, retry later"
+        _send_error(runtime, conn, problem, message, request)
 
 
 async def sync_subscription(
     runtime: Runtime, sub: HubSubscription, snapshot: GroupSnapshot | None = None
-) -> bool:
-    """Read the snapshot (unless given), send the sync, and make the pending ``sub`` live.
+) -> str | None:
+    """Send the sync of the pending ``sub`` and make it live.
 
-    Returns False when the storage failed (the subscription is left pending for the caller).
+    The encoded sync comes from the hub's sync cache (one snapshot read and one encode per key
+    until it changes) unless ``snapshot`` is given.
+
+    Returns:
+        None once the sync is queued; else the wire error code (``STORE_UNAVAILABLE`` when the
+        storage failed, ``SYNC_TOO_LARGE`` when the sync alone exceeds the connection's byte cap),
+        and the subscription is left pending for the caller.
     """
     request = sub.request
     hub = runtime.hub
-    if snapshot is None:
-        try:
-            if request.id is None:
-                snapshot = await runtime.adapter.get_group(request.stream, request.group)
-            else:
-                snapshot = await runtime.adapter.get_item_snapshot(
-                    request.stream, request.group, request.id
-                )
-        except StoreError as exc:
-            logger.error("sync of %s failed: %s", request.key, exc)
-            return False
-    ts = hub.clock.next()
+
+    async def load() -> CachedSync:
+        if request.id is None:
+            read = await runtime.adapter.get_group(request.stream, request.group)
+        else:
+            read = await runtime.adapter.get_item_snapshot(
+                request.stream, request.group, request.id
+            )
+        return _encode_sync(request, read, hub.clock.next()), read.seq
+
+    try:
+        if snapshot is None:
+            sync, seq = await hub.sync_cache.get(request.key, load)
+        else:
+            sync, seq = _encode_sync(request, snapshot, hub.clock.next()), snapshot.seq
+    except StoreError as exc:
+        logger.error("sync of %s failed: %s", request.key, exc)
+        return STORE_UNAVAILABLE
+    if sync.size > sub.conn.outbox.max_bytes:
+        return SYNC_TOO_LARGE
+    # Stamped now: a cached sync is older than what the client may have seen before.
+    hub.activate(sub, sync.restamped(hub.clock.next()), seq)
+    return None
+
+
+def _encode_sync(request: SubscriptionRequest, snapshot: GroupSnapshot, ts: int) -> Frame:
     if request.id is None:
-        sync = encode_group_sync(request.stream, request.group, snapshot.items, ts)
-    else:
-        item = snapshot.items[0] if snapshot.items else None
-        sync = encode_item_sync(request.stream, request.group, request.id, item, ts)
-    hub.activate(sub, sync, snapshot.seq)
-    return True
+        return encode_group_sync(request.stream, request.group, snapshot.items, ts)
+    item = snapshot.items[0] if snapshot.items else None
+    return encode_item_sync(request.stream, request.group, request.id, item, ts)

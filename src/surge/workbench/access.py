@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-import logging
-import re
+import ipaddress
 import secrets
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -27,6 +26,7 @@ __all__ = [
     "WORKBENCH_QUERY",
     "WorkbenchAccess",
     "install_key_redaction",
+    "is_local_host",
     "is_same_origin",
     "key_matches",
     "new_key",
@@ -58,6 +58,38 @@ def new_key() -> str:
 def key_matches(offered: str, key: str) -> bool:
     """Compare in constant time."""
     return hmac.compare_digest(offered.encode(), key.encode())
+
+
+def _host_name(host: str) -> str:
+    """``example.com:3000`` -> ``example.com``; ``[::1]:3000`` -> ``::1``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[1:end] if end > 0 else host
+    if host.count(":") == 1:
+        return host.split(":", 1)[0]
+    return host
+
+
+def is_local_host(headers: Mapping[str, str], allowed: Iterable[str] = ()) -> bool:
+    """True when ``Host`` names this machine: ``localhost`` (or ``*.localhost``), a loopback
+    address, or one of ``allowed`` (``Config.workbench_hosts``).
+
+    DNS rebinding makes a hostile page same-origin with the dev server under the attacker's
+    host name (``evil.example:3000``); checking the Host refuses exactly that shape.
+    """
+    host = headers.get("host")
+    if not host:
+        return False
+    name = _host_name(host).rstrip(".")
+    if name in {a.lower() for a in allowed}:
+        return True
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def is_same_origin(headers: Mapping[str, str]) -> bool:
@@ -101,26 +133,9 @@ def open_to_workbench(registry: Registry) -> Registry:
     return dataclasses.replace(registry, streams=streams)
 
 
-_KEY_IN_TEXT = re.compile(WORKBENCH_QUERY + r"=[^&\s\"']+")
-
-
-class _RedactWorkbenchKey(logging.Filter):
-    """uvicorn logs every upgrade's URL: replace the key in it with ``[redacted]``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = _redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(_redact(a) if isinstance(a, str) else a for a in record.args)
-        return True
-
-
-def _redact(text: str) -> str:
-    return _KEY_IN_TEXT.sub(WORKBENCH_QUERY + "=[redacted]", text)
-
-
 def install_key_redaction() -> None:
-    """Add the key-redacting filter to uvicorn's server logger, once."""
-    server_logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _RedactWorkbenchKey) for f in server_logger.filters):
-        server_logger.addFilter(_RedactWorkbenchKey())
+    """Redact the key's query parameter from every log line (by its decoded name)."""
+    from surge.server.logs import install_token_redaction, register_sensitive_param
+
+    register_sensitive_param(WORKBENCH_QUERY)
+    install_token_redaction()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from surge.errors import StoreError
-from surge.workbench.access import is_same_origin, new_key
+from surge.workbench.access import is_local_host, is_same_origin, new_key
 from surge.workbench.describe import describe_endpoints, describe_streams
 
 if TYPE_CHECKING:
@@ -88,6 +88,11 @@ class Workbench:
 
     def _session(self, scope: dict[str, Any]) -> tuple[int, bytes, Headers]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if not is_local_host(headers, self.runtime.config.workbench_hosts):
+            host = headers.get("host")
+            logger.warning("workbench session refused: Host %r is not this machine", host)
+            message = "the workbench session is for this machine's host names only"
+            return _json({"error": message}, 403)
         if not is_same_origin(headers):
             logger.warning("workbench session refused: cross-origin request")
             return _json({"error": "the workbench session is for same-origin pages only"}, 403)

@@ -26,12 +26,22 @@ class FakeTransport:
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
+        self.buffered += len(data)
+
+    buffered = 0
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
 
     def is_closing(self) -> bool:
         return self.aborted
 
     def abort(self) -> None:
         self.aborted = True
+        self.on_abort()
+
+    def on_abort(self) -> None:
+        pass
 
 
 class FakeConn:
@@ -48,6 +58,8 @@ class FakeProtocol:
         self.writable = asyncio.Event()
         self.writable.set()
         self.close_sent = False
+        # uvicorn's connection_lost wakes writers when the transport goes away.
+        self.transport.on_abort = self.writable.set  # type: ignore[method-assign]
 
 
 def frame(ts: int, n: int) -> Frame:
@@ -68,10 +80,18 @@ def decode(data: bytes) -> list[dict[str, Any]]:
     return out
 
 
-def make() -> tuple[Outbox, FakeProtocol, list[dict[str, Any]]]:
+def make(
+    max_bytes: int = 1 << 20, close_timeout: float | None = None
+) -> tuple[Outbox, FakeProtocol, list[dict[str, Any]]]:
     protocol = FakeProtocol()
     sent: list[dict[str, Any]] = []
-    box = Outbox(8, direct=DirectTransport(protocol), flusher=Flusher())
+    box = Outbox(
+        8,
+        max_bytes=max_bytes,
+        close_timeout=close_timeout,
+        direct=DirectTransport(protocol),
+        flusher=Flusher(),
+    )
     return box, protocol, sent
 
 
@@ -155,3 +175,42 @@ async def test_error_frame_before_a_protocol_close_is_written_first() -> None:
             "reason": "too many invalid messages",
         }
     ]
+
+
+async def test_overflow_while_the_writer_waits_for_writability_still_drops_the_peer() -> None:
+    """The writer is parked in wait_writable (frames queued, peer not reading) when the
+    outbox overflows: the abort timer must drop the peer anyway (it used to hang forever)."""
+    box, protocol, sent = make(close_timeout=0.05)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    writer = asyncio.create_task(box.run(send))
+    protocol.writable.clear()
+    assert box.put(frame(1, 1))
+    await asyncio.sleep(0.01)  # the flush finds the transport paused: the writer parks
+    accepted = [box.put(frame(n, n)) for n in range(2, 12)]
+    assert False in accepted and box.is_overflowed
+    await asyncio.wait_for(writer, 2)
+    assert protocol.transport.aborted
+    assert sent == []
+
+
+async def test_byte_cap_counts_the_transport_buffer() -> None:
+    box, protocol, _ = make(max_bytes=1000, close_timeout=5)
+    protocol.transport.buffered = 900  # a big sync already handed to the socket
+    assert not box.put(Frame(1, '{"timestamp":1,"x":"' + "y" * 200 + '"}'))
+    assert box.is_overflowed
+    box.stop()
+
+
+async def test_byte_cap_admits_frames_up_to_the_cap() -> None:
+    box, _protocol, _ = make(max_bytes=1000, close_timeout=5)
+    small = Frame(1, '{"timestamp":1,"x":"' + "y" * 100 + '"}')
+    accepted = [box.put(small) for _ in range(7)]
+    assert accepted == [True] * 7
+    assert box.queued_bytes == 7 * small.size
+    await asyncio.sleep(0)  # flushed: the bytes move to the transport's buffer
+    assert len(box) == 0
+    assert box.queued_bytes == 7 * small.size
+    box.stop()

@@ -14,6 +14,7 @@ from surge.workbench.access import (
     WORKBENCH_CONTEXT,
     WorkbenchAccess,
     install_key_redaction,
+    is_local_host,
     is_same_origin,
     key_matches,
     new_key,
@@ -107,7 +108,7 @@ def test_key_redaction_hides_the_key_in_uvicorns_upgrade_lines(
     install_key_redaction()
     install_key_redaction()  # idempotent
     server_logger = logging.getLogger("uvicorn.error")
-    filters = [f for f in server_logger.filters if type(f).__name__ == "_RedactWorkbenchKey"]
+    filters = [f for f in server_logger.filters if type(f).__name__ == "_RedactSecrets"]
     assert len(filters) == 1
     server_logger.addHandler(caplog.handler)
     caplog.set_level(logging.INFO, logger="uvicorn.error")
@@ -116,8 +117,33 @@ def test_key_redaction_hides_the_key_in_uvicorns_upgrade_lines(
             '%s - "WebSocket %s" [accepted]', "ip", "/?a=1&surgeWorkbench=SECRET&b=2"
         )
         server_logger.info("GET /?surgeWorkbench=SECRET2 HTTP/1.1")
+        # Spelled another way that decodes to the same parameter name.
+        server_logger.info("GET /?surge%57orkbench=SECRET3 HTTP/1.1")
     finally:
         server_logger.removeHandler(caplog.handler)
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "SECRET" not in text
     assert "surgeWorkbench=[redacted]&b=2" in text
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed", "expected"),
+    [
+        ("localhost:3000", (), True),
+        ("LOCALHOST", (), True),
+        ("app.localhost:3000", (), True),
+        ("127.0.0.1:3000", (), True),
+        ("127.5.6.7", (), True),
+        ("[::1]:3000", (), True),
+        ("evil.example:3000", (), False),
+        ("localhost.evil.example:3000", (), False),
+        ("10.0.0.5:3000", (), False),
+        ("devbox.lan:3000", ("devbox.lan",), True),
+        ("", (), False),
+    ],
+)
+def test_only_this_machines_host_names_are_local(
+    host: str, allowed: tuple[str, ...], expected: bool
+) -> None:
+    headers = {"host": host} if host else {}
+    assert is_local_host(headers, allowed) is expected
