@@ -639,7 +639,8 @@ class RedisStreamsQueue:
         k = self.queue_keys(queue)
         name = self.consumer_name(consumer)
         deliveries: list[Delivery] = []
-        if time.monotonic() - self._housekept.get(queue, -HOUSEKEEPING_S) >= HOUSEKEEPING_S:
+        last = self._housekept.get(queue)
+        if last is None or time.monotonic() - last >= HOUSEKEEPING_S:
             rows = await self._housekeep(queue, name, limit)
             deliveries += await self._deliveries(queue, name, rows)
         for _ in range(MAX_POISON_ROUNDS):
