@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from surge.queues.base import MessageQueue
     from surge.server.auth import AuthRequest
+    from surge.state.base import StateStore
     from surge.streams.adapter import StreamAdapter
 
-__all__ = ["Adapters", "Config", "Limits", "StreamAuth"]
+__all__ = ["Adapters", "Config", "EventSettings", "Limits", "StreamAuth"]
 
 Authenticate = Callable[["AuthRequest"], Any | Awaitable[Any]]
 
@@ -39,9 +41,15 @@ class StreamAuth:
 
 @dataclass(frozen=True, kw_only=True)
 class Adapters:
-    """Pluggable backends; ``streams`` defaults to the durable file store."""
+    """Pluggable backends; ``streams`` defaults to the durable file store.
+
+    ``queue`` (event steps' messages) and ``state`` (``ctx.state``) default to the same kind of
+    store as the streams: SQLite files under ``.surge/``, or Redis when the streams are on Redis.
+    """
 
     streams: StreamAdapter | None = None
+    queue: MessageQueue | None = None
+    state: StateStore | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,3 +110,19 @@ class Config:
     # Host names (besides localhost and loopback addresses) under which `surge dev` hands out the
     # Workbench's key, e.g. a dev VM's name; see the Workbench section of the README.
     workbench_hosts: Sequence[str] = ()
+    events: EventSettings = field(default_factory=lambda: EventSettings())
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventSettings:
+    """How event and cron steps run (per-step settings live in each step's config).
+
+    retry_delay: seconds before the first retry of a failed handler; each retry doubles it
+        (with +-10 % jitter), up to ``max_retry_delay``.
+    shutdown_grace: on shutdown, running handlers get this long to finish; then they are
+        cancelled and their messages stay queued (delivered again after the restart).
+    """
+
+    retry_delay: float = 1.0
+    max_retry_delay: float = 300.0
+    shutdown_grace: float = 10.0

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from surge.config import Config
 from surge.errors import ConfigError
 from surge.steps.discovery import _error_location
 from surge.streams.adapter import StreamAdapter
 
-__all__ = ["CONFIG_FILE", "default_adapter", "load_config"]
+if TYPE_CHECKING:
+    from surge.events.cron import TickLock
+    from surge.queues.base import MessageQueue
+    from surge.state.base import StateStore
+
+__all__ = ["CONFIG_FILE", "default_adapter", "default_background", "load_config"]
+
+logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "surge.config.py"
 
@@ -69,3 +78,62 @@ def default_adapter(project_dir: Path | str, config: Config) -> StreamAdapter:
     from surge.streams.stores.file import FileStreamAdapter
 
     return FileStreamAdapter(Path(project_dir).resolve() / ".surge" / "streams")
+
+
+def _redis_of(adapter: StreamAdapter) -> dict[str, Any] | None:
+    """The URL, prefix and password of a ``RedisStreamAdapter`` (None for other adapters)."""
+    module = sys.modules.get("surge.streams.stores.redis")  # not loaded: not a Redis adapter
+    if module is None or not isinstance(adapter, module.RedisStreamAdapter):
+        return None
+    # The adapter keeps its URL private (it may hold a password); the queue needs the same one.
+    return {
+        "url": adapter._url,
+        "prefix": adapter.prefix,
+        "password": adapter._password,
+    }
+
+
+def default_background(
+    project_dir: Path | str | None, config: Config, adapter: StreamAdapter
+) -> tuple[MessageQueue, StateStore, TickLock]:
+    """The queue, state store and cron lock next to the stream ``adapter``.
+
+    Configured ones (``Adapters(queue=..., state=...)``) win; else Redis (Redis Streams queue,
+    a hash per state group, cron claims in Redis) when the streams are on Redis; in-memory ones
+    for the memory store and inline apps; else SQLite files under ``<project>/.surge/``.
+    """
+    from surge.events.cron import LocalTickLock, RedisTickLock
+    from surge.queues.sqlite import SqliteQueue
+    from surge.state.memory import MemoryStateStore
+    from surge.state.sqlite import SqliteStateStore
+
+    queue = config.adapters.queue
+    state = config.adapters.state
+    redis = _redis_of(adapter)
+    if redis is not None:
+        from surge.state.redis import RedisStateStore
+
+        if queue is None:
+            try:
+                from surge.queues.redis import RedisStreamsQueue
+            except ImportError:  # pragma: no cover - while the Redis queue is not in the tree
+                logger.warning("no Redis queue available: event steps use the local SQLite queue")
+            else:
+                queue = RedisStreamsQueue(redis["url"], prefix=redis["prefix"])
+        if state is None:
+            state = RedisStateStore(
+                redis["url"], prefix=redis["prefix"], password=redis["password"]
+            )
+        lock: TickLock = RedisTickLock(
+            redis["url"], prefix=redis["prefix"], password=redis["password"]
+        )
+    else:
+        lock = LocalTickLock()
+    from surge.streams.stores.memory import MemoryStreamAdapter
+
+    if project_dir is None or isinstance(adapter, MemoryStreamAdapter):
+        return queue or SqliteQueue(":memory:"), state or MemoryStateStore(), lock
+    root = Path(project_dir).resolve() / ".surge"
+    queue = queue or SqliteQueue(root / "queue.db")
+    state = state or SqliteStateStore(root / "state.db")
+    return queue, state, lock

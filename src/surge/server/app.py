@@ -2,7 +2,9 @@
 
 Layers: ``SurgeApp`` routes by scope type; HTTP goes through CORS to ``serve_http``; WebSockets go
 to ``serve_websocket``. The lifespan opens the storage adapter with the hub as its feed sink and
-owns the long-lived tasks (the dev reloader), which log and keep going on error.
+owns the long-lived tasks (the dev reloader), which log and keep going on error. It also runs
+the app's ``Background`` (event and cron steps, ``surge.events``): opened after the storage, run
+in the lifespan's TaskGroup, stopped gracefully (``EventSettings.shutdown_grace``) at shutdown.
 
 With ``workbench=True`` (``surge dev``) requests under ``/__surge/`` (and ``GET /endpoints`` when no
 step claims it) go to the Workbench, outside CORS; API responses that are stream items get the
@@ -23,15 +25,25 @@ from starlette.middleware.cors import CORSMiddleware
 
 from surge.config import Config
 from surge.errors import ConfigError
-from surge.project import default_adapter, load_config
+from surge.events.system import Background
+from surge.project import default_adapter, default_background, load_config
 from surge.server.http import STREAM_ITEM_HEADER, serve_http
 from surge.server.logs import install_token_redaction
 from surge.server.runtime import Runtime
 from surge.server.static import with_static_files
 from surge.server.websocket import serve_websocket
-from surge.steps.config import ApiRouteConfig, StreamConfig, normalize_api_config
+from surge.steps.config import (
+    ApiRouteConfig,
+    CronConfig,
+    EventConfig,
+    StreamConfig,
+    normalize_api_config,
+    normalize_cron_config,
+    normalize_event_config,
+    step_type,
+)
 from surge.steps.discovery import discover
-from surge.steps.registry import ApiRoute, Handler, Registry
+from surge.steps.registry import ApiRoute, CronStep, EventStep, Handler, Registry
 from surge.streams.adapter import StreamAdapter
 from surge.workbench import Workbench
 from surge.workbench.access import WORKBENCH_KEY_SCOPE, install_key_redaction, open_to_workbench
@@ -54,8 +66,16 @@ class SurgeApp:
         project_dir: Path | None = None,
         reload: bool = False,
         workbench: bool = False,
+        background: Background | None = None,
     ):
         self.runtime = runtime
+        if background is None:
+            queue, state, lock = default_background(None, runtime.config, runtime.adapter)
+            background = Background(
+                runtime, queue, state, settings=runtime.config.events, tick_lock=lock
+            )
+        self.background = background
+        """Event and cron steps, ``emit`` and ``state`` (``surge.events``)."""
         self.project_dir = project_dir
         self.reload = reload
         # Set by `surge dev/start` (the process is ours): freeze startup objects out of the GC.
@@ -78,7 +98,27 @@ class SurgeApp:
 
     async def _serve_http(self, scope: Any, receive: Any, send: Any) -> None:
         track = self.workbench is not None
-        await serve_http(self.runtime, scope, receive, send, track_items=track)
+        await serve_http(
+            self.runtime, scope, receive, send, track_items=track, background=self.background
+        )
+
+    async def emit(
+        self,
+        event: dict[str, Any] | None = None,
+        /,
+        *,
+        topic: str | None = None,
+        data: Any = None,
+        messageGroupId: str | None = None,
+    ) -> list[str]:
+        """Emit a message to the topic's subscribing steps (any topic); returns the message ids."""
+        return await self.background.emit(
+            event, topic=topic, data=data, messageGroupId=messageGroupId
+        )
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait until no event message is queued or running (tests); TimeoutError otherwise."""
+        await self.background.wait_idle(timeout)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -104,12 +144,15 @@ class SurgeApp:
             install_key_redaction()
         try:
             await self.runtime.adapter.open(self.runtime.hub.dispatch)
+            await self.background.open()
         except Exception as exc:
             logger.error("startup failed: %s", exc)
+            await self.background.close()
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
         async with asyncio.TaskGroup() as tasks:
             background = [tasks.create_task(supervise("re-sync", self.runtime.run_resyncs))]
+            work = tasks.create_task(self.background.run())  # event and cron steps
             if self.reload and self.project_dir is not None:
                 root = self.project_dir
                 background.append(
@@ -120,8 +163,11 @@ class SurgeApp:
                 _tune_gc()
             await send({"type": "lifespan.startup.complete"})
             message = await receive()
+            await self.background.stop()  # graceful: running handlers get the grace period
+            await work
             for task in background:
                 task.cancel()
+        await self.background.close()
         await self.runtime.adapter.close()
         await send({"type": "lifespan.shutdown.complete"})
 
@@ -144,6 +190,7 @@ class SurgeApp:
             if self.workbench is not None:
                 registry = open_to_workbench(registry)
             self.runtime.swap_registry(registry)
+            self.background.reload(registry)
             logger.info("reloaded steps after a change in %s", steps_dir)
 
 
@@ -172,14 +219,22 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
             delay = min(delay * 2, 30.0)
 
 
-def _inline_registry(
-    streams: Iterable[StreamConfig],
-    steps: Iterable[tuple[ApiRouteConfig | dict[str, Any], Handler]],
-) -> Registry:
-    return Registry.build(
-        [(s, None) for s in streams],
-        [ApiRoute(normalize_api_config(cfg), handler) for cfg, handler in steps],
-    )
+InlineStep = tuple[ApiRouteConfig | EventConfig | CronConfig | dict[str, Any], Handler]
+
+
+def _inline_registry(streams: Iterable[StreamConfig], steps: Iterable[InlineStep]) -> Registry:
+    routes: list[ApiRoute] = []
+    events: list[EventStep] = []
+    crons: list[CronStep] = []
+    for cfg, handler in steps:
+        kind = step_type(cfg)
+        if kind == "event":
+            events.append(EventStep(normalize_event_config(cfg), handler))
+        elif kind == "cron":
+            crons.append(CronStep(normalize_cron_config(cfg), handler))
+        else:
+            routes.append(ApiRoute(normalize_api_config(cfg), handler))
+    return Registry.build([(s, None) for s in streams], routes, events=events, crons=crons)
 
 
 def create_app(
@@ -187,7 +242,7 @@ def create_app(
     *,
     config: Config | None = None,
     streams: Iterable[StreamConfig] = (),
-    steps: Iterable[tuple[ApiRouteConfig | dict[str, Any], Handler]] = (),
+    steps: Iterable[InlineStep] = (),
     adapter: StreamAdapter | None = None,
     reload: bool = False,
     workbench: bool = False,
@@ -204,11 +259,14 @@ def create_app(
         config = config or load_config(root)
         registry = discover(root)
         adapter = adapter or default_adapter(root, config)
+        runtime = Runtime(config, registry, adapter)
+        queue, state, lock = default_background(root, config, adapter)
         return SurgeApp(
-            Runtime(config, registry, adapter),
+            runtime,
             project_dir=root,
             reload=reload,
             workbench=workbench,
+            background=Background(runtime, queue, state, settings=config.events, tick_lock=lock),
         )
     config = config or Config()
     if adapter is None:

@@ -33,6 +33,7 @@ from surge.steps.context import ApiRequest, ApiResponse, FlowContext, StepLogger
 from surge.streams.stream import ItemRef, ReturnedItems, track_returned_items
 
 if TYPE_CHECKING:
+    from surge.events.system import Background
     from surge.server.runtime import Runtime
 
 __all__ = ["MAX_BODY_BYTES", "STREAM_ITEM_HEADER", "serve_http"]
@@ -101,8 +102,10 @@ async def serve_http(
     send: Any,
     *,
     track_items: bool = False,
+    background: Background | None = None,
 ) -> None:
-    """ASGI handler for the project's API steps (``track_items``: mark stream-item bodies)."""
+    """ASGI handler for the project's API steps (``track_items``: mark stream-item bodies;
+    ``background``: gives handlers ``ctx.emit`` and ``ctx.state``)."""
     method = scope["method"]
     path = scope["path"]
     found = runtime.registry.match(method, path)
@@ -155,7 +158,10 @@ async def serve_http(
         method=method,
         path=path,
     )
-    ctx = FlowContext(StepLogger(route.config.name, trace_id), runtime.streams, trace_id)
+    if background is not None:  # ctx.emit and ctx.state (event steps, issue 11)
+        ctx = background.context(route.config.name, route.config.emits, route.source, trace_id)
+    else:
+        ctx = FlowContext(StepLogger(route.config.name, trace_id), runtime.streams, trace_id)
     trace_header = {"x-trace-id": trace_id}
     try:
         tracking: contextlib.AbstractContextManager[ReturnedItems | None] = (

@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
+from surge.errors import ConfigError
+from surge.state.base import State
+from surge.state.memory import MemoryStateStore
 from surge.streams.stream import Streams
 
-__all__ = ["ApiRequest", "ApiResponse", "FlowContext", "StepLogger"]
+__all__ = ["ApiRequest", "ApiResponse", "Emit", "FlowContext", "StepLogger"]
+
+# Motia's Python ``req`` is a dict: these keys (and the snake_case ones) read the attributes.
+_REQUEST_KEYS = {
+    "body": "body",
+    "pathParams": "path_params",
+    "path_params": "path_params",
+    "queryParams": "query_params",
+    "query_params": "query_params",
+    "headers": "headers",
+    "rawBody": "raw_body",
+    "raw_body": "raw_body",
+    "method": "method",
+    "path": "path",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +53,25 @@ class ApiRequest:
     def queryParams(self) -> Mapping[str, str | list[str]]:
         """Alias of ``query_params``."""
         return self.query_params
+
+    # ``req["body"]``, ``req.get("pathParams")``: the dict Motia's Python handlers get.
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, _REQUEST_KEYS[key])
+        except KeyError:
+            raise KeyError(key) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``req.get("body")``, as on Motia's dict request."""
+        name = _REQUEST_KEYS.get(key)
+        return default if name is None else getattr(self, name)
+
+    def __contains__(self, key: object) -> bool:
+        return key in _REQUEST_KEYS
+
+    def keys(self) -> Iterator[str]:
+        """The dict keys Motia's request has (camelCase)."""
+        return iter(("body", "pathParams", "queryParams", "headers", "rawBody", "method", "path"))
 
 
 @dataclass(slots=True)
@@ -88,10 +124,48 @@ class StepLogger:
         self._log(logging.ERROR, message, data)
 
 
+class Emit(Protocol):
+    """``ctx.emit``: ``await ctx.emit({"topic": t, "data": d})`` or ``ctx.emit(topic=t, data=d)``.
+
+    Returns the ids of the enqueued messages (one per subscribing step), once they are durable.
+    """
+
+    async def __call__(
+        self,
+        event: Mapping[str, Any] | None = None,
+        /,
+        *,
+        topic: str | None = None,
+        data: Any = None,
+        messageGroupId: str | None = None,
+    ) -> list[str]: ...
+
+
+async def _no_emit(
+    event: Mapping[str, Any] | None = None,
+    /,
+    *,
+    topic: str | None = None,
+    data: Any = None,
+    messageGroupId: str | None = None,
+) -> list[str]:
+    raise ConfigError("emit is not available in this context (no queue is attached)")
+
+
+def _scratch_state() -> State:
+    return State(MemoryStateStore())
+
+
 @dataclass(frozen=True, slots=True)
 class FlowContext:
-    """``ctx``: the logger, the project's streams and this request's trace id."""
+    """``ctx``: the logger, the project's streams, this flow's trace id, ``emit`` and ``state``.
+
+    The trace id is the same for a whole chain (API -> event -> event): it travels with every
+    message ``emit`` enqueues.
+    """
 
     logger: StepLogger
     streams: Streams
     trace_id: str
+    emit: Emit = _no_emit
+    state: State = field(default_factory=_scratch_state)
