@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import sys
 from pathlib import Path
@@ -20,8 +19,6 @@ if TYPE_CHECKING:
     from surge.state.base import StateStore
 
 __all__ = ["CONFIG_FILE", "default_adapter", "default_background", "load_config"]
-
-logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "surge.config.py"
 
@@ -114,12 +111,9 @@ def default_background(
         from surge.state.redis import RedisStateStore
 
         if queue is None:
-            try:
-                from surge.queues.redis import RedisStreamsQueue
-            except ImportError:  # pragma: no cover - while the Redis queue is not in the tree
-                logger.warning("no Redis queue available: event steps use the local SQLite queue")
-            else:
-                queue = RedisStreamsQueue(redis["url"], prefix=redis["prefix"])
+            from surge.queues.redis import RedisStreamsQueue
+
+            queue = RedisStreamsQueue(redis["url"], prefix=redis["prefix"])
         if state is None:
             state = RedisStateStore(
                 redis["url"], prefix=redis["prefix"], password=redis["password"]
