@@ -150,6 +150,8 @@ class Stream:
         snapshot = await self._adapter.get_group(self.name, group_id)
         return [self._to_value(item) for item in snapshot.items]
 
+    getGroup = get_group  # Motia's spelling (ctx.streams.todo.getGroup)
+
     async def list_groups(self) -> list[str]:
         """Return the ids of the groups that hold items."""
         return await self._adapter.list_groups(self.name)
