@@ -34,8 +34,8 @@ Redelivery after a crash: entries of a dead consumer are claimed by anyone once 
 the lease. Consumer names carry the process identity (``surge.queues.base.process_identity``);
 ``receive`` looks at the group's consumers on first use of a queue and every
 ``HOUSEKEEPING_S``: those of dead processes on this host (a restart after ``kill -9``) are taken
-over at once with XCLAIM and then deleted, and consumers without pending entries idle for over
-``IDLE_CONSUMER_S`` are deleted.
+over at once with XCLAIM and then deleted, and consumers without pending entries that are dead
+or idle for over ``IDLE_CONSUMER_S`` are deleted.
 
 ``wait`` checks (one script) for entries the group has not delivered yet and for due retries,
 then blocks in ``XREAD BLOCK`` from the group's last delivered id (so an entry added meanwhile
@@ -689,7 +689,10 @@ class RedisStreamsQueue:
                 )
                 logger.info("queue %s: took over %d messages of dead %s", queue, len(taken), other)
                 rows += taken
-            elif not pending and idle_ms > IDLE_CONSUMER_S * 1000:
+            elif not pending and (
+                idle_ms > IDLE_CONSUMER_S * 1000
+                or is_dead_local_process("|".join(other.split("|")[:5]))
+            ):
                 await self._call(
                     "housekeeping", client.xgroup_delconsumer(k.stream, CONSUMER_GROUP, other)
                 )

@@ -40,6 +40,10 @@ Design:
 - ``SqliteQueue(":memory:")`` keeps everything in memory on the writer's connection (no WAL, no
   durability, not shareable): for the memory store and tests.
 - ``dead_letters`` keeps every dead letter until it is replayed or discarded.
+- Cost: ``receive`` walks the queue in ``seq`` order past leased rows, rows waiting for a retry
+  and FIFO rows behind their head (one index probe each): cheap for thousands of such rows, not
+  for millions. ``retry`` and ``extend`` do not record the error (the runner logs it); the dead
+  letter keeps the last one.
 """
 
 from __future__ import annotations
