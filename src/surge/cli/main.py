@@ -158,6 +158,53 @@ def generate_types_command(
 
 
 @app.command()
+def emit(
+    topic: Annotated[str, typer.Option("--topic", "-t", help="Topic to emit.")],
+    data: Annotated[str, typer.Option("--data", help="The message data, as JSON.")] = "{}",
+    group: Annotated[
+        str | None, typer.Option("--group", help="messageGroupId (FIFO steps).")
+    ] = None,
+    port: Port = 3000,
+    host: Annotated[str, typer.Option(help="Host of the running `surge dev`.")] = "127.0.0.1",
+) -> None:
+    """Emit a message to a running `surge dev` (its subscribing steps handle it); prints the ids."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        console.print(f"[bold red]error:[/] --data is not JSON: {exc}")
+        raise typer.Exit(2) from exc
+    event = {"topic": topic, "data": payload}
+    if group is not None:
+        event["messageGroupId"] = group
+    netloc = f"[{host}]" if ":" in host else host
+    request = urllib.request.Request(
+        f"http://{netloc}:{port}/__surge/api/emit",
+        data=json.dumps(event).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        hint = " (is it `surge dev`? `surge start` has no emit endpoint)" if exc.code == 404 else ""
+        console.print(f"[bold red]error:[/] the server answered {exc.code}{hint}: {detail}")
+        raise typer.Exit(1) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        console.print(f"[bold red]error:[/] no surge dev answers on {netloc}:{port}: {exc}")
+        raise typer.Exit(1) from exc
+    subscribers = ", ".join(answer.get("subscribers") or []) or "no step subscribes to it"
+    console.print(f"emitted [cyan]{topic}[/] (trace {answer.get('traceId')}) to {subscribers}")
+    for message_id in answer.get("messageIds") or []:
+        print(message_id)
+
+
+@app.command()
 def create(name: Annotated[str, typer.Argument(help="Directory of the new project.")]) -> None:
     """Create a new project from the todo template."""
     target = Path(name)

@@ -85,6 +85,7 @@ class SurgeApp:
         if workbench:
             install_key_redaction()
             self.workbench = Workbench(runtime, project_dir)
+            self.workbench.background = background  # POST /__surge/api/emit (surge emit)
             runtime.registry = open_to_workbench(runtime.registry)
             expose.append(STREAM_ITEM_HEADER)
         self._http = CORSMiddleware(

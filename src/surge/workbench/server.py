@@ -20,6 +20,7 @@ from surge.workbench.access import is_local_host, is_same_origin, new_key
 from surge.workbench.describe import describe_endpoints, describe_streams
 
 if TYPE_CHECKING:
+    from surge.events.system import Background
     from surge.server.runtime import Runtime
 
 __all__ = ["PAGE_PATH", "PREFIX", "STATIC_DIR", "Workbench"]
@@ -53,6 +54,8 @@ class Workbench:
         self.runtime = runtime
         self.project_dir = project_dir
         self.key = new_key()
+        self.background: Background | None = None
+        """Set by the app: serves ``POST /__surge/api/emit`` (``surge emit``)."""
 
     def handles(self, scope: dict[str, Any]) -> bool:
         """True for ``/__surge/...`` and for a ``GET /endpoints`` no user route claims."""
@@ -69,7 +72,9 @@ class Workbench:
         """ASGI handler for the requests ``handles`` accepted."""
         path: str = scope["path"]
         method: str = scope["method"]
-        if method not in ("GET", "HEAD"):
+        if path == "/__surge/api/emit" and method == "POST" and self.background is not None:
+            await self._emit(scope, receive, send)  # surge emit (surge.events.dev)
+        elif method not in ("GET", "HEAD"):
             await _send(send, method, *_json({"error": f"{method} not allowed on {path}"}, 405))
         elif path in _GUIDE_PATHS or path in (PREFIX[:-1], PREFIX, PAGE_PATH[:-1]):
             await _send(send, method, 307, b"", [(b"location", PAGE_PATH.encode())])
@@ -85,6 +90,19 @@ class Workbench:
             await _send(send, method, *await self._streams())
         else:
             await _send(send, method, *_json({"error": f"no workbench resource {path}"}, 404))
+
+    async def _emit(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        from surge.events.dev import serve_emit
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if not is_local_host(headers, self.runtime.config.workbench_hosts) or not is_same_origin(
+            headers
+        ):
+            logger.warning("workbench emit refused: not from this machine's own pages")
+            await _send(send, "POST", *_json({"error": "emit is for this machine only"}, 403))
+            return
+        assert self.background is not None  # checked by the caller
+        await serve_emit(self.background, scope, receive, send)
 
     def _session(self, scope: dict[str, Any]) -> tuple[int, bytes, Headers]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}

@@ -1,0 +1,93 @@
+"""``POST /__surge/api/emit``: emit a message from outside the app (``surge emit``, the Workbench).
+
+Served only by ``surge dev`` (the Workbench registers it and checks, first, that the request
+comes from this machine and not from another site). The body is Motia's emit shape,
+``{"topic": t, "data": d, "messageGroupId"?: g}``, as JSON (``content-type: application/json``,
+which a cross-site page cannot send without a CORS preflight the Workbench never grants). The
+answer is ``{"topic", "traceId", "messageIds", "subscribers"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import orjson
+
+from surge.errors import StoreError, ValidationError
+from surge.events.system import Background
+
+__all__ = ["EMIT_PATH", "MAX_EMIT_BYTES", "serve_emit"]
+
+logger = logging.getLogger(__name__)
+
+EMIT_PATH = "/__surge/api/emit"
+MAX_EMIT_BYTES = 1024 * 1024
+
+
+async def _body(receive: Any) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_EMIT_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _answer(send: Any, status: int, body: Any) -> None:
+    raw = orjson.dumps(body)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"cache-control", b"no-store"),
+        (b"content-length", str(len(raw)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": raw})
+
+
+async def serve_emit(
+    background: Background, scope: dict[str, Any], receive: Any, send: Any
+) -> None:
+    """ASGI handler of ``POST /__surge/api/emit`` (the caller has checked where it comes from)."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        await _answer(send, 415, {"error": "send the message as application/json"})
+        return
+    raw = await _body(receive)
+    if raw is None:
+        await _answer(send, 413, {"error": f"body larger than {MAX_EMIT_BYTES} bytes"})
+        return
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        await _answer(send, 400, {"error": f"invalid JSON: {exc}"})
+        return
+    if not isinstance(event, dict):
+        await _answer(send, 400, {"error": 'expected {"topic": ..., "data": ...}'})
+        return
+    trace_id = uuid.uuid4().hex
+    topic = event.get("topic")
+    try:
+        ids = await background.emit(event, trace_id=trace_id)
+    except ValidationError as exc:
+        await _answer(send, 400, {"error": exc.message, "errors": exc.errors})
+        return
+    except StoreError as exc:
+        logger.error("emit %r [trace %s] failed: %s", topic, trace_id, exc)
+        await _answer(send, 503 if exc.retryable else 500, {"error": "queue unavailable"})
+        return
+    subscribers = background.publisher.subscribers(str(topic))
+    logger.info("emitted %r [trace %s] to %s", topic, trace_id, subscribers or "no step")
+    await _answer(
+        send,
+        200,
+        {"topic": topic, "traceId": trace_id, "messageIds": ids, "subscribers": subscribers},
+    )
