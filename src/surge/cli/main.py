@@ -63,7 +63,8 @@ def _serve(
     registry = surge_app.runtime.registry
     console.print(
         f"[bold]surge[/] serving [cyan]{directory}[/]: {len(registry.streams)} stream(s), "
-        f"{len(registry.routes)} API step(s) on [green]http://{host}:{port}[/] "
+        f"{len(registry.routes)} API step(s), {len(registry.events)} event step(s), "
+        f"{len(registry.crons)} cron step(s) on [green]http://{host}:{port}[/] "
         f"(WebSocket on the same port){' with hot reload' if reload else ''}"
     )
     for route in registry.routes:
