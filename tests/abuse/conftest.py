@@ -54,6 +54,8 @@ class AbuseServer:
     probe: ServerProbe
     baseline_rss: int = 0
     baseline_fds: int = 0
+    stream: str = "todo"  # a stream and group anyone may join
+    group: str = "inbox"
 
     @property
     def url(self) -> str:
@@ -78,7 +80,7 @@ class AbuseServer:
             posted = client.post("/todo", json={"description": "warm-up"})
             if posted.status_code == 200:
                 client.delete(f"/todo/{posted.json()['id']}")
-        subscriber = GoodSubscriber(self.ws_url).start()
+        subscriber = GoodSubscriber(self.ws_url, group=self.group, stream=self.stream).start()
         subscriber.close()
         time.sleep(0.3)
         self.baseline_rss = int(statistics.median(self.rss_samples(5)))
@@ -112,7 +114,11 @@ class AbuseServer:
 
 @contextlib.contextmanager
 def _started(
-    tmp_path: Path, project: str, command: str, extra_args: tuple[str, ...]
+    tmp_path: Path,
+    project: str,
+    command: str,
+    extra_args: tuple[str, ...],
+    extra_sessions: dict[str, str],
 ) -> Iterator[AbuseServer]:
     if project == "todo":
         project_dir = copy_todo_project(tmp_path / "todo")
@@ -121,11 +127,16 @@ def _started(
         shutil.copytree(
             EXAMPLE_CHAT, project_dir, ignore=shutil.ignore_patterns(".surge", "__pycache__")
         )
+        with (project_dir / "auth.py").open("a") as auth:  # the copy only: token -> a user's
+            for token, user in extra_sessions.items():
+                auth.write(f"\nSESSIONS[{token!r}] = SESSIONS[{user + '-token'!r}]\n")
     process = SurgeProcess(project_dir, command=command, extra_args=extra_args)
     try:
         process.start(timeout=30)
         assert process.proc is not None
         server = AbuseServer(process, ServerProbe(process.proc.pid))
+        if project == "chat":
+            server.stream, server.group = "announcement", "project-b"
         server.warm_up()
         yield server
     finally:
@@ -134,17 +145,24 @@ def _started(
 
 @pytest.fixture
 def abuse_server(tmp_path: Path) -> Iterator[Callable[..., AbuseServer]]:
-    """Factory: ``abuse_server(project="todo"|"chat", command="start", extra_args=())``."""
+    """Factory: ``abuse_server(project="todo"|"chat", command="start", extra_args=(), ...)``.
+
+    ``extra_sessions`` (chat only) adds tokens to the copy's session table: {token: "alice"}.
+    """
     with contextlib.ExitStack() as stack:
         count = 0
 
         def start(
-            project: str = "todo", command: str = "start", extra_args: tuple[str, ...] = ()
+            project: str = "todo",
+            command: str = "start",
+            extra_args: tuple[str, ...] = (),
+            extra_sessions: dict[str, str] | None = None,
         ) -> AbuseServer:
             nonlocal count
             count += 1
             where = tmp_path / f"server{count}"
-            return stack.enter_context(_started(where, project, command, extra_args))
+            sessions = extra_sessions or {}
+            return stack.enter_context(_started(where, project, command, extra_args, sessions))
 
         yield start
 

@@ -38,6 +38,7 @@ __all__ = [
     "build_frame",
     "connection_held",
     "good_subscriber",
+    "held_client_ports",
     "http_get_ok",
     "join_message",
     "wait_for",
@@ -152,6 +153,19 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+def held_client_ports(server_port: int) -> set[int]:
+    """The client ports of every connection a process still owns on ``server_port``."""
+    local = f"0100007F:{server_port:04X}"
+    ports = set()
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            if fields[1] == local and fields[9] != "0":
+                ports.add(int(fields[2].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def connection_held(server_port: int, client_port: int) -> bool:
