@@ -240,6 +240,7 @@ class RawWebSocket:
         headers: Sequence[tuple[str, str]] = (),
         timeout: float = 5.0,
         expect_status: int | None = 101,
+        host: str | None = None,
     ) -> None:
         self.port = port
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -253,7 +254,7 @@ class RawWebSocket:
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
             f"GET {path} HTTP/1.1",
-            f"Host: 127.0.0.1:{port}",
+            f"Host: {host or f'127.0.0.1:{port}'}",
             "Upgrade: websocket",
             "Connection: Upgrade",
             f"Sec-WebSocket-Key: {key}",
