@@ -1,0 +1,120 @@
+"""Sans-I/O wire format of the client side: join/leave frames out, server envelopes in.
+
+The server's codec (``surge.protocol.codec``) parses what clients send; this module is its mirror
+for what servers send. Decoding never raises on a frame that is merely unusual: unknown event
+types are kept (``kind``), missing optional fields are None. A frame that is not an envelope at
+all (not JSON, not an object, no integer ``timestamp``) raises ``ProtocolError``.
+
+Resume (issue 13) will add ``since`` to joins and read ``offset``/``epoch`` from envelopes: the
+fields are already decoded here (None when absent) so the client can start using them without an
+API change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from surge.errors import ProtocolError
+from surge.protocol.messages import SubscriptionRequest
+
+__all__ = ["ServerFrame", "decode_server_frame", "encode_join", "encode_leave"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFrame:
+    """One decoded server envelope.
+
+    ``kind`` is the event type: ``sync``, ``create``, ``update``, ``delete`` or ``event`` (an
+    ephemeral event, whose own type and data are ``event_type``/``event_data``).
+    """
+
+    timestamp: int
+    stream: str | None
+    group: str | None
+    id: str | None
+    kind: str
+    data: Any = None
+    event_type: str | None = None
+    event_data: Any = None
+    offset: int | None = None
+    epoch: str | None = None
+
+    @property
+    def error(self) -> tuple[str, str] | None:
+        """``(code, message)`` when this is the protocol's error event, else None."""
+        if self.kind != "event" or self.event_type != "error":
+            return None
+        data = self.event_data
+        if not isinstance(data, dict) or not isinstance(data.get("code"), str):
+            return None
+        message = data.get("message")
+        return data["code"], message if isinstance(message, str) else ""
+
+
+def _optional_str(envelope: dict[str, Any], key: str) -> str | None:
+    value = envelope.get(key)
+    return value if isinstance(value, str) else None
+
+
+def decode_server_frame(text: str | bytes) -> ServerFrame:
+    """Parse one server text frame.
+
+    Raises:
+        ProtocolError: not a JSON object with an integer ``timestamp`` and an ``event`` object.
+    """
+    try:
+        envelope = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"server frame is not valid JSON: {exc}") from exc
+    if not isinstance(envelope, dict):
+        raise ProtocolError("server frame is not a JSON object")
+    ts = envelope.get("timestamp")
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise ProtocolError('server frame has no integer "timestamp"')
+    event = envelope.get("event")
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise ProtocolError('server frame has no "event" object with a string "type"')
+    offset = envelope.get("offset")
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        offset = None
+    kind: str = event["type"]
+    event_type = None
+    event_data = None
+    if kind == "event":
+        inner = event.get("event")
+        if isinstance(inner, dict) and isinstance(inner.get("type"), str):
+            event_type = inner["type"]
+            event_data = inner.get("data")
+    return ServerFrame(
+        timestamp=ts,
+        stream=_optional_str(envelope, "streamName"),
+        group=_optional_str(envelope, "groupId"),
+        id=_optional_str(envelope, "id"),
+        kind=kind,
+        data=event.get("data"),
+        event_type=event_type,
+        event_data=event_data,
+        offset=offset,
+        epoch=_optional_str(envelope, "epoch"),
+    )
+
+
+def _data(request: SubscriptionRequest) -> dict[str, Any]:
+    data: dict[str, Any] = {"streamName": request.stream, "groupId": request.group}
+    if request.id is not None:
+        data["id"] = request.id
+    data["subscriptionId"] = request.subscription_id
+    return data
+
+
+def encode_join(request: SubscriptionRequest) -> str:
+    """The join frame for ``request`` (resume will add ``"since"`` to its data)."""
+    return orjson.dumps({"type": "join", "data": _data(request)}).decode()
+
+
+def encode_leave(request: SubscriptionRequest) -> str:
+    """The leave frame: the same data object as the join."""
+    return orjson.dumps({"type": "leave", "data": _data(request)}).decode()

@@ -1,0 +1,311 @@
+"""The protocol client against a scripted fake transport: joins, routing, errors, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from surge.client import (
+    Backoff,
+    Change,
+    ChangesOverflow,
+    Client,
+    ClientClosed,
+    ConnectionState,
+    SubscriptionError,
+    UpgradeRefused,
+)
+from surge.errors import ValidationError
+
+from .fakes import FakeConnection, FakeTransport, change, error, event, refused, sync
+
+pytestmark = pytest.mark.timeout(30)
+
+FAST = Backoff(initial=0.001, max_delay=0.01, stable_after=60.0)
+
+
+@pytest.fixture
+async def transport() -> FakeTransport:
+    return FakeTransport()
+
+
+@pytest.fixture
+async def client(transport: FakeTransport) -> AsyncIterator[Client]:
+    async with Client(transport, backoff=FAST) as client:
+        yield client
+
+
+async def subscribed_group(
+    client: Client,
+    conn: FakeConnection,
+    data: list[dict[str, Any]],
+    ts: int = 1,
+    group: str = "inbox",
+) -> Any:
+    """Subscribe to todo/<group>, answering the join with a sync of ``data``."""
+    task = asyncio.create_task(client.subscribe_group("todo", group))
+    sent = await conn.next_sent(len(conn.sent) + 1)
+    assert sent[-1]["type"] == "join"
+    conn.push(sync(ts, data, group=group))
+    return await task
+
+
+async def test_subscribe_group_sends_a_join_and_returns_the_synced_state(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    sub = await subscribed_group(client, conn, [{"id": "a"}])
+    assert sub.state == [{"id": "a"}]
+    assert sub.is_synced
+    join = conn.sent[0]
+    assert join["data"]["streamName"] == "todo" and join["data"]["groupId"] == "inbox"
+    assert join["data"]["subscriptionId"] == sub.subscription_id
+    assert client.state is ConnectionState.OPEN
+
+
+async def test_changes_reach_callbacks_iterators_and_waiters_in_order(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    sub = await subscribed_group(client, conn, [])
+    seen: list[Change] = []
+    sub.on_change(seen.append)
+    changes = sub.changes()
+    conn.push(change(2, "create", {"id": "a", "v": 1}))
+    conn.push(change(3, "update", {"id": "a", "v": 2}))
+    state = await sub.wait(lambda items: items == [{"id": "a", "v": 2}])
+    assert state == [{"id": "a", "v": 2}]
+    assert [c.kind for c in seen] == ["create", "update"]
+    assert [(await anext(changes)).kind, (await anext(changes)).kind] == ["create", "update"]
+
+
+async def test_one_frame_serves_every_matching_subscription(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    group = await subscribed_group(client, conn, [])
+    task = asyncio.create_task(client.subscribe_item("todo", "inbox", "a"))
+    await conn.next_sent(2)
+    conn.push(sync(2, None, id="a"))
+    item = await task
+    conn.push(change(3, "create", {"id": "a"}))
+    await item.wait(lambda value: value == {"id": "a"})
+    await group.wait(lambda items: items == [{"id": "a"}])
+
+
+async def test_events_go_to_on_event_listeners_of_their_type(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    sub = await subscribed_group(client, conn, [])
+    typing: list[Any] = []
+    sub.on_event("typing", typing.append)
+    remove = sub.on_event("other", lambda data: pytest.fail("wrong type"))
+    remove()
+    conn.push(event(2, "typing", {"user": "u1"}))
+    conn.push(event(3, "other", 1))
+    conn.push(change(4, "create", {"id": "done"}))  # a barrier: frames are handled in order
+    await sub.wait(lambda items: len(items) == 1)
+    assert typing == [{"user": "u1"}]
+
+
+async def test_a_refused_join_raises_subscription_error_with_the_code(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    task = asyncio.create_task(client.subscribe_group("todo", "secret"))
+    await conn.next_sent(1)
+    conn.push(error(2, "STREAM_ACCESS_DENIED", group="secret"))
+    with pytest.raises(SubscriptionError) as caught:
+        await task
+    assert caught.value.code == "STREAM_ACCESS_DENIED"
+    assert client.subscriptions == []
+
+
+async def test_errors_answer_joins_of_the_same_key_in_order(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    first = asyncio.create_task(client.subscribe_group("todo", "inbox"))
+    await conn.next_sent(1)
+    second = asyncio.create_task(client.subscribe_group("todo", "inbox"))
+    await conn.next_sent(2)
+    conn.push(sync(2, [{"id": "a"}]))
+    conn.push(error(3, "TOO_MANY_SUBSCRIPTIONS"))
+    sub = await first
+    with pytest.raises(SubscriptionError, match="TOO_MANY_SUBSCRIPTIONS"):
+        await second
+    assert sub.state == [{"id": "a"}] and not sub.is_closed
+
+
+async def test_reconnect_rejoins_with_the_same_ids_and_the_fresh_sync_replaces_state(
+    client: Client, transport: FakeTransport
+) -> None:
+    states: list[ConnectionState] = []
+    client.on_state_change(states.append)
+    conn = await transport.connection(0)
+    group = await subscribed_group(client, conn, [{"id": "a"}], ts=1000)
+    task = asyncio.create_task(client.subscribe_item("todo", "inbox", "a"))
+    await conn.next_sent(2)
+    conn.push(sync(1001, {"id": "a"}, id="a"))
+    item = await task
+    conn.drop()
+    again = await transport.connection(1)
+    joins = await again.next_sent(2)
+    assert {j["data"]["subscriptionId"] for j in joins} == {
+        group.subscription_id,
+        item.subscription_id,
+    }
+    assert not group.is_synced
+    # A restarted server's clock may be behind the old one's: its frames still count.
+    again.push(sync(10, [{"id": "b"}]))
+    again.push(sync(11, None, id="a"))
+    await group.wait(lambda items: items == [{"id": "b"}])
+    await item.wait(lambda value: value is None)
+    assert states == [ConnectionState.RECONNECTING, ConnectionState.OPEN]
+    assert client.connections == 2
+
+
+async def test_connection_attempts_are_retried_until_one_succeeds(
+    transport: FakeTransport,
+) -> None:
+    transport.fail_next(OSError("refused"), TimeoutError(), OSError("refused"))
+    states: list[ConnectionState] = []
+    async with Client(transport, backoff=FAST, on_state_change=states.append) as client:
+        await client.wait_open()
+        assert transport.attempts == 4
+        assert states == [ConnectionState.OPEN]  # "connecting" until the first open
+
+
+async def test_a_subscribe_while_disconnected_is_joined_once_connected(
+    transport: FakeTransport,
+) -> None:
+    transport.fail_next(OSError("down"), OSError("down"))
+    async with Client(transport, backoff=FAST) as client:
+        task = asyncio.create_task(client.subscribe_group("todo", "inbox"))
+        conn = await transport.connection(0)
+        await conn.next_sent(1)
+        conn.push(sync(1, []))
+        assert (await task).state == []
+        assert len(conn.sent) == 1  # joined exactly once
+
+
+async def test_a_refused_upgrade_closes_the_client_and_fails_subscribes(
+    transport: FakeTransport,
+) -> None:
+    transport.fail_next(refused(401))
+    async with Client(transport, backoff=FAST) as client:
+        with pytest.raises(UpgradeRefused) as caught:
+            await client.subscribe_group("todo", "inbox")
+        assert caught.value.status == 401
+        assert client.state is ConnectionState.CLOSED
+        with pytest.raises(UpgradeRefused):
+            await client.subscribe_group("todo", "inbox")
+        assert transport.attempts == 1
+
+
+async def test_retry_refused_keeps_trying(transport: FakeTransport) -> None:
+    transport.fail_next(refused(401), refused(401))
+    async with Client(transport, backoff=FAST, retry_refused=True) as client:
+        await client.wait_open()
+        assert transport.attempts == 3
+
+
+async def test_a_refused_rejoin_ends_the_subscription_with_the_error(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    sub = await subscribed_group(client, conn, [])
+    changes = sub.changes()
+    conn.drop()
+    again = await transport.connection(1)
+    await again.next_sent(1)
+    again.push(error(5, "STREAM_ACCESS_DENIED"))
+    with pytest.raises(SubscriptionError):
+        await anext(changes)
+    assert sub.is_closed and isinstance(sub.error, SubscriptionError)
+    with pytest.raises(SubscriptionError):
+        await sub.wait(lambda items: len(items) == 1)
+
+
+async def test_unsubscribe_sends_the_leave_and_ends_iterators(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    sub = await subscribed_group(client, conn, [])
+    changes = sub.changes()
+    await sub.unsubscribe()
+    leave = conn.sent[-1]
+    assert leave["type"] == "leave" and leave["data"] == conn.sent[0]["data"]
+    with pytest.raises(StopAsyncIteration):
+        await anext(changes)
+    conn.push(change(2, "create", {"id": "late"}))
+    conn.push(sync(3, []))  # nothing listens: ignored
+    assert sub.state == []
+
+
+async def test_a_change_iterator_that_falls_behind_raises_overflow(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    sub = await subscribed_group(client, conn, [])
+    changes = sub.changes(max_buffer=2)
+    for ts in range(2, 6):
+        conn.push(change(ts, "create", {"id": f"i{ts}"}))
+    await sub.wait(lambda items: len(items) == 4)
+    with pytest.raises(ChangesOverflow):
+        await anext(changes)
+
+
+async def test_wait_times_out_with_the_state_in_the_message(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    sub = await subscribed_group(client, conn, [{"id": "only"}])
+    with pytest.raises(TimeoutError, match="only"):
+        await sub.wait(lambda items: len(items) == 2, timeout=0.05)
+
+
+async def test_subscribe_times_out_when_no_answer_comes(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    with pytest.raises(TimeoutError, match="no sync"):
+        await client.subscribe_group("todo", "inbox", timeout=0.05)
+    assert client.subscriptions == []
+    assert [m["type"] for m in conn.sent] == ["join", "leave"]
+
+
+async def test_close_ends_waiters_and_later_subscribes(transport: FakeTransport) -> None:
+    client = Client(transport, backoff=FAST)
+    client.start()
+    conn = await transport.connection(0)
+    sub = await subscribed_group(client, conn, [])
+    waiter = asyncio.create_task(sub.wait(lambda items: False, timeout=10))
+    await asyncio.sleep(0)
+    await client.close()
+    with pytest.raises(ClientClosed):
+        await waiter
+    with pytest.raises(ClientClosed):
+        await client.subscribe_group("todo", "inbox")
+    assert client.state is ConnectionState.CLOSED
+
+
+async def test_invalid_ids_are_refused_before_anything_is_sent(client: Client) -> None:
+    with pytest.raises(ValidationError, match="groupId"):
+        await client.subscribe_group("todo", "")
+    with pytest.raises(ValidationError, match="control"):
+        await client.subscribe_item("todo", "inbox", "a\nb")
+
+
+async def test_a_frame_that_is_not_an_envelope_is_ignored(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    sub = await subscribed_group(client, conn, [])
+    conn.inbound.put_nowait("garbage")
+    conn.push(change(2, "create", {"id": "a"}))
+    await sub.wait(lambda items: len(items) == 1)
