@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 from surge import ApiResponse, ApiRouteConfig, Config, Limits, StreamConfig, create_app
 from surge.server.app import SurgeApp
-from surge.server.websocket import Connection
+from surge.server.connection import Connection
 from surge.streams.feed import GroupSnapshot
 from surge.streams.stores.memory import MemoryStreamAdapter
 from surge.testing import LiveServer, live_server
@@ -576,3 +576,53 @@ async def test_repeated_joins_of_one_group_read_the_store_once() -> None:
             sync = await client.join_synced("g", subscription_id="after")
             assert [item["id"] for item in sync["event"]["data"]] == ["t1", "t2"]
             assert runtime.hub.sync_cache.misses == 2
+
+
+# -- access checks run beside the reader -------------------------------------------------------
+
+
+async def test_a_leave_during_a_slow_can_access_cancels_it_and_later_frames_are_served() -> None:
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def slow_check(sub: Any, ctx: Any) -> bool:
+        started.set()
+        try:
+            await asyncio.sleep(30)  # far beyond the test: only a cancel ends it
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return True
+
+    app = create_app(
+        streams=[
+            StreamConfig(name="todo", schema=Todo),
+            StreamConfig(name="guarded", schema=Todo, can_access=slow_check),
+        ]
+    )
+    async with live_server(app) as srv:
+        await srv.app.runtime.streams.todo.set("g", "t1", todo("t1"))
+        async with connect(srv.ws_url) as client:
+            data = await client.join("g", stream="guarded", subscription_id="slow")
+            async with asyncio.timeout(10):
+                await started.wait()
+            # The reader is not blocked by the pending check: this join is answered at once.
+            sync = await client.join_synced("g", subscription_id="fast")
+            assert [item["id"] for item in sync["event"]["data"]] == ["t1"]
+            await client.leave(data)
+            async with asyncio.timeout(10):
+                await cancelled.wait()
+            # Nothing was sent for the cancelled join; the connection keeps working.
+            await srv.app.runtime.streams.todo.set("g", "t2", todo("t2"))
+            frame = await client.recv()
+            assert frame["id"] == "t2"
+            assert frame["streamName"] == "todo"
+
+
+async def test_under_uvicorn_fan_out_takes_the_direct_transport(server: LiveServer) -> None:
+    # If a uvicorn upgrade renames what DirectTransport relies on, Surge would silently fall
+    # back to one ASGI send per frame (4x slower): this test fails instead.
+    async with connect(server.ws_url) as client:
+        await client.join_synced("g")
+        conn = next(iter(server.app.runtime.connections))
+        assert conn.outbox.transport_kind == "direct"

@@ -11,14 +11,20 @@ timestamp is not below the frame's asks for ``frame.restamped(ts)`` (rare: only 
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from surge.errors import ProtocolError
+from surge.protocol.codes import (
+    ACCESS_DENIED,
+    INVALID_MESSAGE,
+    STORE_UNAVAILABLE,
+    SYNC_TOO_LARGE,
+    TOO_MANY_SUBSCRIPTIONS,
+)
 from surge.protocol.ids import id_problem
 from surge.protocol.messages import Join, Leave, SubscriptionRequest
-from surge.streams.feed import Change, EphemeralEvent
 
 __all__ = [
     "ACCESS_DENIED",
@@ -26,6 +32,8 @@ __all__ = [
     "STORE_UNAVAILABLE",
     "SYNC_TOO_LARGE",
     "TOO_MANY_SUBSCRIPTIONS",
+    "ChangeMessage",
+    "EventMessage",
     "Frame",
     "decode_client_message",
     "encode_change",
@@ -35,12 +43,6 @@ __all__ = [
     "encode_item_sync",
 ]
 
-ACCESS_DENIED = "STREAM_ACCESS_DENIED"
-INVALID_MESSAGE = "INVALID_MESSAGE"
-TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
-STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
-# A join whose sync alone exceeds the connection's byte cap (Limits.max_outbound_bytes).
-SYNC_TOO_LARGE = "SYNC_TOO_LARGE"
 
 _TS_PREFIX = '{"timestamp":'
 
@@ -100,7 +102,35 @@ def _frame(ts: int, body: dict[str, Any]) -> Frame:
     return Frame(ts, f"{_TS_PREFIX}{ts},{orjson.dumps(body).decode()[1:]}")
 
 
-def encode_change(change: Change, ts: int) -> Frame:
+class ChangeMessage(Protocol):
+    """What ``encode_change`` reads of a change (``surge.streams.feed.Change`` has it)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def stream(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def item(self) -> dict[str, Any]: ...
+
+
+class EventMessage(Protocol):
+    """What ``encode_event`` reads of an ephemeral event (``surge.streams.feed.EphemeralEvent``)."""
+
+    @property
+    def stream(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def event(self) -> dict[str, Any]: ...
+
+
+def encode_change(change: ChangeMessage, ts: int) -> Frame:
     """Encode a create/update/delete for item ``change.id``."""
     return _frame(
         ts,
@@ -113,7 +143,7 @@ def encode_change(change: Change, ts: int) -> Frame:
     )
 
 
-def encode_event(event: EphemeralEvent, ts: int) -> Frame:
+def encode_event(event: EventMessage, ts: int) -> Frame:
     """Encode an ephemeral event; ``id`` is present only when the channel has one."""
     body: dict[str, Any] = {"streamName": event.stream, "groupId": event.group}
     if event.id is not None:

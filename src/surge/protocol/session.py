@@ -19,7 +19,10 @@ Rules (wire-protocol.md):
 - At most ``max_subscriptions`` live (or pending) subscriptions: further joins get
   ``SendError(TOO_MANY_SUBSCRIPTIONS)``.
 - Access checks may run concurrently, yet frames keep their order: a leave (or a new join with the
-  same subscriptionId) cancels a join still waiting for its check, whose late answer is ignored.
+  same subscriptionId, or a close) cancels a join still waiting for its check (``CancelCheck``:
+  the endpoint stops the check), and a late answer is ignored. The endpoint keeps reading frames
+  while checks run.
+- ``subscriptions`` is the one record of the connection's subscriptions (the hub only routes).
 """
 
 from __future__ import annotations
@@ -27,12 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from surge.errors import ProtocolError
-from surge.protocol.codec import (
-    ACCESS_DENIED,
-    INVALID_MESSAGE,
-    TOO_MANY_SUBSCRIPTIONS,
-    decode_client_message,
-)
+from surge.protocol.codec import decode_client_message
+from surge.protocol.codes import ACCESS_DENIED, INVALID_MESSAGE, TOO_MANY_SUBSCRIPTIONS, CloseCode
 from surge.protocol.messages import Join, Leave, SubscriptionRequest
 
 __all__ = [
@@ -41,6 +40,7 @@ __all__ = [
     "CLOSE_TRY_AGAIN_LATER",
     "CLOSE_UNSUPPORTED_DATA",
     "Action",
+    "CancelCheck",
     "CheckAccess",
     "Close",
     "SendError",
@@ -49,15 +49,23 @@ __all__ = [
     "Unsubscribe",
 ]
 
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_MESSAGE_TOO_BIG = 1009
-CLOSE_TRY_AGAIN_LATER = 1013
+# Aliases of ``CloseCode`` members, kept for existing imports.
+CLOSE_UNSUPPORTED_DATA = CloseCode.UNSUPPORTED_DATA
+CLOSE_POLICY_VIOLATION = CloseCode.POLICY_VIOLATION
+CLOSE_MESSAGE_TOO_BIG = CloseCode.MESSAGE_TOO_BIG
+CLOSE_TRY_AGAIN_LATER = CloseCode.TRY_AGAIN_LATER
 
 
 @dataclass(frozen=True, slots=True)
 class CheckAccess:
     """Decide whether this connection may join; answer with access_granted/access_denied."""
+
+    request: SubscriptionRequest
+
+
+@dataclass(frozen=True, slots=True)
+class CancelCheck:
+    """Stop the access check of ``request``: a leave, a newer join or a close made it moot."""
 
     request: SubscriptionRequest
 
@@ -93,7 +101,7 @@ class Close:
     reason: str
 
 
-Action = CheckAccess | Subscribe | Unsubscribe | SendError | Close
+Action = CheckAccess | CancelCheck | Subscribe | Unsubscribe | SendError | Close
 
 
 class Session:
@@ -167,7 +175,8 @@ class Session:
         if previous is not None:
             actions.append(Unsubscribe(previous))
         elif request.subscription_id in self._pending:
-            pass  # replaces a join still being checked: the count does not grow
+            # Replaces a join still being checked: the count does not grow.
+            actions.append(CancelCheck(self._pending[request.subscription_id]))
         elif len(self.subscriptions) + len(self._pending) >= self.max_subscriptions:
             return [
                 SendError(
@@ -189,7 +198,9 @@ class Session:
 
     def _leave(self, message: Leave) -> list[Action]:
         # A leave also cancels a join whose access check has not answered yet.
-        self._pending.pop(message.request.subscription_id, None)
+        pending = self._pending.pop(message.request.subscription_id, None)
+        if pending is not None:
+            return [CancelCheck(pending)]
         current = self.subscriptions.pop(message.request.subscription_id, None)
         if current is None:
             return []
@@ -206,7 +217,9 @@ class Session:
 
     def _close(self, code: int, reason: str) -> list[Action]:
         self.closed = True
-        actions: list[Action] = [Unsubscribe(r) for r in self.subscriptions.values()]
+        actions: list[Action] = [CancelCheck(r) for r in self._pending.values()]
+        actions.extend(Unsubscribe(r) for r in self.subscriptions.values())
+        self._pending.clear()
         self.subscriptions.clear()
         actions.append(Close(code, reason))
         return actions

@@ -24,7 +24,7 @@ from surge.server.sync_cache import SyncCache
 from surge.streams.feed import Change, FeedMessage, Resync
 
 if TYPE_CHECKING:
-    from surge.server.websocket import Connection
+    from surge.server.connection import Connection
 
 __all__ = ["Hub", "HubSubscription"]
 
@@ -97,6 +97,20 @@ class Hub:
             if not by_conn:
                 del self._routes[key]
 
+    def find(self, conn: Connection, request: SubscriptionRequest) -> HubSubscription | None:
+        """The subscription of ``conn`` made for ``request`` (live or pending), if any."""
+        for sub in self._routes.get(request.key, {}).get(conn, ()):
+            if sub.request == request:
+                return sub
+        return None
+
+    def unsubscribe_connection(self, conn: Connection, requests: list[SubscriptionRequest]) -> None:
+        """Remove every subscription ``conn`` holds for ``requests`` (the connection ended)."""
+        for request in requests:
+            sub = self.find(conn, request)
+            if sub is not None:
+                self.unsubscribe(sub)
+
     def subscriber_count(self, key: SubscriptionKey) -> int:
         """How many connections subscribe to ``key`` (for tests and the workbench)."""
         return len(self._routes.get(key, ()))
@@ -165,10 +179,10 @@ def _deliver_now(subs: list[HubSubscription], frame: Frame, seq: int | None) -> 
         pending = sub.pending
         if pending is None:
             live = True
-        elif len(pending) < sub.conn.outbox.capacity:
+        elif len(pending) < sub.conn.pending_limit:
             pending.append((frame, seq))
         else:
             # The sync takes so long that the backlog exceeds what the outbox may hold:
             # the same slow-consumer policy applies.
-            sub.conn.outbox.overflow()
+            sub.conn.drop_slow()
     return live

@@ -129,6 +129,12 @@ class Outbox:
         return len(self._frames)
 
     @property
+    def transport_kind(self) -> str:
+        """``"direct"`` (coalesced writes to uvicorn's transport) or ``"asgi"`` (one send per
+        frame)."""
+        return "direct" if self._direct is not None else "asgi"
+
+    @property
     def queued_bytes(self) -> int:
         """Bytes of the frames queued here plus the bytes in the transport's write buffer."""
         direct = self._direct

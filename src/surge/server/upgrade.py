@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from starlette.types import Scope, Send
+
 from surge.errors import ValidationError
+from surge.protocol.codes import CloseCode
 from surge.server.auth import AuthRequest, extract_auth_token
 from surge.workbench.access import (
     WORKBENCH_CONTEXT,
@@ -43,7 +46,7 @@ class Refusal:
     status: int
     reason: str
 
-    async def send(self, scope: dict[str, Any], send: Any) -> None:
+    async def send(self, scope: Scope, send: Send) -> None:
         """Send it as an HTTP response when the server supports that, else a plain 403 close."""
         if "websocket.http.response" in scope.get("extensions", {}):
             body = self.reason.encode()
@@ -59,7 +62,13 @@ class Refusal:
             )
             await send({"type": "websocket.http.response.body", "body": body})
         else:
-            await send({"type": "websocket.close", "code": 1008, "reason": self.reason})
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": CloseCode.POLICY_VIOLATION,
+                    "reason": self.reason,
+                }
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +100,7 @@ def _redact(text: str, secret: str | None) -> str:
     return text
 
 
-async def authorize_upgrade(runtime: Runtime, scope: dict[str, Any]) -> UpgradeDecision:
+async def authorize_upgrade(runtime: Runtime, scope: Scope) -> UpgradeDecision:
     """Run the origin check and ``authenticate`` for one upgrade request."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     query = scope.get("query_string", b"").decode("latin-1")

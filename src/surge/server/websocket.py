@@ -1,30 +1,36 @@
 """The WebSocket endpoint: performs the session's actions on a real connection.
 
-Per connection: one reader (this coroutine, frames handled strictly in order, each join fully
-answered before the next frame is read) and one writer (``Outbox.run``) in a ``TaskGroup``. The
-hub only ever touches the outbox, so fan-out never waits for a socket.
+Per connection, in one ``TaskGroup``: the reader (this coroutine; frames handled strictly in
+order), the writer (``Outbox.run``) and one task per access check that has to wait (an async
+``can_access``). The reader never waits for a check, so a ``leave`` sent during a slow check is
+read at once and cancels it (the session's ``CancelCheck``); a synchronous ``can_access``, or
+none, is decided inline. A granted join registers its pending hub subscription and reads its
+sync before the next frame is read (``Syncer.sync``), so one client cannot run many snapshot reads
+at once beyond its pending checks. The hub only ever touches the outbox, so fan-out never waits
+for a socket.
+
+Failure modes: a client's mistakes cost it an error event or a close, logged once per connection
+at info (``CLIENT_MISTAKES`` budget); frames that arrive from a peer already gone (or after the
+close was decided) are read and dropped without any work; when the connection ends, its pending
+checks are cancelled and its subscriptions removed from the hub.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from surge.errors import StoreError
-from surge.protocol.codec import (
-    STORE_UNAVAILABLE,
-    SYNC_TOO_LARGE,
-    Frame,
-    encode_error,
-    encode_group_sync,
-    encode_item_sync,
-)
+from starlette.types import Receive, Scope, Send
+
+from surge.protocol.codec import encode_error
+from surge.protocol.codes import SYNC_TOO_LARGE
 from surge.protocol.messages import SubscriptionRequest
 from surge.protocol.session import (
     Action,
+    CancelCheck,
     CheckAccess,
     Close,
     SendError,
@@ -32,47 +38,22 @@ from surge.protocol.session import (
     Subscribe,
     Unsubscribe,
 )
-from surge.server.hub import HubSubscription
+from surge.server.connection import Connection
 from surge.server.logs import CLIENT_MISTAKES
 from surge.server.outbox import Outbox
-from surge.server.sync_cache import CachedSync
 from surge.server.transport import DirectTransport
 from surge.server.upgrade import authorize_upgrade
 from surge.steps.config import Subscription
-from surge.streams.feed import GroupSnapshot
 
 if TYPE_CHECKING:
     from surge.server.runtime import Runtime
 
-__all__ = ["Connection", "serve_websocket", "sync_subscription"]
+__all__ = ["Connection", "serve_websocket"]
 
 logger = logging.getLogger(__name__)
-_ids = itertools.count(1)
 
 
-class Connection:
-    """One accepted WebSocket: its outbox, protocol session, auth context and subscriptions."""
-
-    __slots__ = ("auth_context", "errors_logged", "id", "outbox", "session", "subs")
-
-    def __init__(self, session: Session, outbox: Outbox, auth_context: Any) -> None:
-        self.id = next(_ids)
-        self.session = session
-        self.outbox = outbox
-        self.auth_context = auth_context
-        self.subs: dict[str, HubSubscription] = {}
-        # Client mistakes are logged once per connection at info, the rest at debug.
-        self.errors_logged = 0
-
-    def send(self, frame: Frame) -> None:
-        """Queue a frame (the hub's only way to reach the socket)."""
-        self.outbox.put(frame)
-
-    def __repr__(self) -> str:
-        return f"<Connection {self.id}>"
-
-
-async def serve_websocket(runtime: Runtime, scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
     """ASGI handler for a WebSocket scope on any path."""
     message = await receive()
     if message["type"] != "websocket.connect":
@@ -117,15 +98,12 @@ async def serve_websocket(runtime: Runtime, scope: dict[str, Any], receive: Any,
     runtime.connections.add(conn)
     try:
         async with asyncio.TaskGroup() as tasks:
+            endpoint = _Endpoint(runtime, conn, tasks)
             tasks.create_task(_write(conn, send))
             try:
-                await _read(runtime, conn, receive)
+                await endpoint.read(receive)
             finally:
-                for sub in conn.subs.values():
-                    runtime.hub.unsubscribe(sub)
-                conn.subs.clear()
-                if not conn.session.closed:
-                    conn.outbox.stop()
+                endpoint.end()
     except asyncio.CancelledError:
         if not aborted or task is None or task.uncancel() > 0:
             raise
@@ -134,7 +112,7 @@ async def serve_websocket(runtime: Runtime, scope: dict[str, Any], receive: Any,
         runtime.connections.discard(conn)
 
 
-async def _write(conn: Connection, send: Any) -> None:
+async def _write(conn: Connection, send: Send) -> None:
     try:
         await conn.outbox.run(send)
     except OSError:
@@ -142,162 +120,153 @@ async def _write(conn: Connection, send: Any) -> None:
         conn.outbox.stop()
 
 
-async def _read(runtime: Runtime, conn: Connection, receive: Any) -> None:
-    session = conn.session
-    while True:
-        message = await receive()
-        kind = message["type"]
-        if kind == "websocket.disconnect":
-            return
-        if kind != "websocket.receive":
-            continue
-        if conn.outbox.is_gone:
-            # Frames a client sent before it went away (or before we closed) are not worth any
-            # work: a reset after 256 joins must not cost 256 snapshot reads.
-            continue
-        text = message.get("text")
-        actions = session.receive_text(text) if text is not None else session.receive_binary()
-        if actions:
-            await _perform(runtime, conn, actions)
-        if session.closed:
-            # Keep reading until the peer answers our close, so the handshake completes.
-            while (await receive())["type"] != "websocket.disconnect":
-                pass
-            return
+class _Endpoint:
+    """Performs one connection's session actions."""
 
+    __slots__ = ("_checks", "_tasks", "conn", "runtime")
 
-async def _perform(runtime: Runtime, conn: Connection, actions: list[Action]) -> None:
-    for action in actions:
-        if isinstance(action, CheckAccess):
-            allowed, reason = await _check_access(runtime, conn, action.request)
-            session = conn.session
-            follow = (
-                session.access_granted(action.request)
-                if allowed
-                else session.access_denied(action.request, reason)
+    def __init__(self, runtime: Runtime, conn: Connection, tasks: asyncio.TaskGroup) -> None:
+        self.runtime = runtime
+        self.conn = conn
+        self._tasks = tasks
+        # subscriptionId -> the task awaiting that join's async can_access.
+        self._checks: dict[str, asyncio.Task[None]] = {}
+
+    async def read(self, receive: Receive) -> None:
+        session = self.conn.session
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                return
+            if kind != "websocket.receive":
+                continue
+            if self.conn.is_gone:
+                # Frames a client sent before it went away (or before we closed) are not worth
+                # any work: a reset after 256 joins must not cost 256 snapshot reads.
+                continue
+            text = message.get("text")
+            actions = session.receive_text(text) if text is not None else session.receive_binary()
+            if actions:
+                await self.perform(actions)
+
+    def end(self) -> None:
+        """The connection is over: cancel pending checks, remove its subscriptions."""
+        for check in self._checks.values():
+            check.cancel()
+        self._checks.clear()
+        session = self.conn.session
+        self.runtime.hub.unsubscribe_connection(self.conn, list(session.subscriptions.values()))
+        if not session.closed:
+            self.conn.outbox.stop()
+
+    async def perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, CheckAccess):
+                await self._check_access(action.request)
+            elif isinstance(action, CancelCheck):
+                check = self._checks.pop(action.request.subscription_id, None)
+                if check is not None:
+                    check.cancel()
+            elif isinstance(action, Subscribe):
+                await self._subscribe(action.request)
+            elif isinstance(action, Unsubscribe):
+                sub = self.runtime.hub.find(self.conn, action.request)
+                if sub is not None:
+                    self.runtime.hub.unsubscribe(sub)
+            elif isinstance(action, SendError):
+                self.send_error(action.code, action.message, action.request)
+            elif isinstance(action, Close):
+                if CLIENT_MISTAKES.allow():
+                    logger.info(
+                        "connection %s closed by server: %s %s",
+                        self.conn.id,
+                        int(action.code),
+                        action.reason,
+                    )
+                self.conn.outbox.close(action.code, action.reason)
+
+    async def _check_access(self, request: SubscriptionRequest) -> None:
+        stream = self.runtime.registry.streams.get(request.stream)
+        if stream is None:
+            await self._answer(request, False, f"unknown stream {request.stream!r}")
+            return
+        rule = stream.can_access
+        if rule is None:
+            await self._answer(request, True, "")
+            return
+        try:
+            verdict = rule(
+                Subscription(groupId=request.group, id=request.id), self.conn.auth_context
             )
-            await _perform(runtime, conn, follow)
-        elif isinstance(action, Subscribe):
-            await _subscribe(runtime, conn, action.request)
-        elif isinstance(action, Unsubscribe):
-            sub = conn.subs.pop(action.request.subscription_id, None)
-            if sub is not None:
-                runtime.hub.unsubscribe(sub)
-        elif isinstance(action, SendError):
-            _send_error(runtime, conn, action.code, action.message, action.request)
-        elif isinstance(action, Close):
-            if CLIENT_MISTAKES.allow():
-                logger.info(
-                    "connection %s closed by server: %s %s", conn.id, action.code, action.reason
-                )
-            conn.outbox.close(action.code, action.reason)
-
-
-def _send_error(
-    runtime: Runtime, conn: Connection, code: str, message: str, request: SubscriptionRequest | None
-) -> None:
-    if request is None:
-        frame = encode_error(code, message, runtime.hub.clock.next())
-    else:
-        frame = encode_error(
-            code,
-            message,
-            runtime.hub.clock.next(),
-            stream=request.stream,
-            group=request.group,
-            id=request.id,
+        except Exception:
+            logger.exception("can_access of stream %r raised; join denied", request.stream)
+            await self._answer(request, False, "access denied")
+            return
+        if not inspect.isawaitable(verdict):
+            await self._answer(request, bool(verdict), "" if verdict else "access denied")
+            return
+        # An async check runs beside the reader: later frames (a leave) are read meanwhile.
+        previous = self._checks.pop(request.subscription_id, None)
+        if previous is not None:
+            previous.cancel()
+        self._checks[request.subscription_id] = self._tasks.create_task(
+            self._await_check(request, verdict)
         )
-    level = logging.INFO if conn.errors_logged == 0 and CLIENT_MISTAKES.allow() else logging.DEBUG
-    conn.errors_logged += 1
-    logger.log(level, "connection %s: %s: %s", conn.id, code, message)
-    conn.send(frame)
 
+    async def _await_check(self, request: SubscriptionRequest, verdict: Awaitable[Any]) -> None:
+        try:
+            async with asyncio.timeout(self.runtime.config.limits.access_check_timeout):
+                allowed = bool(await verdict)
+            reason = "" if allowed else "access denied"
+        except TimeoutError:
+            logger.warning("can_access of stream %r timed out; join denied", request.stream)
+            allowed, reason = False, "access check timed out"
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("can_access of stream %r raised; join denied", request.stream)
+            allowed, reason = False, "access denied"
+        if self._checks.get(request.subscription_id) is asyncio.current_task():
+            del self._checks[request.subscription_id]
+        await self._answer(request, allowed, reason)
 
-async def _check_access(
-    runtime: Runtime, conn: Connection, request: SubscriptionRequest
-) -> tuple[bool, str]:
-    stream = runtime.registry.streams.get(request.stream)
-    if stream is None:
-        return False, f"unknown stream {request.stream!r}"
-    rule = stream.can_access
-    if rule is None:
-        return True, ""
-    try:
-        async with asyncio.timeout(runtime.config.limits.access_check_timeout):
-            verdict = rule(Subscription(groupId=request.group, id=request.id), conn.auth_context)
-            if inspect.isawaitable(verdict):
-                verdict = await verdict
-    except TimeoutError:
-        logger.warning("can_access of stream %r timed out; join denied", request.stream)
-        return False, "access check timed out"
-    except Exception:
-        logger.exception("can_access of stream %r raised; join denied", request.stream)
-        return False, "access denied"
-    if verdict:
-        return True, ""
-    return False, "access denied"
+    async def _answer(self, request: SubscriptionRequest, allowed: bool, reason: str) -> None:
+        session = self.conn.session
+        follow = (
+            session.access_granted(request) if allowed else session.access_denied(request, reason)
+        )
+        await self.perform(follow)
 
-
-async def _subscribe(runtime: Runtime, conn: Connection, request: SubscriptionRequest) -> None:
-    sub = runtime.hub.subscribe(conn, request)
-    conn.subs[request.subscription_id] = sub
-    problem = await sync_subscription(runtime, sub)
-    if problem is not None:
+    async def _subscribe(self, request: SubscriptionRequest) -> None:
+        runtime = self.runtime
+        sub = runtime.hub.subscribe(self.conn, request)
+        problem = await runtime.syncer.sync(sub)
+        if problem is None:
+            return
         runtime.hub.unsubscribe(sub)
-        conn.subs.pop(request.subscription_id, None)
-        conn.session.forget(request)
+        self.conn.session.forget(request)
         if problem == SYNC_TOO_LARGE:
             message = (
                 f"the sync of {request.key} is larger than this connection may queue "
-                f"({runtime.config.limits.max_outbound_bytes} bytes)"
+                f"({self.conn.max_sync_bytes} bytes)"
             )
         else:
             message = "storage unavailable, retry later"
-        _send_error(runtime, conn, problem, message, request)
+        self.send_error(problem, message, request)
 
-
-async def sync_subscription(
-    runtime: Runtime, sub: HubSubscription, snapshot: GroupSnapshot | None = None
-) -> str | None:
-    """Send the sync of the pending ``sub`` and make it live.
-
-    The encoded sync comes from the hub's sync cache (one snapshot read and one encode per key
-    until it changes) unless ``snapshot`` is given.
-
-    Returns:
-        None once the sync is queued; else the wire error code (``STORE_UNAVAILABLE`` when the
-        storage failed, ``SYNC_TOO_LARGE`` when the sync alone exceeds the connection's byte cap),
-        and the subscription is left pending for the caller.
-    """
-    request = sub.request
-    hub = runtime.hub
-
-    async def load() -> CachedSync:
-        if request.id is None:
-            read = await runtime.adapter.get_group(request.stream, request.group)
+    def send_error(self, code: str, message: str, request: SubscriptionRequest | None) -> None:
+        conn = self.conn
+        ts = self.runtime.hub.clock.next()
+        if request is None:
+            frame = encode_error(code, message, ts)
         else:
-            read = await runtime.adapter.get_item_snapshot(
-                request.stream, request.group, request.id
+            frame = encode_error(
+                code, message, ts, stream=request.stream, group=request.group, id=request.id
             )
-        return _encode_sync(request, read, hub.clock.next()), read.seq
-
-    try:
-        if snapshot is None:
-            sync, seq = await hub.sync_cache.get(request.key, load)
-        else:
-            sync, seq = _encode_sync(request, snapshot, hub.clock.next()), snapshot.seq
-    except StoreError as exc:
-        logger.error("sync of %s failed: %s", request.key, exc)
-        return STORE_UNAVAILABLE
-    if sync.size > sub.conn.outbox.max_bytes:
-        return SYNC_TOO_LARGE
-    # Stamped now: a cached sync is older than what the client may have seen before.
-    hub.activate(sub, sync.restamped(hub.clock.next()), seq)
-    return None
-
-
-def _encode_sync(request: SubscriptionRequest, snapshot: GroupSnapshot, ts: int) -> Frame:
-    if request.id is None:
-        return encode_group_sync(request.stream, request.group, snapshot.items, ts)
-    item = snapshot.items[0] if snapshot.items else None
-    return encode_item_sync(request.stream, request.group, request.id, item, ts)
+        level = (
+            logging.INFO if conn.errors_logged == 0 and CLIENT_MISTAKES.allow() else logging.DEBUG
+        )
+        conn.errors_logged += 1
+        logger.log(level, "connection %s: %s: %s", conn.id, code, message)
+        conn.send(frame)

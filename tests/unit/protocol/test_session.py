@@ -14,6 +14,7 @@ from surge.protocol.session import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_UNSUPPORTED_DATA,
     Action,
+    CancelCheck,
     CheckAccess,
     Close,
     SendError,
@@ -127,7 +128,7 @@ def test_leave_while_join_is_pending_cancels_the_join() -> None:
     # Frames keep their order: the leave must not be overtaken by its join's late grant.
     session = Session()
     join(session, request("s"))
-    assert leave(session, request("s")) == []
+    assert leave(session, request("s")) == [CancelCheck(request("s"))]
     assert session.access_granted(request("s")) == []
     assert session.subscriptions == {}
 
@@ -143,7 +144,7 @@ def test_rejoin_while_first_join_is_pending_subscribes_only_the_latest() -> None
     session = Session()
     first, second = request("s"), request("s", id="t1")
     assert join(session, first) == [CheckAccess(first)]
-    assert join(session, second) == [CheckAccess(second)]
+    assert join(session, second) == [CancelCheck(first), CheckAccess(second)]
     assert session.access_granted(first) == []
     assert session.access_granted(second) == [Subscribe(second)]
     assert session.subscriptions == {"s": second}
@@ -162,7 +163,10 @@ def test_rejoin_while_pending_is_answered_in_any_order_without_leaking() -> None
 def test_rejoin_of_a_pending_subscription_is_allowed_at_the_limit() -> None:
     session = Session(max_subscriptions=1)
     join(session, request("s"))
-    assert join(session, request("s", id="t1")) == [CheckAccess(request("s", id="t1"))]
+    assert join(session, request("s", id="t1")) == [
+        CancelCheck(request("s")),
+        CheckAccess(request("s", id="t1")),
+    ]
 
 
 def test_access_answer_for_a_join_never_made_is_ignored() -> None:
@@ -450,3 +454,4 @@ def test_close_unsubscribes_only_live_subscriptions_not_pending_ones() -> None:
     join(session, request("pending"))
     actions = session.receive_binary()
     assert [a for a in actions if isinstance(a, Unsubscribe)] == [Unsubscribe(request("live"))]
+    assert [a for a in actions if isinstance(a, CancelCheck)] == [CancelCheck(request("pending"))]

@@ -9,9 +9,9 @@ import orjson
 from surge.protocol.codec import Frame, encode_group_sync
 from surge.protocol.messages import SubscriptionRequest
 from surge.protocol.session import Session
+from surge.server.connection import Connection
 from surge.server.hub import Hub, HubSubscription
 from surge.server.outbox import Outbox
-from surge.server.websocket import Connection
 from surge.streams.feed import Change, EphemeralEvent
 
 

@@ -1,0 +1,55 @@
+"""Every code Surge puts on the wire, in one place: error-event codes and WebSocket close codes.
+
+Error events (``{"type":"event","event":{"type":"error","data":{"code", "message"}}}``) tell a
+client that one request failed while the connection stays open; close codes end the connection.
+``surge.errors`` maps each ``SurgeError`` to its HTTP status, error code and close code.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Final
+
+__all__ = [
+    "ACCESS_DENIED",
+    "INTERNAL_ERROR",
+    "INVALID_MESSAGE",
+    "STORE_UNAVAILABLE",
+    "SYNC_TOO_LARGE",
+    "TOO_MANY_SUBSCRIPTIONS",
+    "CloseCode",
+]
+
+# -- error-event codes ---------------------------------------------------------------------------
+ACCESS_DENIED: Final = "STREAM_ACCESS_DENIED"
+"""A join refused by ``can_access`` (or for an unknown stream); no subscription exists."""
+INVALID_MESSAGE: Final = "INVALID_MESSAGE"
+"""A malformed frame (bad JSON, wrong shape, invalid id)."""
+TOO_MANY_SUBSCRIPTIONS: Final = "TOO_MANY_SUBSCRIPTIONS"
+"""A join past ``Limits.max_subscriptions``."""
+STORE_UNAVAILABLE: Final = "STORE_UNAVAILABLE"
+"""The storage failed while serving a join; retrying later may work."""
+SYNC_TOO_LARGE: Final = "SYNC_TOO_LARGE"
+"""A join whose sync alone exceeds the connection's byte cap (``Limits.max_outbound_bytes``)."""
+INTERNAL_ERROR: Final = "INTERNAL_ERROR"
+"""Anything else that went wrong on the server's side."""
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes Surge sends (RFC 6455 section 7.4)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    UNSUPPORTED_DATA = 1003
+    """A binary frame: the protocol is text only."""
+    INVALID_PAYLOAD = 1007
+    """A text frame that is not UTF-8."""
+    POLICY_VIOLATION = 1008
+    """Too many malformed frames; a refused upgrade on servers without HTTP answers."""
+    MESSAGE_TOO_BIG = 1009
+    """A frame over ``Limits.max_frame_bytes``."""
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    """The server is restarting: reconnect."""
+    TRY_AGAIN_LATER = 1013
+    """A slow consumer: the outbox overflowed; reconnect and resync."""
