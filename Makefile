@@ -35,10 +35,26 @@ $(WEB_BUILD): $(WEB_DEPS) $(WEB_SOURCES)
 	cd $(WEB) && npm run --silent build
 	touch $@
 
+# --- ai-chat web app (examples/ai-chat/web): the same rules as the todo app's above ----------
+AI_CHAT_WEB := examples/ai-chat/web
+AI_CHAT_WEB_DEPS := $(AI_CHAT_WEB)/node_modules/.installed
+AI_CHAT_WEB_BUILD := $(AI_CHAT_WEB)/dist/index.html
+AI_CHAT_WEB_SOURCES := $(shell find $(AI_CHAT_WEB)/src -type f) $(AI_CHAT_WEB)/index.html \
+	$(AI_CHAT_WEB)/vite.config.ts $(AI_CHAT_WEB)/tsconfig.json
+
+$(AI_CHAT_WEB_DEPS): $(AI_CHAT_WEB)/package.json $(AI_CHAT_WEB)/package-lock.json
+	cd $(AI_CHAT_WEB) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(AI_CHAT_WEB_BUILD): $(AI_CHAT_WEB_DEPS) $(AI_CHAT_WEB_SOURCES)
+	cd $(AI_CHAT_WEB) && npm run --silent build
+	touch $@
+# --- end of the ai-chat web app --------------------------------------------------------------
+
 setup: $(PY_STAMP) $(NODE_STAMP)
 
-# The todo front end (examples/todo/web/dist).
-web: $(WEB_BUILD)
+# The front ends: todo (examples/todo/web/dist) and ai-chat (examples/ai-chat/web/dist).
+web: $(WEB_BUILD) $(AI_CHAT_WEB_BUILD)
 
 # Debian's Chromium for the browser tests. Where it cannot be installed the tests skip, except
 # under CI=true, where this fails.
@@ -59,3 +75,4 @@ lint: $(PY_STAMP)
 
 clean:
 	rm -rf $(VENV) tests/compat/node_modules .pytest_cache $(WEB)/node_modules $(WEB)/dist test-artifacts
+	rm -rf $(AI_CHAT_WEB)/node_modules $(AI_CHAT_WEB)/dist  # ai-chat web app
