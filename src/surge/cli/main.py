@@ -158,6 +158,40 @@ def generate_types_command(
     console.print(f"wrote [cyan]{target}[/]")
 
 
+# --- surge generate openapi (issue 12 item 3; surge/openapi.py) ------------------------------
+@app.command("generate")
+def generate_command(
+    what: Annotated[str, typer.Argument(help="What to generate: openapi.")],
+    directory: Dir = Path("."),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="File to write ('-' for stdout).")
+    ] = Path("openapi.json"),
+) -> None:
+    """Generate a file from the project's steps: `surge generate openapi [-o openapi.json]`."""
+    import json
+
+    if what != "openapi":
+        console.print(f"[bold red]error:[/] cannot generate {what!r}; expected: openapi")
+        raise typer.Exit(2)
+    from surge.openapi import openapi_for_project
+
+    root = directory.resolve()
+    try:
+        text = json.dumps(openapi_for_project(root), indent=2) + "\n"
+    except ConfigError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    if str(output) == "-":
+        sys.stdout.write(text)
+        return
+    target = output if output.is_absolute() else root / output
+    target.write_text(text)
+    console.print(f"wrote [cyan]{target}[/]")
+
+
+# --- end of surge generate openapi ---------------------------------------------------------------
+
+
 @app.command()
 def emit(
     topic: Annotated[str, typer.Option("--topic", "-t", help="Topic to emit.")],
