@@ -1,8 +1,9 @@
 """Fixtures of the abuse suite: a real ``surge start`` (or ``surge dev``) per test, measured.
 
 Each attack runs against its own server process on a loopback port, so RSS, CPU time and
-descriptors are the attack's alone. ``--soak`` (or ``SURGE_SOAK=1``) scales the counts and
-durations up; CI runs without it.
+descriptors are the attack's alone. The soak run scales the counts and durations up:
+``pytest tests/abuse --soak`` (the option exists when this directory is named on the command line)
+or ``SURGE_SOAK=1 pytest``; CI runs without it.
 """
 
 from __future__ import annotations

@@ -114,8 +114,8 @@ class LogScan:
     def scan_files(self, *, final: bool = False) -> None:
         """Read what was appended to every registered file since the last scan.
 
-        Only complete lines are taken until ``final``; a missing file is skipped (and counted as
-        unread by ``unread_files``).
+        Only complete lines are taken until ``final``; a missing file (a server constructed but
+        never started) is skipped.
         """
         with self._lock:
             for path, offset in list(self.files.items()):
@@ -133,8 +133,15 @@ class LogScan:
                     self._check(str(path), line)
 
     def unread_files(self) -> list[Path]:
-        """Registered files of which nothing was read."""
-        return [path for path, offset in self.files.items() if offset == 0]
+        """Registered files holding bytes not scanned yet (a server that never ran has none)."""
+        unread = []
+        for path, offset in self.files.items():
+            try:
+                if path.stat().st_size > offset:
+                    unread.append(path)
+            except FileNotFoundError:
+                continue
+        return unread
 
     def failing(self) -> list[Leak]:
         """Leaks that fail the session (not those pending the redaction fix)."""
