@@ -16,7 +16,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from ai_chat_example import AI_CHAT, load
+from ai_chat_example import AI_CHAT, API_KEY, load, serve_fake_openai
 from surge import SurgeApp, create_app
 from surge.testing import live_server
 
@@ -46,16 +46,25 @@ def fake_answer(prompt: str) -> str:
     return answer
 
 
-async def frames_until_done(client: StreamClient, reply_id: str) -> list[Frame]:
-    """Every frame up to the one that marks the reply ``done`` (bounded)."""
+async def frames_until(client: StreamClient, reply_id: str, **expected: Any) -> list[Frame]:
+    """Every frame up to the first write of the reply whose fields have the ``expected`` values."""
     frames: list[Frame] = []
     deadline = time.monotonic() + REPLY_DEADLINE_S
     while True:
         frame = await client.recv(within=max(0.1, deadline - time.monotonic()))
         frames.append(frame)
         data = frame["event"].get("data")
-        if frame.get("id") == reply_id and isinstance(data, dict) and data["status"] == "done":
+        if (
+            frame.get("id") == reply_id
+            and isinstance(data, dict)
+            and all(data.get(k) == v for k, v in expected.items())
+        ):
             return frames
+
+
+async def frames_until_done(client: StreamClient, reply_id: str) -> list[Frame]:
+    """Every frame up to the one that marks the reply ``done`` (bounded)."""
+    return await frames_until(client, reply_id, status="done")
 
 
 def typing_events(frames: list[Frame]) -> list[dict[str, Any]]:
@@ -203,3 +212,59 @@ async def test_invalid_messages_are_refused_with_400_and_start_no_reply(
         assert response.status_code == 400, response.text
         await app.wait_idle(timeout=REPLY_DEADLINE_S)
         assert await app.runtime.streams.message.list_groups() == []
+
+
+# --- a real model: an OpenAI-compatible endpoint (a fake one on 127.0.0.1) -----------------
+
+
+def use_openai(monkeypatch: pytest.MonkeyPatch, url: str, model: str) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    monkeypatch.setenv("OPENAI_MODEL", model)
+
+
+async def test_reply_from_an_openai_compatible_endpoint_streams_its_deltas_with_history(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with serve_fake_openai() as fake:
+        use_openai(monkeypatch, fake.url, "tiny-model")
+        app = create_app(project)
+        async with live_server(app) as server, connect(server.ws_url, stream="message") as client:
+            await client.join_synced(CONVERSATION)
+            first = (await post(server.url, "Say hello")).json()
+            frames = await frames_until_done(client, f"{first['id']}-reply")
+            second = (await post(server.url, "And again?")).json()
+            await frames_until_done(client, f"{second['id']}-reply")
+    contents = [
+        f["event"]["data"]["content"]
+        for f in frames
+        if f.get("id") == f"{first['id']}-reply" and f["event"]["type"] == "update"
+    ]
+    assert contents == ["Hello", "Hello,", "Hello, wor", "Hello, world", *["Hello, world ☕"] * 2]
+    assert [r["model"] for r in fake.requests] == ["tiny-model", "tiny-model"]
+    # The second question goes with the conversation so far.
+    assert fake.requests[1]["messages"][1:] == [
+        {"role": "user", "content": "Say hello"},
+        {"role": "assistant", "content": "Hello, world ☕"},
+        {"role": "user", "content": "And again?"},
+    ]
+
+
+async def test_a_failing_model_marks_the_reply_error_and_the_retry_regenerates_it(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with serve_fake_openai() as fake:
+        use_openai(monkeypatch, fake.url, "broken")  # "partial", then an error event
+        app = create_app(project)
+        async with live_server(app) as server, connect(server.ws_url, stream="message") as client:
+            await client.join_synced(CONVERSATION)
+            message = (await post(server.url, "hi")).json()
+            reply_id = f"{message['id']}-reply"
+            failed = (await frames_until(client, reply_id, status="error", attempt=1))[-1]
+            # The runner retries with backoff (first retry after about a second).
+            retried = await frames_until(client, reply_id, status="streaming", attempt=2)
+    reply = failed["event"]["data"]
+    assert reply["content"] == "partial"
+    assert reply["error"] == "ChatModelError: the model reported an error: the model crashed"
+    assert retried[-1]["event"]["data"]["content"] == ""  # regenerated from scratch
+    assert len(fake.requests) >= 2

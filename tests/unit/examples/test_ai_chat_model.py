@@ -3,26 +3,15 @@ OpenAI-compatible client streaming from a fake chat-completions endpoint on 127.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 
-from ai_chat_example import load
+from ai_chat_example import API_KEY, load, serve_fake_openai
 from surge.server.serve import bind_socket
 
 (chat_model,) = load("chat_model")
-
-API_KEY = "sk-test-ai-chat-0123456789"
 
 
 async def collect(model: Any, turns: list[dict[str, str]]) -> list[str]:
@@ -106,79 +95,6 @@ def test_completion_delta_reads_the_text_and_tolerates_chunks_without_any() -> N
 def test_completion_delta_raises_on_errors_and_garbage(data: str, message: str) -> None:
     with pytest.raises(chat_model.ChatModelError, match=message):
         chat_model.completion_delta(data)
-
-
-# --- a fake OpenAI-compatible endpoint ----------------------------------------------------
-
-
-def sse_chunk(content: str | None, finish: str | None = None) -> bytes:
-    delta = {} if content is None else {"content": content}
-    body = {
-        "id": "chatcmpl-1",
-        "object": "chat.completion.chunk",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
-
-
-@dataclass
-class FakeOpenAI:
-    """A chat-completions endpoint that records its requests and streams ``pieces``."""
-
-    pieces: list[str] = field(default_factory=lambda: ["Hello", ",", " wor", "ld", " ☕"])
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    url: str = ""
-
-    async def completions(self, request: Request) -> Response:
-        body = await request.json()
-        self.requests.append({"authorization": request.headers.get("authorization"), **body})
-        if request.headers.get("authorization") != f"Bearer {API_KEY}":
-            return JSONResponse({"error": {"message": "Incorrect API key"}}, status_code=401)
-        if body.get("model") == "broken":
-            return StreamingResponse(self._broken(), media_type="text/event-stream")
-        return StreamingResponse(self._stream(), media_type="text/event-stream")
-
-    async def _stream(self) -> AsyncIterator[bytes]:
-        yield b'data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n'
-        for piece in self.pieces:
-            await asyncio.sleep(0)
-            # Split each event in two writes: the client must not care where reads end.
-            raw = sse_chunk(piece)
-            yield raw[:9]
-            yield raw[9:]
-            if piece == ",":
-                yield b": keep-alive\n\n"
-        yield sse_chunk(None, "stop")
-        yield b"data: [DONE]\n\n"
-        yield sse_chunk("after the end")  # never read
-
-    async def _broken(self) -> AsyncIterator[bytes]:
-        yield sse_chunk("partial")
-        yield b'data: {"error": {"message": "the model crashed"}}\n\n'
-
-
-@contextlib.asynccontextmanager
-async def serve_fake_openai() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    app = Starlette(routes=[Route("/v1/chat/completions", fake.completions, methods=["POST"])])
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-        fake.url = f"http://127.0.0.1:{port}/v1"
-        yield fake
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(10):
-            await task
-        sock.close()
 
 
 async def test_openai_model_streams_the_deltas_until_done() -> None:
