@@ -35,10 +35,10 @@ __all__ = [
     "register_token",
 ]
 
-# Issue 9 item 3: redaction by meaning (``?auth%54oken=``) is not in the server yet. While True,
-# leaks of the tokens registered with ``pending=True`` are reported but do not fail the session,
-# and tests/abuse/test_tokens.py is xfail. Set it to False when the fix lands.
-PENDING_REDACTION_FIX = True
+# While True, leaks of the tokens registered with ``pending=True`` are reported but do not fail
+# the session (for landing a token test ahead of its fix). Redaction by meaning landed with
+# issue 9 (ec2b338): every leak fails.
+PENDING_REDACTION_FIX = False
 
 # Every token the suites authenticate with (examples/chat, tests/compat, tests/integration).
 KNOWN_TOKENS: tuple[str, ...] = (

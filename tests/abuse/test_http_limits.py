@@ -112,7 +112,6 @@ def _probe_get(url: str, latencies: list[float]) -> None:
     latencies.append(time.monotonic() - started)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: uvicorn runs without header/body timeouts")
 def test_slowloris_and_slow_bodies_are_closed_while_normal_gets_are_answered(
     todo_server: AbuseServer, soak: bool
 ) -> None:
@@ -181,7 +180,6 @@ def test_slowloris_and_slow_bodies_are_closed_while_normal_gets_are_answered(
     assert len(lines) <= lorises + bodies + 20
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: no header size limit (unfinished headers grow)")
 def test_unfinished_huge_headers_are_cut_off_at_the_cap_with_bounded_rss(
     todo_server: AbuseServer, soak: bool
 ) -> None:
@@ -240,7 +238,6 @@ def test_unfinished_huge_headers_are_cut_off_at_the_cap_with_bounded_rss(
     assert len(lines) <= bombs + 20
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: no header size limit")
 def test_a_complete_request_with_headers_over_the_cap_gets_431_or_a_close(
     todo_server: AbuseServer,
 ) -> None:
@@ -287,7 +284,6 @@ def _fd_limit(soft: int) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, old)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: no connection limit from the fd limit")
 def test_idle_half_sent_requests_beyond_the_fd_limit_do_not_lock_out_a_normal_get(
     abuse_server: Callable[..., AbuseServer],
 ) -> None:

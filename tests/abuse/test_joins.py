@@ -48,7 +48,6 @@ def _post_big(server: AbuseServer, count: int) -> list[str]:
     return ids
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: each join queues the whole snapshot, no byte cap")
 def test_join_amplification_from_a_non_reader_hits_the_outbound_cap(
     todo_server: AbuseServer, soak: bool
 ) -> None:
@@ -104,7 +103,6 @@ def test_join_amplification_from_a_non_reader_hits_the_outbound_cap(
     assert len(lines) <= 20
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: no SYNC_TOO_LARGE yet (the sync is queued whole)")
 def test_a_sync_larger_than_the_cap_gets_sync_too_large_and_the_socket_stays_open(
     todo_server: AbuseServer,
 ) -> None:
@@ -144,7 +142,6 @@ async def _post_small(base_url: str, count: int, workers: int = 8) -> None:
         await asyncio.gather(*(worker(first) for first in range(workers)))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: joins of reset clients keep the server busy")
 def test_joins_then_reset_leave_the_server_idle_within_seconds(
     todo_server: AbuseServer, soak: bool
 ) -> None:

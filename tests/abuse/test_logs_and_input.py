@@ -20,7 +20,7 @@ from .harness import RawWebSocket, build_frame, join_message
 
 pytestmark = [pytest.mark.timeout(120)]
 
-# A session the test adds to its copy of examples/chat: its leaks are pending the redaction fix.
+# Sessions the test adds to its copy of examples/chat (one valid, one refused with 401).
 ENCODED_TOKEN = "abuse-encoded-token-5d1e"
 BAD_TOKEN = "abuse-refused-token-9c4b"
 
@@ -29,11 +29,6 @@ def _leaks(lines: list[str], *tokens: str) -> list[str]:
     return [line for line in lines if any(t in line or t in unquote(line) for t in tokens)]
 
 
-@pytest.mark.xfail(
-    logscan.PENDING_REDACTION_FIX,
-    strict=True,
-    reason="issue 9: redaction matches the literal authToken= (percent-encoded names escape)",
-)
 def test_tokens_in_any_encoding_authenticate_and_never_reach_the_log_even_at_debug(
     abuse_server: Callable[..., AbuseServer],
 ) -> None:
@@ -84,7 +79,6 @@ HOSTILE_IDS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: a ValidationError from a stream call is a 500")
 def test_hostile_path_ids_get_a_400_naming_the_problem_and_no_traceback(
     todo_server: AbuseServer,
 ) -> None:
@@ -126,7 +120,6 @@ def _lines_per_normal_connection(server: AbuseServer, count: int = 10) -> float:
     return len(server.log_since(mark)) / count
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: a traceback per invalid UTF-8 frame")
 def test_invalid_utf8_refused_upgrades_and_broken_transports_log_one_line_each_at_most(
     abuse_server: Callable[..., AbuseServer],
 ) -> None:

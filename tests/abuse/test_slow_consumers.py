@@ -52,9 +52,6 @@ def _settle(server: AbuseServer) -> float:
     return server.grown(rss)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 9: a non-reading peer is never dropped (wait_writable)"
-)
 def test_non_reading_subscriber_is_dropped_within_close_timeout_with_bounded_rss(
     todo_server: AbuseServer, soak: bool
 ) -> None:
@@ -112,7 +109,6 @@ async def _post_typing(base_url: str, count: int, pad: str, workers: int = 8) ->
         await asyncio.gather(*(worker(first) for first in range(workers)))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: an overflowed outbox queues 1013 but never closes")
 def test_small_event_overflow_closes_the_socket_within_close_timeout(
     todo_server: AbuseServer, soak: bool
 ) -> None:
@@ -156,7 +152,6 @@ def test_small_event_overflow_closes_the_socket_within_close_timeout(
         attacker.reset()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: pongs bypass back-pressure (uvicorn sansio)")
 def test_ping_flood_without_reading_is_dropped_with_bounded_rss(
     todo_server: AbuseServer, soak: bool
 ) -> None:

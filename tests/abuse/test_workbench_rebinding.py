@@ -32,7 +32,6 @@ def _session(port: int, headers: dict[str, str]) -> tuple[int, bytes]:
     return int(head.split(b" ", 2)[1]), body
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: is_same_origin never checks Host (rebinding)")
 def test_the_workbench_key_goes_only_to_loopback_hosts_and_rebinding_shapes_are_refused(
     abuse_server: Callable[..., AbuseServer],
 ) -> None:
