@@ -1,5 +1,6 @@
 """Surge: real-time streams for Python backends, wire-compatible with Motia's stream clients."""
 
+from surge.app import create_app
 from surge.config import Adapters, Config, Limits, StreamAuth
 from surge.errors import (
     AuthError,
@@ -9,7 +10,7 @@ from surge.errors import (
     SurgeError,
     ValidationError,
 )
-from surge.server.app import SurgeApp, create_app
+from surge.server.app import SurgeApp
 from surge.server.auth import AuthRequest, extract_auth_token
 from surge.steps.config import ApiRouteConfig, CronConfig, EventConfig, StreamConfig, Subscription
 from surge.steps.context import ApiRequest, ApiResponse, FlowContext, StepLogger

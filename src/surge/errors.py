@@ -13,20 +13,35 @@ Errors are grouped by who must react to them:
 - ``AuthError``: a connection could not be authenticated (HTTP 401 on the upgrade).
 - ``StoreError``: the storage backend failed. ``retryable`` says whether trying again may work
   (HTTP 503 when true, 500 otherwise).
+
+``error_mapping(exc)`` is the one table from an error to what each client sees: its HTTP status,
+its wire error code (``surge.protocol.codes``) and its WebSocket close code. Modules raise; the
+HTTP adapter and the WebSocket endpoint look the answer up here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from surge.protocol.codes import (
+    ACCESS_DENIED,
+    INTERNAL_ERROR,
+    INVALID_MESSAGE,
+    STORE_UNAVAILABLE,
+    CloseCode,
+)
 
 __all__ = [
     "AuthError",
     "ConfigError",
+    "ErrorMapping",
     "ProtocolError",
     "StoreError",
     "SurgeError",
     "ValidationError",
+    "error_mapping",
 ]
 
 
@@ -70,3 +85,37 @@ class StoreError(SurgeError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         self.retryable = retryable
         super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMapping:
+    """What a client sees of an error: HTTP status, wire error code, WebSocket close code."""
+
+    http_status: int
+    wire_code: str
+    close_code: int
+
+
+_INTERNAL = ErrorMapping(500, INTERNAL_ERROR, CloseCode.INTERNAL_ERROR)
+_TABLE: dict[type[SurgeError], ErrorMapping] = {
+    ValidationError: ErrorMapping(400, INVALID_MESSAGE, CloseCode.POLICY_VIOLATION),
+    ProtocolError: ErrorMapping(400, INVALID_MESSAGE, CloseCode.POLICY_VIOLATION),
+    AuthError: ErrorMapping(401, ACCESS_DENIED, CloseCode.POLICY_VIOLATION),
+    ConfigError: _INTERNAL,
+    StoreError: _INTERNAL,
+    SurgeError: _INTERNAL,
+}
+_RETRYABLE_STORE = ErrorMapping(503, STORE_UNAVAILABLE, CloseCode.TRY_AGAIN_LATER)
+
+
+def error_mapping(exc: BaseException) -> ErrorMapping:
+    """The HTTP status, wire code and close code for ``exc`` (500 for anything not Surge's)."""
+    if isinstance(exc, StoreError) and exc.retryable:
+        return _RETRYABLE_STORE
+    if isinstance(exc, ProtocolError):
+        return ErrorMapping(400, exc.code, CloseCode.POLICY_VIOLATION)
+    for kind in type(exc).__mro__:
+        found = _TABLE.get(kind)
+        if found is not None:
+            return found
+    return _INTERNAL

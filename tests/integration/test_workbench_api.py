@@ -35,7 +35,7 @@ from surge import (
 )
 from surge.server.app import SurgeApp
 from surge.testing import LiveServer, live_server
-from surge.workbench import WORKBENCH_CONTEXT
+from surge.workbench import WORKBENCH_CONTEXT, Workbench
 
 from .streamclient import connect, is_error_event, raw_upgrade, wait_until
 
@@ -159,7 +159,7 @@ async def http() -> AsyncIterator[httpx2.AsyncClient]:
 
 def key_of(server: LiveServer) -> str:
     workbench = server.app.workbench
-    assert workbench is not None
+    assert isinstance(workbench, Workbench)
     return workbench.key
 
 

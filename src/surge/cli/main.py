@@ -50,7 +50,7 @@ def _serve(
     workers: int = 1,
     workbench: bool = False,
 ) -> None:
-    from surge.server.app import create_app
+    from surge.app import create_app
     from surge.server.serve import PROJECT_DIR_ENV, uvicorn_config
 
     _setup_logging(log_level, pretty=reload)

@@ -11,15 +11,19 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from surge.client.errors import ChangesOverflow, ClientClosed, ClientError
 from surge.client.frames import ServerFrame
 from surge.client.state import Change, GroupState, ItemState
 from surge.protocol.messages import SubscriptionRequest
 
-if TYPE_CHECKING:
-    from surge.client.client import Client
+
+class _Owner(Protocol):
+    """What a subscription needs of its client (``surge.client.client.Client``)."""
+
+    async def _unsubscribe(self, sub: Any) -> None: ...
+
 
 __all__ = ["ChangeIterator", "GroupSubscription", "ItemSubscription", "Subscription"]
 
@@ -108,7 +112,7 @@ class Subscription(Generic[S]):
     """What group and item subscriptions share; see ``GroupSubscription``/``ItemSubscription``."""
 
     def __init__(
-        self, client: Client, request: SubscriptionRequest, machine: _StateMachine[S]
+        self, client: _Owner, request: SubscriptionRequest, machine: _StateMachine[S]
     ) -> None:
         self._client = client
         self.request = request
@@ -281,14 +285,14 @@ def _call(callback: Callable[[Any], object], arg: Any, sub: Subscription[Any]) -
 class GroupSubscription(Subscription[list[dict[str, Any]]]):
     """A subscription to every item of (stream, group); ``state`` is the items in creation order."""
 
-    def __init__(self, client: Client, request: SubscriptionRequest) -> None:
+    def __init__(self, client: _Owner, request: SubscriptionRequest) -> None:
         super().__init__(client, request, GroupState())
 
 
 class ItemSubscription(Subscription[dict[str, Any] | None]):
     """A subscription to one item; ``state`` is the item, or None when it does not exist."""
 
-    def __init__(self, client: Client, request: SubscriptionRequest) -> None:
+    def __init__(self, client: _Owner, request: SubscriptionRequest) -> None:
         super().__init__(client, request, ItemState())
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -54,7 +55,7 @@ async def _answer(send: Any, status: int, body: Any) -> None:
 
 
 async def serve_emit(
-    background: Background, scope: dict[str, Any], receive: Any, send: Any
+    background: Background, scope: MutableMapping[str, Any], receive: Any, send: Any
 ) -> None:
     """ASGI handler of ``POST /__surge/api/emit`` (the caller has checked where it comes from)."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}

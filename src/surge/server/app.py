@@ -6,10 +6,9 @@ owns the long-lived tasks (the dev reloader), which log and keep going on error.
 the app's ``Background`` (event and cron steps, ``surge.events``): opened after the storage, run
 in the lifespan's TaskGroup, stopped gracefully (``EventSettings.shutdown_grace``) at shutdown.
 
-With ``workbench=True`` (``surge dev``) requests under ``/__surge/`` (and ``GET /endpoints`` when no
-step claims it) go to the Workbench, outside CORS; API responses that are stream items get the
-``x-surge-stream-item`` header; WebSocket scopes carry the Workbench's key for the upgrade check,
-and every ``can_access`` admits the Workbench's connections.
+Plugins (``surge.server.plugins``; the dev Workbench is one, installed by ``surge.create_app(...,
+workbench=True)``) extend the app through ``runtime.extensions``: HTTP requests a plugin route
+claims go to it, outside CORS; everything else is the core's.
 """
 
 from __future__ import annotations
@@ -17,18 +16,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 
 from surge.config import Config
 from surge.errors import ConfigError
 from surge.events.system import Background
 from surge.project import default_adapter, default_background, load_config
-from surge.server.http import STREAM_ITEM_HEADER, serve_http
+from surge.server.http import serve_http
 from surge.server.logs import install_token_redaction
+from surge.server.plugins import ServerPlugin
 from surge.server.runtime import Runtime
 from surge.server.static import with_static_files
 from surge.server.websocket import serve_websocket
@@ -45,8 +46,6 @@ from surge.steps.config import (
 from surge.steps.discovery import discover
 from surge.steps.registry import ApiRoute, CronStep, EventStep, Handler, Registry
 from surge.streams.adapter import StreamAdapter
-from surge.workbench import Workbench
-from surge.workbench.access import WORKBENCH_KEY_SCOPE, install_key_redaction, open_to_workbench
 
 __all__ = ["SurgeApp", "create_app"]
 
@@ -56,7 +55,8 @@ logger = logging.getLogger(__name__)
 class SurgeApp:
     """The ASGI callable; ``runtime`` exposes the hub, streams and adapter (e.g. to tests).
 
-    ``workbench`` is the dev Workbench (with its per-process ``key``), or None when it is off.
+    ``plugins`` are installed once, before anything is served. ``workbench`` is set by the
+    Workbench plugin (the dev Workbench with its per-process ``key``), None without it.
     """
 
     def __init__(
@@ -65,7 +65,7 @@ class SurgeApp:
         *,
         project_dir: Path | None = None,
         reload: bool = False,
-        workbench: bool = False,
+        plugins: Sequence[ServerPlugin] = (),
         background: Background | None = None,
     ):
         self.runtime = runtime
@@ -80,14 +80,13 @@ class SurgeApp:
         self.reload = reload
         # Set by `surge dev/start` (the process is ours): freeze startup objects out of the GC.
         self.tune_gc = False
-        self.workbench: Workbench | None = None
-        expose = ["x-trace-id"]
-        if workbench:
-            install_key_redaction()
-            self.workbench = Workbench(runtime, project_dir)
-            self.workbench.background = background  # POST /__surge/api/emit (surge emit)
-            runtime.registry = open_to_workbench(runtime.registry)
-            expose.append(STREAM_ITEM_HEADER)
+        self.workbench: Any = None
+        for plugin in plugins:
+            plugin.install(self)
+        extensions = runtime.extensions
+        if plugins:
+            runtime.swap_registry(runtime.registry)  # the plugins' filters and observers apply
+        expose = ["x-trace-id", *extensions.expose_headers]
         self._http = CORSMiddleware(
             with_static_files(self._serve_http, runtime, project_dir),
             allow_origins=list(runtime.config.cors_origins),
@@ -97,11 +96,8 @@ class SurgeApp:
         )
         self.started = asyncio.Event()
 
-    async def _serve_http(self, scope: Any, receive: Any, send: Any) -> None:
-        track = self.workbench is not None
-        await serve_http(
-            self.runtime, scope, receive, send, track_items=track, background=self.background
-        )
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await serve_http(self.runtime, scope, receive, send, background=self.background)
 
     async def emit(
         self,
@@ -121,28 +117,25 @@ class SurgeApp:
         """Wait until no event message is queued or running (tests); TimeoutError otherwise."""
         await self.background.wait_idle(timeout)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        workbench = self.workbench
         if kind == "http":
-            if workbench is not None and workbench.handles(scope):
-                await workbench(scope, receive, send)
+            extensions = self.runtime.extensions
+            plugin_app = extensions.route_for(scope) if extensions.routes else None
+            if plugin_app is not None:
+                await plugin_app(scope, receive, send)
             else:
                 await self._http(scope, receive, send)
         elif kind == "websocket":
-            if workbench is not None:
-                scope = {**scope, WORKBENCH_KEY_SCOPE: workbench.key}
             await serve_websocket(self.runtime, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
-    async def _lifespan(self, receive: Any, send: Any) -> None:
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
         install_token_redaction()
-        if self.workbench is not None:
-            install_key_redaction()
         try:
             await self.runtime.adapter.open(self.runtime.hub.dispatch)
             await self.background.open()
@@ -188,8 +181,6 @@ class SurgeApp:
             except ConfigError as exc:
                 logger.error("reload failed, still serving the previous steps: %s", exc)
                 continue
-            if self.workbench is not None:
-                registry = open_to_workbench(registry)
             self.runtime.swap_registry(registry)
             self.background.reload(registry)
             logger.info("reloaded steps after a change in %s", steps_dir)
@@ -246,11 +237,11 @@ def create_app(
     steps: Iterable[InlineStep] = (),
     adapter: StreamAdapter | None = None,
     reload: bool = False,
-    workbench: bool = False,
+    plugins: Sequence[ServerPlugin] = (),
 ) -> SurgeApp:
     """Build the app for a project directory, or inline from streams and (config, handler) steps.
 
-    ``workbench=True`` serves the Workbench under ``/__surge/`` (``surge dev``, not production).
+    ``plugins`` extend it (``surge.create_app(..., workbench=True)`` adds the dev Workbench).
 
     Raises:
         ConfigError: a step file, surge.config.py or a setting is wrong (names the file).
@@ -266,7 +257,7 @@ def create_app(
             runtime,
             project_dir=root,
             reload=reload,
-            workbench=workbench,
+            plugins=plugins,
             background=Background(runtime, queue, state, settings=config.events, tick_lock=lock),
         )
     config = config or Config()
@@ -274,4 +265,4 @@ def create_app(
         from surge.streams.stores.memory import MemoryStreamAdapter
 
         adapter = config.adapters.streams or MemoryStreamAdapter()
-    return SurgeApp(Runtime(config, _inline_registry(streams, steps), adapter), workbench=workbench)
+    return SurgeApp(Runtime(config, _inline_registry(streams, steps), adapter), plugins=plugins)

@@ -114,8 +114,10 @@ class Outbox:
         self._wakeup = asyncio.Event()
         self._close: tuple[int, str] | None = None
         # The direct path needs both: the transport to write to and the loop-wide flusher.
+        # Without a direct transport (any server but uvicorn's sansio, a mount under another
+        # app, the in-process TestClient) the writer task drains through ASGI send.
         self._direct = direct if flusher is not None else None
-        self._flusher = flusher
+        self._flusher = flusher if self._direct is not None else None
         # How to drop the connection at once: the transport's abort on the direct path, else
         # what the endpoint gives (it ends the connection's task).
         self._abort = abort or (direct.abort if direct is not None else None)

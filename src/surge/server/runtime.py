@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from surge.config import Config
 from surge.server.hub import Hub
 from surge.server.outbox import Flusher
+from surge.server.plugins import ServerExtensions
 from surge.server.sync import Syncer
 from surge.steps.registry import Registry
 from surge.streams.adapter import StreamAdapter
@@ -36,18 +37,28 @@ class Runtime:
         self.syncer = Syncer(self.hub, adapter)
         self.flusher = Flusher()
         self.connections: set[Connection] = set()
+        self.extensions = ServerExtensions()
+        """What plugins registered (``surge.server.plugins``); filled before the app serves."""
         self.registry = registry
         self.streams = self._build_streams(registry)
 
     def _build_streams(self, registry: Registry) -> Streams:
-        return Streams({name: Stream(cfg, self.adapter) for name, cfg in registry.streams.items()})
+        ext = self.extensions
+        observe = ext.observe if ext.value_observers else None
+        return Streams(
+            {name: Stream(cfg, self.adapter, observe) for name, cfg in registry.streams.items()}
+        )
 
     async def run_resyncs(self) -> None:
         """Long-lived (lifespan) task: fresh syncs after a feed gap (``Syncer.run``)."""
         await self.syncer.run()
 
     def swap_registry(self, registry: Registry) -> None:
-        """Replace streams and routes at once (requests in flight keep the old ones)."""
+        """Replace streams and routes at once (requests in flight keep the old ones).
+
+        The plugins' registry filters apply to ``registry`` first.
+        """
+        registry = self.extensions.filter_registry(registry)
         streams = self._build_streams(registry)
         self.registry, self.streams = registry, streams
         logger.info(

@@ -13,7 +13,15 @@ from surge.errors import ConfigError
 from surge.steps.config import ApiRouteConfig, CronConfig, EventConfig, StreamConfig
 from surge.streams.schema import Schema, schema_from
 
-__all__ = ["ApiRoute", "CronStep", "EventStep", "Registry", "compile_path"]
+__all__ = [
+    "ApiRoute",
+    "CronStep",
+    "EventStep",
+    "MethodNotAllowed",
+    "Registry",
+    "RouteMatch",
+    "compile_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +100,21 @@ class CronStep:
         return self.config.name
 
 
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    """The route that serves a request, with the values of its path parameters."""
+
+    route: ApiRoute
+    path_params: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class MethodNotAllowed:
+    """The path exists, under these other methods only."""
+
+    allowed: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Registry:
     """Streams by name, API routes, event and cron steps; built by discovery or inline."""
@@ -118,22 +141,22 @@ class Registry:
                 return step
         return None
 
-    def match(self, method: str, path: str) -> tuple[ApiRoute, dict[str, str]] | str | None:
+    def match(self, method: str, path: str) -> RouteMatch | MethodNotAllowed | None:
         """Find the route for ``method path``.
 
         Returns:
-            ``(route, path_params)``; the string ``"method"`` when the path exists under another
-            method (405); None when nothing matches (404).
+            a ``RouteMatch``; ``MethodNotAllowed`` when the path exists only under other methods
+            (405); None when nothing matches (404).
         """
-        other_method = False
+        allowed: list[str] = []
         for route in self.routes:
             found = route.pattern.match(path)
             if found is None:
                 continue
             if route.config.method == method or (method == "HEAD" and route.config.method == "GET"):
-                return route, dict(zip(route.param_names, found.groups(), strict=True))
-            other_method = True
-        return "method" if other_method else None
+                return RouteMatch(route, dict(zip(route.param_names, found.groups(), strict=True)))
+            allowed.append(route.config.method)
+        return MethodNotAllowed(tuple(allowed)) if allowed else None
 
     @classmethod
     def build(

@@ -4,17 +4,14 @@ Data flow of a write: validate ids and data (nothing is stored or sent when that
 ``adapter.set`` (atomic create-vs-update, durable) -> the adapter feeds the change to the hub,
 which encodes it once and fans it out. ``send`` goes to the adapter's feed only, never to storage.
 
-Returned-item tracking (for the Workbench): inside ``track_returned_items()`` every value ``set``
-and ``get`` return is remembered with its (stream, group, id), so the HTTP adapter can tell that a
-response body *is* a stream item. Outside it, the cost is one ``ContextVar.get`` per call.
+An optional ``observe`` callback sees every value ``set`` and ``get`` return with its (stream,
+group, id): the server's plugins use it (the Workbench tells which response body *is* a stream
+item). Without one, the cost is one ``is None`` test per call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,53 +23,10 @@ from surge.streams.adapter import StreamAdapter
 if TYPE_CHECKING:
     from surge.steps.config import StreamConfig
 
-__all__ = ["ItemRef", "ReturnedItems", "Stream", "Streams", "track_returned_items"]
+__all__ = ["Stream", "Streams", "ValueObserver"]
 
-_object_id = id  # `id` is a parameter name below
-
-
-@dataclass(frozen=True, slots=True)
-class ItemRef:
-    """Where a stream item lives; wire names, as a client's item join uses them."""
-
-    streamName: str
-    groupId: str
-    id: str
-
-
-class ReturnedItems:
-    """The values ``set``/``get`` returned during one request, by object identity."""
-
-    __slots__ = ("_by_id",)
-
-    def __init__(self) -> None:
-        # The value is kept alive with its ref so that its id() cannot be reused by another object.
-        self._by_id: dict[int, tuple[Any, ItemRef]] = {}
-
-    def remember(self, value: Any, ref: ItemRef) -> None:
-        """Record that ``value`` is the item at ``ref`` (a later call for the same value wins)."""
-        self._by_id[_object_id(value)] = (value, ref)
-
-    def origin_of(self, value: Any) -> ItemRef | None:
-        """The item ``value`` is (the very object, not an equal one), or None."""
-        found = self._by_id.get(_object_id(value))
-        if found is None or found[0] is not value:
-            return None
-        return found[1]
-
-
-_returned_items: ContextVar[ReturnedItems | None] = ContextVar("surge_returned_items", default=None)
-
-
-@contextmanager
-def track_returned_items() -> Iterator[ReturnedItems]:
-    """Record the values ``Stream.set``/``Stream.get`` return inside the block (this context)."""
-    items = ReturnedItems()
-    token = _returned_items.set(items)
-    try:
-        yield items
-    finally:
-        _returned_items.reset(token)
+ValueObserver = Callable[[str, str, str, Any], None]
+"""Told (stream, group, id, value) for every value ``set`` or ``get`` returns (server plugins)."""
 
 
 def _check_id(value: object, what: str) -> str:
@@ -85,8 +39,11 @@ def _check_id(value: object, what: str) -> str:
 class Stream:
     """One stream's operations; obtained as ``ctx.streams.<name>``."""
 
-    def __init__(self, config: StreamConfig, adapter: StreamAdapter) -> None:
+    def __init__(
+        self, config: StreamConfig, adapter: StreamAdapter, observe: ValueObserver | None = None
+    ) -> None:
         self.config = config
+        self._observe = observe
         self.name = config.name
         self._schema = config.item_schema
         self._adapter = adapter
@@ -122,10 +79,9 @@ class Stream:
         return self._tracked(value, group_id, id)
 
     def _tracked(self, value: Any, group_id: str, id: str) -> Any:
-        """Note ``value`` as this item for the Workbench when a request is being tracked."""
-        tracked = _returned_items.get()
-        if tracked is not None:
-            tracked.remember(value, ItemRef(self.name, group_id, id))
+        """Show ``value`` to the observer, if there is one."""
+        if self._observe is not None:
+            self._observe(self.name, group_id, id, value)
         return value
 
     async def get(self, group_id: str, id: str) -> Any:

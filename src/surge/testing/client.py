@@ -80,14 +80,6 @@ def isolated_app(project_dir: str | Path, store: StoreChoice = "memory") -> Surg
     return create_app(root, config=dataclasses.replace(config, adapters=adapters))
 
 
-def _use_asgi_send(app: SurgeApp) -> None:
-    # Work around a server bug (reported): an Outbox given the runtime's Flusher but no
-    # uvicorn DirectTransport never wakes its ASGI writer, so frames never leave. Without a
-    # flusher the outbox uses the documented ASGI path (``await send``), which is all an
-    # in-process connection has. Remove once outbox.py ties the flusher to a direct transport.
-    app.runtime.flusher = None  # type: ignore[assignment]
-
-
 class AsyncTestClient:
     """The in-process test client for async tests (pytest-asyncio): ``async with``.
 
@@ -146,7 +138,6 @@ class AsyncTestClient:
     async def __aenter__(self) -> AsyncTestClient:
         source = self._source
         app = source if isinstance(source, SurgeApp) else isolated_app(source, self._store)
-        _use_asgi_send(app)
         lifespan = Lifespan(app)
         await lifespan.startup()
         self._app, self._lifespan = app, lifespan

@@ -12,17 +12,18 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import ipaddress
+import logging
 import secrets
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from surge.server.decisions import Refusal, UpgradeDecision
 from surge.steps.config import CanAccess, Subscription
 from surge.steps.registry import Registry
 
 __all__ = [
     "WORKBENCH_CONTEXT",
-    "WORKBENCH_KEY_SCOPE",
     "WORKBENCH_QUERY",
     "WorkbenchAccess",
     "install_key_redaction",
@@ -31,11 +32,12 @@ __all__ = [
     "key_matches",
     "new_key",
     "open_to_workbench",
+    "workbench_upgrade",
 ]
 
+logger = logging.getLogger("surge.server.upgrade")  # the upgrade's log lines stay together
+
 WORKBENCH_QUERY: Final = "surgeWorkbench"
-# The ASGI scope key under which the app hands the key to the upgrade check (dev only).
-WORKBENCH_KEY_SCOPE: Final = "surge.workbench_key"
 
 
 class _WorkbenchContext:
@@ -106,6 +108,22 @@ def is_same_origin(headers: Mapping[str, str]) -> bool:
         return True
     host = headers.get("host")
     return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+
+
+def workbench_upgrade(
+    offered: str, key: str, headers: Mapping[str, str], hosts: Iterable[str]
+) -> UpgradeDecision:
+    """Decide an upgrade that offers the Workbench's key: right key, local Host, same origin."""
+    if not key_matches(offered, key):
+        logger.warning("WebSocket upgrade refused: wrong workbench key")
+        return UpgradeDecision(refusal=Refusal(401, "authentication failed"))
+    if not is_local_host(headers, hosts):
+        logger.warning("WebSocket upgrade refused: workbench key under a foreign Host")
+        return UpgradeDecision(refusal=Refusal(403, "host not allowed"))
+    if not is_same_origin(headers):
+        logger.warning("WebSocket upgrade refused: workbench key from another origin")
+        return UpgradeDecision(refusal=Refusal(403, "origin not allowed"))
+    return UpgradeDecision(auth_context=WORKBENCH_CONTEXT)
 
 
 class WorkbenchAccess:

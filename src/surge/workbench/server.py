@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
 
 from surge.errors import StoreError
+from surge.server.asgi import request_headers
 from surge.workbench.access import is_local_host, is_same_origin, new_key
 from surge.workbench.describe import describe_endpoints, describe_streams
 
@@ -57,7 +60,7 @@ class Workbench:
         self.background: Background | None = None
         """Set by the app: serves ``POST /__surge/api/emit`` (``surge emit``)."""
 
-    def handles(self, scope: dict[str, Any]) -> bool:
+    def handles(self, scope: Scope) -> bool:
         """True for ``/__surge/...`` and for a ``GET /endpoints`` no user route claims."""
         path: str = scope["path"]
         if path.startswith(PREFIX) or path == PREFIX[:-1]:
@@ -68,7 +71,7 @@ class Workbench:
             and self.runtime.registry.match("GET", path) is None
         )
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI handler for the requests ``handles`` accepted."""
         path: str = scope["path"]
         method: str = scope["method"]
@@ -91,10 +94,10 @@ class Workbench:
         else:
             await _send(send, method, *_json({"error": f"no workbench resource {path}"}, 404))
 
-    async def _emit(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _emit(self, scope: Scope, receive: Receive, send: Send) -> None:
         from surge.events.dev import serve_emit
 
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = request_headers(scope)
         if not is_local_host(headers, self.runtime.config.workbench_hosts) or not is_same_origin(
             headers
         ):
@@ -104,8 +107,8 @@ class Workbench:
         assert self.background is not None  # checked by the caller
         await serve_emit(self.background, scope, receive, send)
 
-    def _session(self, scope: dict[str, Any]) -> tuple[int, bytes, Headers]:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    def _session(self, scope: Scope) -> tuple[int, bytes, Headers]:
+        headers = request_headers(scope)
         if not is_local_host(headers, self.runtime.config.workbench_hosts):
             host = headers.get("host")
             logger.warning("workbench session refused: Host %r is not this machine", host)
@@ -141,7 +144,13 @@ def _static(name: str) -> tuple[int, bytes, Headers]:
     return 200, file.read_bytes(), headers
 
 
-async def _send(send: Any, method: str, status: int, body: bytes, headers: Headers) -> None:
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+async def _send(send: Send, method: str, status: int, body: bytes, headers: Headers) -> None:
+    response = Response(body, status_code=status)
+    response.raw_headers.extend(headers)
+    if method == "HEAD":
+        response.body = b""  # the content-length stays the one of the GET
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}

@@ -214,3 +214,28 @@ async def test_byte_cap_admits_frames_up_to_the_cap() -> None:
     assert len(box) == 0
     assert box.queued_bytes == 7 * small.size
     box.stop()
+
+
+async def test_without_a_direct_transport_the_writer_drains_through_asgi_send() -> None:
+    # Mounted under another app (or served by another server) there is no DirectTransport,
+    # though the endpoint still hands the outbox the loop's Flusher: frames must still leave.
+    box = Outbox(8, direct=None, flusher=Flusher())
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    writer = asyncio.create_task(box.run(send))
+    assert box.transport_kind == "asgi"
+    box.put(frame(1, 1))
+    box.put(frame(1, 2))
+    async with asyncio.timeout(2):
+        while len(sent) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+    assert [orjson.loads(m["text"]) for m in sent] == [
+        {"timestamp": 1, "n": 1},
+        {"timestamp": 2, "n": 2},
+    ]
+    box.close(1000, "bye")
+    await asyncio.wait_for(writer, 1)
+    assert sent[-1] == {"type": "websocket.close", "code": 1000, "reason": "bye"}

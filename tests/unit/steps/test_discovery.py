@@ -10,6 +10,7 @@ import pytest
 from surge.errors import ConfigError
 from surge.project import load_config
 from surge.steps.discovery import discover
+from surge.steps.registry import MethodNotAllowed, RouteMatch
 
 STREAM = """
 from pydantic import BaseModel
@@ -49,8 +50,10 @@ def test_discovers_streams_and_steps_recursively_including_dotted_names(tmp_path
     assert sorted(registry.streams) == ["chatMessage", "todo"]
     assert sorted(r.config.name for r in registry.routes) == ["A", "B"]
     found = registry.match("POST", "/b/42")
-    assert not isinstance(found, str) and found is not None
-    assert found[1] == {"id": "42"}
+    assert isinstance(found, RouteMatch)
+    assert found.path_params == {"id": "42"}
+    assert registry.match("GET", "/b/42") == MethodNotAllowed(("POST",))
+    assert registry.match("POST", "/nowhere") is None
 
 
 def test_step_files_can_import_each_other_as_the_steps_package(tmp_path: Path) -> None:
@@ -120,15 +123,15 @@ def test_static_segments_win_over_params(tmp_path: Path) -> None:
     write(tmp_path, "steps/a_step.py", STEP.format(name="ById", method="POST", path="/t/:id"))
     write(tmp_path, "steps/b_step.py", STEP.format(name="Typing", method="POST", path="/t/typing"))
     found = discover(tmp_path).match("POST", "/t/typing")
-    assert not isinstance(found, str) and found is not None
-    assert found[0].config.name == "Typing"
+    assert isinstance(found, RouteMatch)
+    assert found.route.config.name == "Typing"
 
 
 def test_unknown_path_and_wrong_method(tmp_path: Path) -> None:
     write(tmp_path, "steps/a_step.py", STEP.format(name="A", method="GET", path="/a"))
     registry = discover(tmp_path)
     assert registry.match("GET", "/nope") is None
-    assert registry.match("DELETE", "/a") == "method"
+    assert registry.match("DELETE", "/a") == MethodNotAllowed(("GET",))
 
 
 def test_motia_dict_configs_are_accepted(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from pydantic import BaseModel
 
 from surge import StreamConfig
 from surge.streams.stores.memory import MemoryStreamAdapter
-from surge.streams.stream import ItemRef, ReturnedItems, Stream, track_returned_items
+from surge.streams.stream import Stream
+from surge.workbench.items import ItemRef, ReturnedItems, observe, track_returned_items
 
 
 class Todo(BaseModel):
@@ -27,7 +28,7 @@ async def adapter() -> AsyncIterator[MemoryStreamAdapter]:
 
 
 def stream(adapter: MemoryStreamAdapter, schema: object = Todo) -> Stream:
-    return Stream(StreamConfig(name="todo", schema=schema), adapter)
+    return Stream(StreamConfig(name="todo", schema=schema), adapter, observe)
 
 
 async def test_set_and_get_results_are_recognised_inside_the_block(

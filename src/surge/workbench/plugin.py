@@ -1,0 +1,59 @@
+"""The Workbench as a server plugin: everything it needs, registered through the server's
+extension points (``surge.server.plugins``), so the core names it nowhere.
+
+``surge dev`` installs it (``surge.create_app(..., workbench=True)``); ``surge start`` does not,
+so production serves no Workbench route, runs no Workbench gate and tracks no response items.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.types import Scope
+
+from surge.server.decisions import UpgradeDecision
+from surge.server.logs import register_sensitive_param
+from surge.server.plugins import HttpRoute
+from surge.workbench.access import (
+    WORKBENCH_CONTEXT,
+    WORKBENCH_QUERY,
+    open_to_workbench,
+    workbench_upgrade,
+)
+from surge.workbench.items import STREAM_ITEM_HEADER, observe, track
+from surge.workbench.server import Workbench
+
+__all__ = ["WorkbenchPlugin"]
+
+
+class WorkbenchPlugin:
+    """Installs the dev Workbench on a ``SurgeApp`` (``app.workbench`` is then set)."""
+
+    def install(self, app: Any) -> None:
+        """Register the Workbench's routes, upgrade gate, access filter and item tracking."""
+        runtime = app.runtime
+        workbench = Workbench(runtime, app.project_dir)
+        workbench.background = app.background  # POST /__surge/api/emit (surge emit)
+        app.workbench = workbench
+        key = workbench.key
+        hosts = runtime.config.workbench_hosts
+
+        async def gate(scope: Scope, headers: Any) -> UpgradeDecision | None:
+            query = scope.get("query_string", b"").decode("latin-1")
+            if WORKBENCH_QUERY not in query:
+                return None
+            offered = parse_qs(query).get(WORKBENCH_QUERY)
+            if not offered:
+                return None
+            return workbench_upgrade(offered[0], key, headers, hosts)
+
+        ext = runtime.extensions
+        ext.routes.append(HttpRoute(workbench.handles, workbench))
+        ext.upgrade_gates.append(gate)
+        ext.reserved_contexts.append(WORKBENCH_CONTEXT)
+        ext.registry_filters.append(open_to_workbench)
+        ext.response_hooks.append(track)
+        ext.value_observers.append(observe)
+        ext.expose_headers.append(STREAM_ITEM_HEADER)
+        register_sensitive_param(WORKBENCH_QUERY)
