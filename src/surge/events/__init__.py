@@ -9,6 +9,8 @@ the server's lifespan owns one ``Background`` (``system``) and never the other w
   dead letters, lease renewal, graceful shutdown, hot reload).
 - ``cron``: ticks of cron steps, once per deployment (``TickLock``: local, or Redis).
 - ``dev``: the Workbench's ``POST /__surge/api/emit`` (``surge emit``).
+- ``observers``: the callback list told about each message's life (the Workbench's messages
+  view); no observer, no cost.
 """
 
 from surge.events.emit import Publisher, StepEmit

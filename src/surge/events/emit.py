@@ -20,6 +20,7 @@ import orjson
 import pydantic
 
 from surge.errors import ConfigError, ValidationError
+from surge.events.observers import DeliveryEvent, DeliveryObserver, notify
 from surge.queues.base import Envelope, MessageQueue
 from surge.steps.registry import Registry
 
@@ -54,11 +55,18 @@ def to_json(data: Any) -> Any:
 class Publisher:
     """Routes emitted messages to the queues of the steps subscribed to their topic."""
 
-    def __init__(self, queue: MessageQueue, registry: Callable[[], Registry]) -> None:
+    def __init__(
+        self,
+        queue: MessageQueue,
+        registry: Callable[[], Registry],
+        observers: list[DeliveryObserver] | None = None,
+    ) -> None:
         self.queue = queue
         self._registry = registry
         self.published = 0
         """Messages enqueued by this process (``wait_idle`` watches it change)."""
+        self.observers: list[DeliveryObserver] = [] if observers is None else observers
+        """Told ``published`` for each durable copy (``surge.events.observers``)."""
 
     def subscribers(self, topic: str) -> list[str]:
         """The names (queues) of the steps subscribed to ``topic`` now."""
@@ -89,6 +97,10 @@ class Publisher:
         if standard:
             ids += await self.queue.publish(standard, Envelope(topic, payload, trace_id, None))
         self.published += len(ids)
+        if self.observers:
+            for queue, message_id in zip([*fifo, *standard], ids, strict=False):
+                event = DeliveryEvent("published", queue, topic, message_id, trace_id)
+                notify(self.observers, event)
         return ids
 
 

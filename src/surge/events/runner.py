@@ -18,6 +18,9 @@ cancelled. A cancelled handler's message is left leased: it is delivered again a
 
 Hot reload (``reload(registry)``): new steps get a consumer, removed ones stop theirs (running
 handlers finish), changed ones use the new handler and config for their next message.
+
+Observers (``observers``, see ``surge.events.observers``) hear ``started`` when a handler run
+begins and ``retried``/``done``/``dead`` once the queue has recorded the outcome.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from surge.errors import ValidationError
+from surge.events.observers import DeliveryEvent, DeliveryKind, DeliveryObserver, notify
 from surge.queues.base import Delivery, MessageQueue
 from surge.steps.context import FlowContext
 from surge.steps.registry import EventStep, Registry
@@ -139,8 +143,11 @@ class EventRunner:
         consumer: str,
         retry_delay: float = 1.0,
         max_retry_delay: float = 300.0,
+        observers: list[DeliveryObserver] | None = None,
     ) -> None:
         self.queue = queue
+        self.observers: list[DeliveryObserver] = [] if observers is None else observers
+        """Told about each delivery's start and outcome (``surge.events.observers``)."""
         self.consumer = consumer
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
@@ -234,6 +241,8 @@ class EventRunner:
             await self._settle(step, delivery, "dead_letter", f"invalid input: {exc}")
             return
         ctx = self._context(step.name, config.emits, step.source, trace_id)
+        if self.observers:
+            self._notify("started", step, delivery)
         keeper = asyncio.ensure_future(self._keep_lease(step, delivery))
         deadline = asyncio.timeout(config.timeout)
         try:
@@ -288,6 +297,27 @@ class EventRunner:
         )
         await self._settle(step, delivery, "retry", error, delay=delay)
 
+    def _notify(
+        self,
+        kind: DeliveryKind,
+        step: EventStep,
+        delivery: Delivery,
+        error: str | None = None,
+        delay: float | None = None,
+    ) -> None:
+        envelope = delivery.envelope
+        event = DeliveryEvent(
+            kind,
+            step.name,
+            envelope.topic,
+            delivery.message_id,
+            envelope.trace_id,
+            delivery.attempt,
+            error,
+            delay,
+        )
+        notify(self.observers, event)
+
     async def _settle(
         self, step: EventStep, delivery: Delivery, outcome: str, error: str, delay: float = 0.0
     ) -> None:
@@ -309,6 +339,14 @@ class EventRunner:
                 delivery.message_id,
                 exc,
             )
+            return
+        if self.observers:
+            if outcome == "ack":
+                self._notify("done", step, delivery)
+            elif outcome == "retry":
+                self._notify("retried", step, delivery, error, delay)
+            else:
+                self._notify("dead", step, delivery, error)
 
     async def _keep_lease(self, step: EventStep, delivery: Delivery) -> None:
         lease = step.config.visibility_timeout

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from surge.config import EventSettings
 from surge.events.cron import CronScheduler, LocalTickLock, TickLock
 from surge.events.emit import Publisher, StepEmit, emit_arguments
+from surge.events.observers import DeliveryObserver
 from surge.events.runner import EventRunner
 from surge.queues.base import MessageQueue, QueueStats
 from surge.state.base import State, StateStore
@@ -56,7 +57,10 @@ class Background:
         self.state = State(state)
         """``ctx.state``."""
         self.settings = settings or EventSettings()
-        self.publisher = Publisher(queue, lambda: host.registry)
+        self.observers: list[DeliveryObserver] = []
+        """Told about every message's life here: published, started, retried, done, dead
+        (``surge.events.observers``; the Workbench's messages view)."""
+        self.publisher = Publisher(queue, lambda: host.registry, self.observers)
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         """This process's name on the leases it takes."""
         self.runner = EventRunner(
@@ -66,6 +70,7 @@ class Background:
             consumer=self.consumer,
             retry_delay=self.settings.retry_delay,
             max_retry_delay=self.settings.max_retry_delay,
+            observers=self.observers,
         )
         self.cron = CronScheduler(host.registry, self.context, tick_lock or LocalTickLock())
 
