@@ -1,7 +1,8 @@
-"""``surge.create_app``: the server's app factory plus, on request, the dev Workbench plugin.
+"""``surge.create_app``: the server's app factory plus the optional plugins.
 
-This sits above both ``surge.server`` and ``surge.workbench`` (the server never imports the
-Workbench); ``surge dev`` calls it with ``workbench=True``, ``surge start`` without.
+This sits above ``surge.server``, ``surge.workbench`` and ``surge.openapi`` (the server imports
+none of them); ``surge dev`` calls it with ``workbench=True``, which also serves the OpenAPI
+document and docs page; ``surge start`` serves those only with ``Config(openapi=True)``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from starlette.types import Scope
+
 from surge.server.app import SurgeApp
 from surge.server.app import create_app as _create_server_app
-from surge.server.plugins import ServerPlugin
+from surge.server.asgi import route_path
+from surge.server.plugins import HttpRoute, ServerPlugin
 
 __all__ = ["create_app"]
 
@@ -35,4 +39,26 @@ def create_app(
         from surge.workbench.plugin import WorkbenchPlugin
 
         plugins = (*plugins, WorkbenchPlugin())
-    return _create_server_app(project_dir, plugins=plugins, **kwargs)
+    app = _create_server_app(project_dir, plugins=plugins, **kwargs)
+    if workbench or app.runtime.config.openapi:
+        OpenApiPlugin().install(app)
+    return app
+
+
+class OpenApiPlugin:
+    """Serves ``/openapi.json`` and ``/docs`` (``surge.openapi``) in front of the API steps."""
+
+    def install(self, app: SurgeApp) -> None:
+        """Register the document and docs page as a plugin route."""
+        from surge.openapi import openapi_routes
+
+        docs = openapi_routes(app)
+        runtime = app.runtime
+
+        def claims(scope: Scope) -> bool:
+            # The project's own routes win: a step at /docs keeps it.
+            if not docs.handles(scope):
+                return False
+            return runtime.registry.match(scope["method"], route_path(scope)) is None
+
+        runtime.extensions.routes.append(HttpRoute(claims, docs))

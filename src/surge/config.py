@@ -110,6 +110,9 @@ class Config:
     # Host names (besides localhost and loopback addresses) under which `surge dev` hands out the
     # Workbench's key, e.g. a dev VM's name; see the Workbench section of the README.
     workbench_hosts: Sequence[str] = ()
+    # Serve the API steps' OpenAPI 3.1 document at /openapi.json and a docs page at /docs.
+    # `surge dev` always does; `surge start` only when this is True.
+    openapi: bool = False
     events: EventSettings = field(default_factory=lambda: EventSettings())
 
 

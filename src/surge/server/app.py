@@ -14,9 +14,11 @@ claims go to it, outside CORS; everything else is the core's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ from surge.steps.config import (
 from surge.steps.discovery import discover
 from surge.steps.registry import ApiRoute, CronStep, EventStep, Handler, Registry
 from surge.streams.adapter import StreamAdapter
+from surge.streams.stream import Streams
 
 __all__ = ["SurgeApp", "create_app"]
 
@@ -131,10 +134,25 @@ class SurgeApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        message = await receive()
-        if message["type"] != "lifespan.startup":
-            return
+    @property
+    def streams(self) -> Streams:
+        """The project's streams, the same facade handlers get (``app.streams.todo.set(...)``)."""
+        return self.runtime.streams
+
+    def lifespan(self, host: Any = None) -> AbstractAsyncContextManager[None]:
+        """Run the app (storage, background work, dev reloader) for the duration of the block.
+
+        The ASGI lifespan uses it; a host app that mounts this one (Starlette and FastAPI do not
+        run a mounted app's lifespan) passes it as its own, ``FastAPI(lifespan=rt.lifespan)``,
+        or enters it inside its own lifespan: ``async with rt.lifespan(): yield``.
+
+        Raises:
+            Exception: the storage or the queue could not be opened (nothing is left open).
+        """
+        return self._running()
+
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
         install_token_redaction()
         try:
             await self.runtime.adapter.open(self.runtime.hub.dispatch)
@@ -142,27 +160,45 @@ class SurgeApp:
         except Exception as exc:
             logger.error("startup failed: %s", exc)
             await self.background.close()
+            await self.runtime.adapter.close()
+            raise
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                background = [tasks.create_task(supervise("re-sync", self.runtime.run_resyncs))]
+                work = tasks.create_task(self.background.run())  # event and cron steps
+                if self.reload and self.project_dir is not None:
+                    root = self.project_dir
+                    background.append(
+                        tasks.create_task(supervise("step watcher", lambda: self._watch(root)))
+                    )
+                self.started.set()
+                if self.tune_gc:
+                    _tune_gc()
+                try:
+                    yield
+                finally:
+                    await self.background.stop()  # graceful: running handlers get the grace
+                    await work
+                    for task in background:
+                        task.cancel()
+        finally:
+            self.started.clear()
+            await self.background.close()
+            await self.runtime.adapter.close()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        running = self._running()
+        try:
+            await running.__aenter__()
+        except Exception as exc:
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
-        async with asyncio.TaskGroup() as tasks:
-            background = [tasks.create_task(supervise("re-sync", self.runtime.run_resyncs))]
-            work = tasks.create_task(self.background.run())  # event and cron steps
-            if self.reload and self.project_dir is not None:
-                root = self.project_dir
-                background.append(
-                    tasks.create_task(supervise("step watcher", lambda: self._watch(root)))
-                )
-            self.started.set()
-            if self.tune_gc:
-                _tune_gc()
-            await send({"type": "lifespan.startup.complete"})
-            message = await receive()
-            await self.background.stop()  # graceful: running handlers get the grace period
-            await work
-            for task in background:
-                task.cancel()
-        await self.background.close()
-        await self.runtime.adapter.close()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        await running.__aexit__(None, None, None)
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _watch(self, project_dir: Path) -> None:

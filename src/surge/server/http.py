@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from surge.config import Limits
 from surge.errors import StoreError, ValidationError, error_mapping
-from surge.server.asgi import request_headers
+from surge.server.asgi import request_headers, route_path
 from surge.server.logs import CLIENT_MISTAKES
 from surge.steps.context import ApiRequest, ApiResponse, FlowContext, StepLogger
 from surge.steps.registry import MethodNotAllowed
@@ -95,7 +95,7 @@ async def serve_http(
     """ASGI handler for the project's API steps (``background``: gives handlers ``ctx.emit`` and
     ``ctx.state``)."""
     method = scope["method"]
-    path = scope["path"]
+    path = route_path(scope)
     found = runtime.registry.match(method, path)
     if found is None:
         await _json(404, {"error": f"no route for {method} {path}"})(scope, receive, send)

@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from surge.server.asgi import route_path
+
 if TYPE_CHECKING:
     from surge.server.runtime import Runtime
 
@@ -68,7 +70,7 @@ class StaticFallback:
         if (
             scope["type"] != "http"
             or method not in ("GET", "HEAD")
-            or self.has_route(method, scope["path"])
+            or self.has_route(method, route_path(scope))
         ):
             await self.app(scope, receive, send)
             return

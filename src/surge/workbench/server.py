@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from surge.errors import StoreError
-from surge.server.asgi import request_headers
+from surge.server.asgi import request_headers, route_path
 from surge.workbench.access import is_local_host, is_same_origin, new_key
 from surge.workbench.describe import describe_endpoints, describe_streams
 
@@ -62,7 +62,7 @@ class Workbench:
 
     def handles(self, scope: Scope) -> bool:
         """True for ``/__surge/...`` and for a ``GET /endpoints`` no user route claims."""
-        path: str = scope["path"]
+        path = route_path(scope)
         if path.startswith(PREFIX) or path == PREFIX[:-1]:
             return True
         return (
@@ -73,7 +73,7 @@ class Workbench:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI handler for the requests ``handles`` accepted."""
-        path: str = scope["path"]
+        path = route_path(scope)
         method: str = scope["method"]
         if path == "/__surge/api/emit" and method == "POST" and self.background is not None:
             await self._emit(scope, receive, send)  # surge emit (surge.events.dev)
