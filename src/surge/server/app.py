@@ -29,6 +29,8 @@ from surge.config import Config
 from surge.errors import ConfigError
 from surge.events.system import Background
 from surge.project import default_adapter, default_background, load_config
+from surge.server.asgi import route_path
+from surge.server.health import HEALTH_PATHS, serve_health
 from surge.server.http import serve_http
 from surge.server.logs import install_token_redaction
 from surge.server.plugins import ServerPlugin
@@ -98,6 +100,7 @@ class SurgeApp:
             expose_headers=expose,
         )
         self.started = asyncio.Event()
+        self.draining = False
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         await serve_http(self.runtime, scope, receive, send, background=self.background)
@@ -123,6 +126,10 @@ class SurgeApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            path = route_path(scope)
+            if path in HEALTH_PATHS and self.runtime.registry.match("GET", path) is None:
+                await serve_health(path, self.readiness, scope, receive, send)
+                return
             extensions = self.runtime.extensions
             plugin_app = extensions.route_for(scope) if extensions.routes else None
             if plugin_app is not None:
@@ -133,6 +140,17 @@ class SurgeApp:
             await serve_websocket(self.runtime, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def readiness(self) -> str | None:
+        """None when this instance should get traffic, else why not (``GET /readyz``)."""
+        if self.draining:
+            return "draining: shutting down"
+        if not self.started.is_set():
+            return "starting: storage and steps not ready yet"
+        adapter_ready = getattr(self.runtime.adapter, "is_ready", True)
+        if not adapter_ready:
+            return "storage not ready (reconnecting)"
+        return None
 
     @property
     def streams(self) -> Streams:
@@ -177,12 +195,14 @@ class SurgeApp:
                 try:
                     yield
                 finally:
+                    self.draining = True  # /readyz answers 503 from the first moment of a drain
                     await self.background.stop()  # graceful: running handlers get the grace
                     await work
                     for task in background:
                         task.cancel()
         finally:
             self.started.clear()
+            self.draining = False
             await self.background.close()
             await self.runtime.adapter.close()
 
