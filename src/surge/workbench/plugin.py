@@ -1,6 +1,10 @@
 """The Workbench as a server plugin: everything it needs, registered through the server's
 extension points (``surge.server.plugins``), so the core names it nowhere.
 
+Background work: a ``DeliveryLog`` joins ``app.background.observers`` (the messages view's ring
+buffer) and a ``LogBook`` listens on the ``surge.step`` loggers while the Workbench lives (the
+logs view); ``EventsApi`` serves their JSON, the flows and the dead-letter buttons.
+
 ``surge dev`` installs it (``surge.create_app(..., workbench=True)``); ``surge start`` does not,
 so production serves no Workbench route, runs no Workbench gate and tracks no response items.
 """
@@ -21,7 +25,10 @@ from surge.workbench.access import (
     open_to_workbench,
     workbench_upgrade,
 )
+from surge.workbench.activity import DeliveryLog
+from surge.workbench.events_api import EventsApi
 from surge.workbench.items import STREAM_ITEM_HEADER, observe, track
+from surge.workbench.logbook import LogBook
 from surge.workbench.server import Workbench
 
 __all__ = ["WorkbenchPlugin"]
@@ -48,7 +55,14 @@ class WorkbenchPlugin:
                 return None
             return workbench_upgrade(offered[0], key, headers, hosts)
 
+        deliveries = DeliveryLog()
+        app.background.observers.append(deliveries.observe)
+        logbook = LogBook()
+        logbook.attach(workbench)
+        events = EventsApi(runtime, app.background, deliveries, logbook, app.project_dir)
+
         ext = runtime.extensions
+        ext.routes.append(HttpRoute(events.claims, events))  # before the catch-all /__surge/
         ext.routes.append(HttpRoute(workbench.handles, workbench))
         ext.upgrade_gates.append(gate)
         ext.reserved_contexts.append(WORKBENCH_CONTEXT)
