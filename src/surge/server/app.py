@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -28,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 from surge.config import Config
 from surge.errors import ConfigError
 from surge.events.system import Background
-from surge.project import default_adapter, default_background, load_config
+from surge.project import CONFIG_FILE, default_adapter, default_background, load_config
 from surge.server.asgi import route_path
 from surge.server.health import HEALTH_PATHS, serve_health
 from surge.server.http import serve_http
@@ -222,15 +223,22 @@ class SurgeApp:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _watch(self, project_dir: Path) -> None:
-        """Reload steps on changes; a broken step keeps the previous version serving."""
+        """Reload steps and surge.config.py on changes; a broken file keeps the previous version
+        serving. Settings that cannot change in a running process (storage, queues, limits, CORS)
+        are reported as needing a restart."""
         from watchfiles import awatch
 
         steps_dir = project_dir / "steps"
+        config_file = project_dir / CONFIG_FILE
         if not steps_dir.is_dir():
             logger.warning("no %s directory: hot reload is off", steps_dir)
             return
-        async for changes in awatch(steps_dir, step=100):
-            if not any(path.endswith(".py") for _, path in changes):
+        watched = [steps_dir, *([config_file] if config_file.is_file() else [])]
+        async for changes in awatch(*watched, step=100):
+            paths = {Path(path) for _, path in changes}
+            if config_file in paths:
+                self._reload_config(project_dir)
+            if not any(path.suffix == ".py" and path != config_file for path in paths):
                 continue
             try:
                 registry = discover(project_dir)
@@ -240,6 +248,35 @@ class SurgeApp:
             self.runtime.swap_registry(registry)
             self.background.reload(registry)
             logger.info("reloaded steps after a change in %s", steps_dir)
+
+    def _reload_config(self, project_dir: Path) -> None:
+        try:
+            config = load_config(project_dir)
+        except ConfigError as exc:
+            logger.error("reload of %s failed, keeping the previous one: %s", CONFIG_FILE, exc)
+            return
+        fixed = [
+            name
+            for name in _RESTART_SETTINGS
+            if getattr(config, name) != getattr(self.runtime.config, name)
+        ]
+        if fixed:
+            logger.warning(
+                "%s changed %s: restart surge dev to apply (the rest is reloaded)",
+                CONFIG_FILE,
+                ", ".join(fixed),
+            )
+            # Keep what cannot change live; take everything else from the new file.
+            config = dataclasses.replace(
+                config, **{name: getattr(self.runtime.config, name) for name in fixed}
+            )
+        self.runtime.swap_config(config)
+        logger.info("reloaded %s (stream auth, origins)", CONFIG_FILE)
+
+
+# Config fields a running process cannot swap: storage and queues are open, limits are in the
+# uvicorn protocols, CORS is built into the middleware, the event settings into the runner.
+_RESTART_SETTINGS = ("adapters", "limits", "cors_origins", "events", "openapi")
 
 
 def _tune_gc() -> None:

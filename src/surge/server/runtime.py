@@ -24,15 +24,13 @@ logger = logging.getLogger(__name__)
 
 
 class Runtime:
-    """Everything requests and connections share; ``swap_registry`` is the hot-reload point."""
+    """Everything requests and connections share; ``swap_registry`` and ``swap_config`` (dev
+    reload) are its only mutators."""
 
     def __init__(self, config: Config, registry: Registry, adapter: StreamAdapter) -> None:
-        self.config = config
         self.adapter = adapter
-        auth = config.stream_auth
-        self.auth_context_schema: Schema | None = (
-            schema_from(auth.context_schema, what="stream_auth.context_schema") if auth else None
-        )
+        self.config = config
+        self.auth_context_schema = _auth_schema(config)
         self.hub = Hub()
         self.syncer = Syncer(self.hub, adapter)
         self.flusher = Flusher()
@@ -53,6 +51,12 @@ class Runtime:
         """Long-lived (lifespan) task: fresh syncs after a feed gap (``Syncer.run``)."""
         await self.syncer.run()
 
+    def swap_config(self, config: Config) -> None:
+        """Take a reloaded surge.config.py (``surge dev``): new upgrades use its stream auth and
+        origins; the caller keeps what cannot change live (storage, limits)."""
+        schema = _auth_schema(config)
+        self.config, self.auth_context_schema = config, schema
+
     def swap_registry(self, registry: Registry) -> None:
         """Replace streams and routes at once (requests in flight keep the old ones).
 
@@ -64,3 +68,8 @@ class Runtime:
         logger.info(
             "loaded %d stream(s) and %d API step(s)", len(registry.streams), len(registry.routes)
         )
+
+
+def _auth_schema(config: Config) -> Schema | None:
+    auth = config.stream_auth
+    return schema_from(auth.context_schema, what="stream_auth.context_schema") if auth else None
