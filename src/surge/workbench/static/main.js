@@ -1,7 +1,11 @@
 // The Workbench page: tabs, the connection status, and one stream connection shared by the views.
 // It connects with the per-process key from /__surge/api/session, so it works with stream auth on.
+// The hash names the view and may carry its parameters: #logs?trace=<id>.
 
 import { EndpointsView } from './endpoints.js';
+import { FlowsView } from './flows.js';
+import { LogsView } from './logs.js';
+import { MessagesView } from './messages.js';
 import { StreamConnection } from './stream.js';
 import { StreamsView } from './streams.js';
 
@@ -25,14 +29,19 @@ const connection = new StreamConnection(streamUrl, (state, detail) => {
 const views = {
   endpoints: new EndpointsView(document.getElementById('view-endpoints'), connection),
   streams: new StreamsView(document.getElementById('view-streams'), connection),
+  flows: new FlowsView(document.getElementById('view-flows')),
+  messages: new MessagesView(document.getElementById('view-messages')),
+  logs: new LogsView(document.getElementById('view-logs')),
 };
 
-function show(name) {
+function show(hash) {
+  const [name, query] = hash.split('?', 2);
   const current = views[name] ? name : 'endpoints';
+  const params = new URLSearchParams(query ?? '');
   for (const [key, view] of Object.entries(views)) {
     const active = key === current;
     view.root.hidden = !active;
-    if (active) view.show();
+    if (active) view.show(params);
     else view.hide();
   }
   for (const tab of document.querySelectorAll('.tabs button')) {
