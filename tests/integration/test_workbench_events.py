@@ -10,14 +10,17 @@ Workbench.
 from __future__ import annotations
 
 import logging
+import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 
+from e2e.redis_env import redis_env  # noqa: F401 - fixture
 from surge import ApiRequest, ApiResponse, ApiRouteConfig, Config, FlowContext, create_app
 from surge.config import EventSettings
 from surge.events.observers import DeliveryEvent
@@ -367,6 +370,62 @@ async def test_without_the_workbench_nothing_is_served_or_observed(flaky: Flaky)
             assert (await client.get(f"{API}/{path}")).status_code == 404
         replay = await client.post(f"{API}/dead-letters/replay", json={"step": "Flaky"})
         assert replay.status_code in (404, 405)
+
+
+FLAKY_STEP = """
+    config = {
+        "type": "event", "name": "Flaky", "subscribes": ["flaky"], "emits": [],
+        "infrastructure": {"queue": {"maxRetries": 0}},
+    }
+
+    async def handler(input, ctx):
+        # Fails the first time a trace comes by, succeeds when replayed.
+        if await ctx.state.get("flaky", ctx.trace_id) is None:
+            await ctx.state.set("flaky", ctx.trace_id, "failed once")
+            raise RuntimeError("first attempt fails")
+"""
+
+
+@pytest.fixture(params=["file", "redis"])
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.delenv("SURGE_STORE", raising=False)
+    if request.param == "redis":
+        request.getfixturevalue("redis_env")
+    else:
+        monkeypatch.delenv("SURGE_REDIS_URL", raising=False)
+    yield request.param
+
+
+async def test_dead_letter_replay_and_discard_on_the_project_store(
+    tmp_path: Path, store: str
+) -> None:
+    root = tmp_path / "app"
+    (root / "steps").mkdir(parents=True)
+    (root / "steps" / "flaky_step.py").write_text(textwrap.dedent(FLAKY_STEP))
+    app = create_app(root, workbench=True)
+    assert app.background.queue.is_distributed == (store == "redis")
+    async with live_server(app) as server, httpx2.AsyncClient(base_url=server.url) as client:
+        (replayed_id,) = (await emit(client, "flaky", {"n": 1}))["messageIds"]
+        (discarded_id,) = (await emit(client, "flaky", {"n": 2}))["messageIds"]
+        await wait_status(client, "Flaky", replayed_id, "dead")
+        await wait_status(client, "Flaky", discarded_id, "dead")
+        letters = (await get_json(client, "dead-letters"))["deadLetters"]
+        assert {d["messageId"] for d in letters} == {replayed_id, discarded_id}
+
+        for action, message_id in (("replay", replayed_id), ("discard", discarded_id)):
+            response = await client.post(
+                f"{API}/dead-letters/{action}",
+                json={"step": "Flaky", "messageId": message_id},
+                timeout=5,
+            )
+            assert response.status_code == 200, response.text
+        done = await wait_status(client, "Flaky", replayed_id, "done")
+        assert [e["kind"] for e in done["history"]][-3:] == ["replayed", "started", "done"]
+        assert (await message(client, "Flaky", discarded_id))["status"] == "discarded"
+        await server.app.wait_idle(WITHIN)
+        assert (await get_json(client, "dead-letters"))["deadLetters"] == []
+        counts = (await get_json(client, "messages"))["queues"]["Flaky"]
+        assert counts == {"ready": 0, "delayed": 0, "inFlight": 0, "dead": 0}
 
 
 def test_the_delivery_ring_buffer_keeps_only_the_newest_events() -> None:
