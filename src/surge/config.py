@@ -12,6 +12,7 @@ Every field is optional; ``Config()`` is the default project (file storage, no a
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +111,10 @@ class Config:
     # Host names (besides localhost and loopback addresses) under which `surge dev` hands out the
     # Workbench's key, e.g. a dev VM's name; see the Workbench section of the README.
     workbench_hosts: Sequence[str] = ()
+    # App resources: an async context manager factory (e.g. an @asynccontextmanager function)
+    # entered once at startup, after the storage opens, and left at shutdown, after the last
+    # handler finished; what it yields (a pool, a client, a dict of them) is `ctx.resources`.
+    lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
     # Serve the API steps' OpenAPI 3.1 document at /openapi.json and a docs page at /docs.
     # `surge dev` always does; `surge start` only when this is True.
     openapi: bool = False

@@ -57,6 +57,8 @@ class Background:
         self.state = State(state)
         """``ctx.state``."""
         self.settings = settings or EventSettings()
+        self.resources: Any = None
+        """``ctx.resources``: what ``Config.lifespan`` yielded (set by the app at startup)."""
         self.observers: list[DeliveryObserver] = []
         """Told about every message's life here: published, started, retried, done, dead
         (``surge.events.observers``; the Workbench's messages view)."""
@@ -80,7 +82,12 @@ class Background:
         """The ``ctx`` of one handler run of ``step`` in the flow ``trace_id``."""
         emit = StepEmit(self.publisher, step=step, topics=emits, trace_id=trace_id, source=source)
         return FlowContext(
-            StepLogger(step, trace_id), self.host.streams, trace_id, emit=emit, state=self.state
+            StepLogger(step, trace_id),
+            self.host.streams,
+            trace_id,
+            emit=emit,
+            state=self.state,
+            resources=self.resources,
         )
 
     async def open(self) -> None:

@@ -173,11 +173,16 @@ class SurgeApp:
     @contextlib.asynccontextmanager
     async def _running(self) -> AsyncIterator[None]:
         install_token_redaction()
+        resources = contextlib.AsyncExitStack()
         try:
             await self.runtime.adapter.open(self.runtime.hub.dispatch)
             await self.background.open()
+            hook = self.runtime.config.lifespan
+            if hook is not None:
+                self.background.resources = await resources.enter_async_context(hook())
         except Exception as exc:
             logger.error("startup failed: %s", exc)
+            await resources.aclose()
             await self.background.close()
             await self.runtime.adapter.close()
             raise
@@ -204,7 +209,11 @@ class SurgeApp:
         finally:
             self.started.clear()
             self.draining = False
-            await self.background.close()
+            try:
+                await resources.aclose()  # after the last handler finished
+            finally:
+                self.background.resources = None
+                await self.background.close()
             await self.runtime.adapter.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -258,7 +267,8 @@ class SurgeApp:
         fixed = [
             name
             for name in _RESTART_SETTINGS
-            if getattr(config, name) != getattr(self.runtime.config, name)
+            if _fingerprint(getattr(config, name))
+            != _fingerprint(getattr(self.runtime.config, name))
         ]
         if fixed:
             logger.warning(
@@ -276,7 +286,22 @@ class SurgeApp:
 
 # Config fields a running process cannot swap: storage and queues are open, limits are in the
 # uvicorn protocols, CORS is built into the middleware, the event settings into the runner.
-_RESTART_SETTINGS = ("adapters", "limits", "cors_origins", "events", "openapi")
+_RESTART_SETTINGS = ("adapters", "limits", "cors_origins", "events", "openapi", "lifespan")
+
+
+def _fingerprint(value: Any) -> Any:
+    """What to compare of a setting across reloads of surge.config.py: values as they are,
+    functions by name and code, adapter objects by their type (a reload makes new objects)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return tuple(_fingerprint(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(_fingerprint(v) for v in value)
+    code = getattr(value, "__code__", None)
+    if code is not None:
+        return (getattr(value, "__qualname__", ""), code.co_code, code.co_consts)
+    return type(value).__qualname__
 
 
 def _tune_gc() -> None:

@@ -169,3 +169,5 @@ class FlowContext:
     trace_id: str
     emit: Emit = _no_emit
     state: State = field(default_factory=_scratch_state)
+    resources: Any = None
+    """What ``Config.lifespan`` yielded at startup (pools, clients), or None."""
