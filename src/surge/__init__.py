@@ -5,6 +5,7 @@ from surge.config import Adapters, Config, Limits, StreamAuth
 from surge.errors import (
     AuthError,
     ConfigError,
+    ConflictError,
     ProtocolError,
     StoreError,
     SurgeError,
@@ -14,7 +15,7 @@ from surge.server.app import SurgeApp
 from surge.server.auth import AuthRequest, extract_auth_token
 from surge.steps.config import ApiRouteConfig, CronConfig, EventConfig, StreamConfig, Subscription
 from surge.steps.context import ApiRequest, ApiResponse, FlowContext, StepLogger
-from surge.streams.stream import Stream, Streams
+from surge.streams.stream import Stream, Streams, UpdateResult
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "AuthRequest",
     "Config",
     "ConfigError",
+    "ConflictError",
     "CronConfig",
     "EventConfig",
     "FlowContext",
@@ -41,6 +43,7 @@ __all__ = [
     "Subscription",
     "SurgeApp",
     "SurgeError",
+    "UpdateResult",
     "ValidationError",
     "create_app",
     "extract_auth_token",

@@ -11,6 +11,8 @@ Errors are grouped by who must react to them:
 - ``ProtocolError``: a client sent a frame that breaks the wire protocol. The connection gets an
   error event or a close code; nothing else is affected.
 - ``AuthError``: a connection could not be authenticated (HTTP 401 on the upgrade).
+- ``ConflictError``: an ``update(..., if_version=...)`` found the item at another version
+  (``expected``, ``actual``; ``actual`` None when the item is absent). Re-read and retry. HTTP 409.
 - ``StoreError``: the storage backend failed. ``retryable`` says whether trying again may work
   (HTTP 503 when true, 500 otherwise).
 
@@ -27,6 +29,7 @@ from typing import Any
 
 from surge.protocol.codes import (
     ACCESS_DENIED,
+    CONFLICT,
     INTERNAL_ERROR,
     INVALID_MESSAGE,
     STORE_UNAVAILABLE,
@@ -36,6 +39,7 @@ from surge.protocol.codes import (
 __all__ = [
     "AuthError",
     "ConfigError",
+    "ConflictError",
     "ErrorMapping",
     "ProtocolError",
     "StoreError",
@@ -79,6 +83,15 @@ class AuthError(SurgeError):
     """A connection could not be authenticated."""
 
 
+class ConflictError(SurgeError):
+    """An optimistic-concurrency guard failed: the item is not at the ``expected`` version."""
+
+    def __init__(self, message: str, *, expected: int, actual: int | None) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)
+
+
 class StoreError(SurgeError):
     """The storage backend failed; ``retryable`` tells whether a retry may succeed."""
 
@@ -101,6 +114,7 @@ _TABLE: dict[type[SurgeError], ErrorMapping] = {
     ValidationError: ErrorMapping(400, INVALID_MESSAGE, CloseCode.POLICY_VIOLATION),
     ProtocolError: ErrorMapping(400, INVALID_MESSAGE, CloseCode.POLICY_VIOLATION),
     AuthError: ErrorMapping(401, ACCESS_DENIED, CloseCode.POLICY_VIOLATION),
+    ConflictError: ErrorMapping(409, CONFLICT, CloseCode.POLICY_VIOLATION),
     ConfigError: _INTERNAL,
     StoreError: _INTERNAL,
     SurgeError: _INTERNAL,

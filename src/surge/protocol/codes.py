@@ -12,6 +12,7 @@ from typing import Final
 
 __all__ = [
     "ACCESS_DENIED",
+    "CONFLICT",
     "INTERNAL_ERROR",
     "INVALID_MESSAGE",
     "STORE_UNAVAILABLE",
@@ -31,6 +32,8 @@ STORE_UNAVAILABLE: Final = "STORE_UNAVAILABLE"
 """The storage failed while serving a join; retrying later may work."""
 SYNC_TOO_LARGE: Final = "SYNC_TOO_LARGE"
 """A join whose sync alone exceeds the connection's byte cap (``Limits.max_outbound_bytes``)."""
+CONFLICT: Final = "CONFLICT"
+"""A write whose ``if_version`` guard did not match the item's version (HTTP 409)."""
 INTERNAL_ERROR: Final = "INTERNAL_ERROR"
 """Anything else that went wrong on the server's side."""
 

@@ -19,6 +19,23 @@ Contract (checked by ``tests/unit/streams/test_store_contract.py`` for every ada
 - ``get_group`` (and ``get_item_snapshot``) return a ``GroupSnapshot`` whose ``seq`` is consistent
   with its items: every change of that group with ``seq <= snapshot.seq`` is reflected, none with a
   larger one is.
+- ``update(ops)`` is atomic per key against every other write, in this process and any other
+  sharing the storage: N concurrent increments add N, concurrent appends lose no fragment. The ops
+  (``surge.streams.ops``) apply to the stored item, or to ``{}`` when it is missing (the update
+  then creates it); ``validate`` (the stream's schema) sees the result and may refuse it. Any
+  failure (bad op, refused result, ``if_version`` mismatch -> ``ConflictError``) changes and
+  feeds nothing. The applied change is fed like a ``set``'s (``create`` or ``update``, whole item).
+- **Versions.** An item's version is the ``seq`` of its last change: it grows with every change of
+  the item and never repeats (a delete then a re-create gets a larger one). ``if_version=N``
+  applies the update only at version N; ``if_version=0`` only when the item is absent.
+- **TTL.** ``set(..., ttl=s)`` makes the item expire ``s`` seconds later; ``set`` without ``ttl``
+  clears any expiry. ``update(..., ttl=s)`` resets it; without ``ttl`` the item keeps its expiry
+  (``default_ttl`` applies when the update creates the item). An expired item is deleted by the
+  adapter, and its ``delete`` change is fed exactly once in a deployment (distributed adapters:
+  on every instance, applied by one). Durable adapters delete what expired while they were closed
+  before ``open`` returns. Expiry costs no timer per item: one sweeper task per adapter, started
+  by ``open`` and stopped by ``close``. Expired items stay readable until swept (normally within
+  milliseconds; at most about ``SWEEP_MAX_INTERVAL_S`` for expiries written elsewhere).
 """
 
 from __future__ import annotations
@@ -26,6 +43,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from surge.streams.feed import Change, FeedSink, GroupSnapshot
+from surge.streams.ops import ItemValidator, Updated
 
 __all__ = ["StreamAdapter"]
 
@@ -48,8 +66,34 @@ class StreamAdapter(Protocol):
         """Return the item or None."""
         ...
 
-    async def set(self, stream: str, group: str, id: str, item: dict[str, Any]) -> Change:
-        """Create or replace the item; returns the applied change (``create`` or ``update``)."""
+    async def set(
+        self, stream: str, group: str, id: str, item: dict[str, Any], *, ttl: float | None = None
+    ) -> Change:
+        """Create or replace the item; returns the applied change (``create`` or ``update``).
+
+        ``ttl``: seconds until the item expires (None: never; clears a previous expiry).
+        """
+        ...
+
+    async def update(
+        self,
+        stream: str,
+        group: str,
+        id: str,
+        ops: list[dict[str, Any]],
+        *,
+        if_version: int | None = None,
+        ttl: float | None = None,
+        default_ttl: float | None = None,
+        validate: ItemValidator | None = None,
+    ) -> Updated:
+        """Apply ``ops`` to the item atomically; returns the old item and the applied change.
+
+        Raises:
+            ValidationError: an op is invalid or does not fit the item, or ``validate`` refused
+                the result; nothing changed.
+            ConflictError: ``if_version`` is not the item's version; nothing changed.
+        """
         ...
 
     async def delete(self, stream: str, group: str, id: str) -> Change | None:

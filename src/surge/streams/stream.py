@@ -3,6 +3,9 @@
 Data flow of a write: validate ids and data (nothing is stored or sent when that fails) ->
 ``adapter.set`` (atomic create-vs-update, durable) -> the adapter feeds the change to the hub,
 which encodes it once and fans it out. ``send`` goes to the adapter's feed only, never to storage.
+``update`` checks the ops here, then hands them to ``adapter.update`` with the schema as its
+``validate`` callback: the store applies them atomically and stores nothing the schema refuses.
+TTL: an explicit ``ttl=`` wins; else ``set`` and creating updates use ``StreamConfig.ttl``.
 
 An optional ``observe`` callback sees every value ``set`` and ``get`` return with its (stream,
 group, id): the server's plugins use it (the Workbench tells which response body *is* a stream
@@ -19,11 +22,12 @@ import orjson
 from surge.errors import ValidationError
 from surge.protocol.ids import id_problem
 from surge.streams.adapter import StreamAdapter
+from surge.streams.ops import UpdateResult, check_ops, check_ttl, check_version_arg
 
 if TYPE_CHECKING:
     from surge.steps.config import StreamConfig
 
-__all__ = ["Stream", "Streams", "ValueObserver"]
+__all__ = ["Stream", "Streams", "UpdateResult", "ValueObserver"]
 
 ValueObserver = Callable[[str, str, str, Any], None]
 """Told (stream, group, id, value) for every value ``set`` or ``get`` returns (server plugins)."""
@@ -49,6 +53,12 @@ class Stream:
         self._adapter = adapter
         fields = self._schema.field_names
         self._model_has_id = fields is not None and "id" in fields
+        if fields is None:
+            properties = self._schema.json_schema.get("properties")
+            self._schema_has_id = isinstance(properties, dict) and "id" in properties
+        else:
+            self._schema_has_id = self._model_has_id
+        self._default_ttl: float | None = getattr(config, "ttl", None)
 
     def _to_value(self, item: dict[str, Any]) -> Any:
         model = self._schema.model
@@ -59,14 +69,18 @@ class Stream:
             return model.model_validate(item)
         return model.model_validate({k: v for k, v in item.items() if k != "id"})
 
-    async def set(self, group_id: str, id: str, data: Any) -> Any:
+    async def set(self, group_id: str, id: str, data: Any, *, ttl: float | None = None) -> Any:
         """Create or replace item ``id`` of ``group_id``; returns the stored value.
 
+        ``ttl``: seconds until the item expires and is deleted (default: the stream's
+        ``StreamConfig.ttl``; None there too: never).
+
         Raises:
-            ValidationError: the ids or ``data`` are invalid; nothing is stored or sent.
+            ValidationError: the ids, ``data`` or ``ttl`` are invalid; nothing is stored or sent.
         """
         _check_id(group_id, "groupId")
         _check_id(id, "id")
+        ttl = check_ttl(ttl)
         value, item = self._schema.validate(data)
         if item.get("id") != id:
             # The key is the item's identity on the wire: it always wins, and is always present.
@@ -75,8 +89,73 @@ class Stream:
                 value = item
             elif self._model_has_id:
                 value = value.model_copy(update={"id": id})
-        await self._adapter.set(self.name, group_id, id, item)
+        await self._adapter.set(
+            self.name, group_id, id, item, ttl=self._default_ttl if ttl is None else ttl
+        )
         return self._tracked(value, group_id, id)
+
+    async def update(
+        self,
+        group_id: str,
+        id: str,
+        ops: list[dict[str, Any]],
+        *,
+        if_version: int | None = None,
+        ttl: float | None = None,
+    ) -> UpdateResult[Any]:
+        """Apply ``ops`` to the item atomically (see ``surge.streams.ops`` for the op types).
+
+        A missing item starts as ``{}`` and is created if the result is a valid item.
+        Subscribers get the usual ``update`` (or ``create``) with the whole item.
+
+        Args:
+            if_version: apply only if the item is at this version (``UpdateResult.version`` of
+                an earlier update); 0: only if the item does not exist.
+            ttl: reset the item's expiry to ``ttl`` seconds from now. Without it the item keeps
+                its expiry; an item this update creates gets the stream's ``StreamConfig.ttl``.
+
+        Returns:
+            ``UpdateResult`` with ``old_value`` (None if created), ``new_value`` and ``version``.
+
+        Raises:
+            ValidationError: bad ids or ops (``loc`` names the op index), an op that does not fit
+                the item, or a result the schema refuses (naming the field); nothing changes.
+            ConflictError: ``if_version`` did not match; nothing changes.
+        """
+        _check_id(group_id, "groupId")
+        _check_id(id, "id")
+        checked = check_ops(ops)
+        if_version = check_version_arg(if_version)
+        ttl = check_ttl(ttl)
+        updated = await self._adapter.update(
+            self.name,
+            group_id,
+            id,
+            checked,
+            if_version=if_version,
+            ttl=ttl,
+            default_ttl=self._default_ttl,
+            validate=self._validate_item,
+        )
+        old = None if updated.old is None else self._to_value(updated.old)
+        new = self._tracked(self._to_value(updated.change.item), group_id, id)
+        return UpdateResult(old, new, updated.change.seq)
+
+    def _validate_item(self, item: dict[str, Any], is_new: bool) -> dict[str, Any]:
+        """The stored JSON of an updated item, as ``set`` would store it; raises if invalid."""
+        id = item.get("id")
+        data = item if self._schema_has_id else {k: v for k, v in item.items() if k != "id"}
+        try:
+            _, json = self._schema.validate(data)
+        except ValidationError as exc:
+            if not is_new:
+                raise
+            raise ValidationError(
+                f"no item {id!r} in this group, and the ops do not make a valid one: "
+                + exc.message,
+                exc.errors,
+            ) from exc
+        return {**json, "id": id}
 
     def _tracked(self, value: Any, group_id: str, id: str) -> Any:
         """Show ``value`` to the observer, if there is one."""

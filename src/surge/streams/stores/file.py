@@ -35,6 +35,17 @@ Design:
   transactions. The counter is shared, so ``seq`` stays store-wide. Each process only feeds its
   own changes to its sink; this store does not deliver other processes' writes.
 - ``send`` never touches the database: the event goes straight to the sink.
+- **Updates** (``update(ops)``) run on the writer thread inside the batch's ``BEGIN IMMEDIATE``
+  transaction: read the row, apply the ops, validate, upsert. The write lock makes that
+  read-modify-write atomic against this process's other writes and other processes alike. An
+  item's version is its row's ``seq``. A failing op, validation or ``if_version`` fails that one
+  update; the rest of the batch commits.
+- **TTL.** Rows carry ``expires_at`` (Unix time, NULL: never; a partial index covers the rest).
+  ``open`` deletes what expired while the store was closed before it returns; then one
+  ``ExpirySweeper`` task submits a sweep to the writer at the earliest expiry (at least every
+  ``SWEEP_MAX_INTERVAL_S``, so expiries written by other processes are seen). A sweep deletes up
+  to ``SWEEP_BATCH`` due rows in one transaction and feeds one ``delete`` each; under the write
+  lock only one process deletes a row, so the delete is fed once.
 """
 
 from __future__ import annotations
@@ -53,19 +64,22 @@ from typing import Any, Final, Literal, TypeVar
 
 from surge.errors import ConfigError, StoreError
 from surge.streams.feed import Change, EphemeralEvent, FeedSink, GroupSnapshot
+from surge.streams.ops import ItemValidator, Updated, apply_ops, check_if_version, check_ops
+from surge.streams.stores._expiry import ExpirySweeper
 from surge.streams.stores._items import check_keys as _check_keys
 from surge.streams.stores._items import decode_item as _decode
 from surge.streams.stores._items import deliver as _deliver
 from surge.streams.stores._items import encode_item as _encode
 
-__all__ = ["MAX_BATCH", "SCHEMA_VERSION", "FileStreamAdapter", "StoreStats"]
+__all__ = ["MAX_BATCH", "SCHEMA_VERSION", "SWEEP_BATCH", "FileStreamAdapter", "StoreStats"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 MAX_BATCH: Final = 256
+SWEEP_BATCH: Final = 500
 READER_THREADS: Final = 2
 BUSY_TIMEOUT_S: Final = 5.0
 BUSY_RETRIES: Final = 3
@@ -87,13 +101,25 @@ CREATE INDEX items_by_creation ON items (stream, grp, created);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT INTO meta (key, value) VALUES ('seq', 0);
 """
+# Version 1 -> 2: TTL.
+_MIGRATE_2: Final = """
+ALTER TABLE items ADD COLUMN expires_at REAL;
+CREATE INDEX items_by_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;
+"""
 
 # `created` is only written on insert, so `created = seq` in RETURNING means "this was a create".
 _UPSERT: Final = """
-INSERT INTO items (stream, grp, id, data, created, seq) VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (stream, grp, id) DO UPDATE SET data = excluded.data, seq = excluded.seq
+INSERT INTO items (stream, grp, id, data, created, seq, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (stream, grp, id) DO UPDATE
+SET data = excluded.data, seq = excluded.seq, expires_at = excluded.expires_at
 RETURNING created
 """
+_GET_ROW: Final = "SELECT data, seq, expires_at FROM items WHERE stream = ? AND grp = ? AND id = ?"
+_DUE: Final = """
+SELECT stream, grp, id, data FROM items
+WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?
+"""
+_NEXT_EXPIRY: Final = "SELECT MIN(expires_at) FROM items WHERE expires_at IS NOT NULL"
 _DELETE: Final = "DELETE FROM items WHERE stream = ? AND grp = ? AND id = ? RETURNING data"
 _READ_SEQ: Final = "SELECT value FROM meta WHERE key = 'seq'"
 _WRITE_SEQ: Final = "UPDATE meta SET value = ? WHERE key = 'seq'"
@@ -106,7 +132,8 @@ _LIST_GROUPS: Final = "SELECT DISTINCT grp FROM items WHERE stream = ? ORDER BY 
 class StoreStats:
     """Counters kept by the writer thread, for tests and benchmarks."""
 
-    writes: int = 0  # set/delete calls the writer handled, failed ones included
+    writes: int = 0  # set/update/delete calls the writer handled, failed ones included
+    sweeps: int = 0  # expiry sweeps the writer ran (only when something was due)
     transactions: int = 0  # committed write transactions
     batches: int = 0  # times the writer took a batch off the queue
     largest_batch: int = 0
@@ -114,16 +141,47 @@ class StoreStats:
     busy_retries: int = 0  # BEGIN IMMEDIATE retried after busy_timeout ran out
 
 
+@dataclass(slots=True, frozen=True)
+class _UpdateArgs:
+    ops: list[dict[str, Any]]
+    if_version: int | None
+    ttl: float | None
+    default_ttl: float | None
+    validate: ItemValidator | None
+
+
+@dataclass(slots=True, frozen=True)
+class _Swept:
+    deleted: list[Change]
+    next_expiry: float | None  # Unix time
+
+
+_Kind = Literal["set", "delete", "update", "sweep"]
+
+
 @dataclass(slots=True, eq=False)
 class _Write:
-    kind: Literal["set", "delete"]
+    kind: _Kind
     stream: str
     group: str
     id: str
     data: bytes | None
-    future: asyncio.Future[Change | None]
-    result: Change | None = None
-    error: StoreError | None = field(default=None)
+    future: asyncio.Future[Any]
+    ttl: float | None = None  # set: seconds from the commit
+    update: _UpdateArgs | None = None
+    result: Change | Updated | _Swept | None = None
+    error: Exception | None = field(default=None)
+
+    def changes(self) -> list[Change]:
+        """The applied changes to feed, in order."""
+        result = self.result
+        if isinstance(result, Change):
+            return [result]
+        if isinstance(result, Updated):
+            return [result.change]
+        if isinstance(result, _Swept):
+            return result.deleted
+        return []
 
 
 class FileStreamAdapter:
@@ -156,6 +214,7 @@ class FileStreamAdapter:
         self._is_open = False
         self._is_closed = False
         self._close_task: asyncio.Future[None] | None = None
+        self._sweeper: ExpirySweeper | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -178,6 +237,14 @@ class FileStreamAdapter:
         )
         self._writer_thread.start()
         self._is_open = True
+        # What expired while the store was closed is gone before open returns.
+        try:
+            await self._sweep()
+        except BaseException:
+            await self.close()
+            raise
+        self._sweeper = ExpirySweeper(self._sweep, name="surge-file-expiry")
+        self._sweeper.start()
 
     async def close(self) -> None:
         """Apply every queued write, stop the writer thread and close the database; idempotent."""
@@ -188,6 +255,8 @@ class FileStreamAdapter:
         await asyncio.shield(self._close_task)
 
     async def _shutdown(self) -> None:
+        if self._sweeper is not None:
+            await self._sweeper.stop()
         if self._writer_thread is not None:
             self._queue.put(None)
             # The thread's last call_soon_threadsafe precedes join's completion callback, so
@@ -241,6 +310,12 @@ class FileStreamAdapter:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            version = 1
+        if version == 1:
+            for statement in _MIGRATE_2.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        if version < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version > SCHEMA_VERSION:
             raise StoreError(
@@ -262,30 +337,89 @@ class FileStreamAdapter:
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def set(self, stream: str, group: str, id: str, item: dict[str, Any]) -> Change:
-        """Create or replace the item; returns once the change is committed and fed."""
+    async def set(
+        self, stream: str, group: str, id: str, item: dict[str, Any], *, ttl: float | None = None
+    ) -> Change:
+        """Create or replace the item (expiring ``ttl`` s after the commit, or never).
+
+        Returns once the change is committed and fed.
+        """
         self._check_open()
         _check_keys(stream, group, id)
-        change = await self._submit("set", stream, group, id, _encode(id, item))
-        if change is None:  # the writer always returns a change for a set
+        change = await self._submit("set", stream, group, id, _encode(id, item), ttl=ttl)
+        if not isinstance(change, Change):  # the writer always returns a change for a set
             raise StoreError("set produced no change")
+        self._notify_expiry(ttl)
         return change
+
+    async def update(
+        self,
+        stream: str,
+        group: str,
+        id: str,
+        ops: list[dict[str, Any]],
+        *,
+        if_version: int | None = None,
+        ttl: float | None = None,
+        default_ttl: float | None = None,
+        validate: ItemValidator | None = None,
+    ) -> Updated:
+        """Apply ``ops`` to the item in the writer's transaction (see ``StreamAdapter.update``)."""
+        self._check_open()
+        _check_keys(stream, group, id)
+        args = _UpdateArgs(check_ops(ops), if_version, ttl, default_ttl, validate)
+        updated = await self._submit("update", stream, group, id, None, update=args)
+        if not isinstance(updated, Updated):
+            raise StoreError("update produced no change")
+        self._notify_expiry(ttl if ttl is not None else default_ttl)
+        return updated
+
+    def _notify_expiry(self, ttl: float | None) -> None:
+        if ttl is not None and self._sweeper is not None:
+            self._sweeper.notify(ttl)
+
+    async def _sweep(self) -> float | None:
+        """Delete the due rows (fed as ``delete``); return seconds until the next expiry."""
+        # Look first, on a reader: an idle store takes no write lock.
+        next_expiry = await self._read(self._next_expiry_sync)
+        if next_expiry is None:
+            return None
+        if next_expiry > time.time():
+            return next_expiry - time.time()
+        swept = await self._submit("sweep", "", "", "", None)
+        if not isinstance(swept, _Swept):
+            raise StoreError("sweep produced no result")
+        if len(swept.deleted) >= SWEEP_BATCH:
+            return 0.0  # more may be due
+        if swept.next_expiry is None:
+            return None
+        return swept.next_expiry - time.time()
 
     async def delete(self, stream: str, group: str, id: str) -> Change | None:
         """Remove the item; returns the ``delete`` change, or None when there was no such item."""
         self._check_open()
         _check_keys(stream, group, id)
-        return await self._submit("delete", stream, group, id, None)
+        change = await self._submit("delete", stream, group, id, None)
+        return change if isinstance(change, Change) else None
 
     async def _submit(
-        self, kind: Literal["set", "delete"], stream: str, group: str, id: str, data: bytes | None
-    ) -> Change | None:
+        self,
+        kind: _Kind,
+        stream: str,
+        group: str,
+        id: str,
+        data: bytes | None,
+        *,
+        ttl: float | None = None,
+        update: _UpdateArgs | None = None,
+    ) -> Change | Updated | _Swept | None:
         loop = self._loop
         if loop is None:
             raise StoreError("store is not open")
-        future: asyncio.Future[Change | None] = loop.create_future()
-        self._queue.put(_Write(kind, stream, group, id, data, future))
-        return await future
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Write(kind, stream, group, id, data, future, ttl, update))
+        result: Change | Updated | _Swept | None = await future
+        return result
 
     def _writer_main(self) -> None:
         is_stopping = False
@@ -317,7 +451,9 @@ class FileStreamAdapter:
     def _apply(self, batch: list[_Write]) -> None:
         stats = self.stats
         stats.batches += 1
-        stats.writes += len(batch)
+        sweeps = sum(1 for w in batch if w.kind == "sweep")
+        stats.writes += len(batch) - sweeps
+        stats.sweeps += sweeps
         stats.largest_batch = max(stats.largest_batch, len(batch))
         try:
             self._transaction(batch)
@@ -342,22 +478,33 @@ class FileStreamAdapter:
         self._begin_immediate(conn)
         try:
             first_seq = seq = conn.execute(_READ_SEQ).fetchone()[0]
-            results: list[Change | None] = []
+            now = time.time()
+            results: list[tuple[Change | Updated | _Swept | None, Exception | None]] = []
             for w in writes:
-                if w.data is not None:
+                if w.kind == "set" and w.data is not None:
                     seq += 1
-                    (created,) = conn.execute(
-                        _UPSERT, (w.stream, w.group, w.id, w.data, seq, seq)
-                    ).fetchone()
-                    kind: Literal["create", "update"] = "create" if created == seq else "update"
-                    results.append(Change(kind, w.stream, w.group, w.id, _decode(w.data), seq))
-                    continue
-                row = conn.execute(_DELETE, (w.stream, w.group, w.id)).fetchone()
-                if row is None:
-                    results.append(None)
-                    continue
-                seq += 1
-                results.append(Change("delete", w.stream, w.group, w.id, _decode(row[0]), seq))
+                    expires_at = None if w.ttl is None else now + w.ttl
+                    change = self._upsert(conn, w.stream, w.group, w.id, w.data, seq, expires_at)
+                    results.append((change, None))
+                elif w.kind == "update" and w.update is not None:
+                    try:
+                        results.append((self._update_row(conn, w, w.update, seq + 1, now), None))
+                    except Exception as exc:  # this update fails alone; nothing was written
+                        results.append((None, exc))
+                    else:
+                        seq += 1
+                elif w.kind == "sweep":
+                    swept = self._sweep_rows(conn, seq, now)
+                    seq += len(swept.deleted)
+                    results.append((swept, None))
+                else:
+                    row = conn.execute(_DELETE, (w.stream, w.group, w.id)).fetchone()
+                    if row is None:
+                        results.append((None, None))
+                        continue
+                    seq += 1
+                    deleted = Change("delete", w.stream, w.group, w.id, _decode(row[0]), seq)
+                    results.append((deleted, None))
             if seq != first_seq:
                 conn.execute(_WRITE_SEQ, (seq,))
             conn.execute("COMMIT")
@@ -366,8 +513,54 @@ class FileStreamAdapter:
                 conn.execute("ROLLBACK")
             raise
         self.stats.transactions += 1
-        for w, result in zip(writes, results, strict=True):
-            w.result, w.error = result, None
+        for w, (result, error) in zip(writes, results, strict=True):
+            w.result, w.error = result, error
+
+    @staticmethod
+    def _upsert(
+        conn: sqlite3.Connection,
+        stream: str,
+        group: str,
+        id: str,
+        data: bytes,
+        seq: int,
+        expires_at: float | None,
+    ) -> Change:
+        (created,) = conn.execute(
+            _UPSERT, (stream, group, id, data, seq, seq, expires_at)
+        ).fetchone()
+        kind: Literal["create", "update"] = "create" if created == seq else "update"
+        return Change(kind, stream, group, id, _decode(data), seq)
+
+    def _update_row(
+        self, conn: sqlite3.Connection, w: _Write, args: _UpdateArgs, seq: int, now: float
+    ) -> Updated:
+        """Read-modify-write of one row inside the open write transaction."""
+        row = conn.execute(_GET_ROW, (w.stream, w.group, w.id)).fetchone()
+        check_if_version(args.if_version, None if row is None else int(row[1]))
+        old = None if row is None else _decode(row[0])
+        new = apply_ops(None if row is None else _decode(row[0]), args.ops, w.id)
+        if args.validate is not None:
+            new = args.validate(new, row is None)
+        data = _encode(w.id, new)
+        ttl = args.ttl if args.ttl is not None or row is not None else args.default_ttl
+        if ttl is not None:
+            expires_at: float | None = now + ttl
+        else:
+            expires_at = None if row is None else row[2]  # keep the item's expiry
+        change = self._upsert(conn, w.stream, w.group, w.id, data, seq, expires_at)
+        return Updated(old, change)
+
+    @staticmethod
+    def _sweep_rows(conn: sqlite3.Connection, seq: int, now: float) -> _Swept:
+        """Delete up to ``SWEEP_BATCH`` due rows inside the open write transaction."""
+        deleted: list[Change] = []
+        for stream, group, id, data in conn.execute(_DUE, (now, SWEEP_BATCH)).fetchall():
+            conn.execute(_DELETE, (stream, group, id)).fetchone()
+            seq += 1
+            deleted.append(Change("delete", stream, group, id, _decode(data), seq))
+        (next_expiry,) = conn.execute(_NEXT_EXPIRY).fetchone()
+        return _Swept(deleted, None if next_expiry is None else float(next_expiry))
 
     def _post(self, batch: list[_Write]) -> None:
         loop = self._loop
@@ -383,8 +576,8 @@ class FileStreamAdapter:
         sink = self._sink
         if sink is not None:
             for w in batch:
-                if w.result is not None:
-                    _deliver(sink, w.result)
+                for change in w.changes():
+                    _deliver(sink, change)
         for w in batch:
             if w.future.done():  # the caller was cancelled; the write still happened
                 continue
@@ -450,6 +643,13 @@ class FileStreamAdapter:
         except sqlite3.Error as exc:
             raise _store_error(exc, "snapshot") from exc
         return GroupSnapshot([_decode(data) for (data,) in rows], seq)
+
+    def _next_expiry_sync(self) -> float | None:
+        try:
+            (next_expiry,) = self._reader().execute(_NEXT_EXPIRY).fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(exc, "next expiry") from exc
+        return None if next_expiry is None else float(next_expiry)
 
     def _list_groups_sync(self, stream: str) -> list[str]:
         try:

@@ -6,11 +6,20 @@ reject exactly the items the file store does. Each group is a ``dict`` whose ins
 creation order (assigning an existing key keeps its position; delete then set appends).
 
 Writes never ``await``, so a write is atomic per key and the sink runs before the writer resumes.
+``update`` reads, applies the ops, validates and writes in one such step. An item's version is the
+store-wide ``seq`` of its last change.
+
+TTL: each entry keeps its expiry (monotonic clock); a heap of (expiry, key) feeds one
+``ExpirySweeper`` task (started by the first write with a TTL), which deletes due items. Heap
+entries made stale by a later write are skipped when they come up.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from surge.errors import StoreError
@@ -21,6 +30,8 @@ from surge.streams.feed import (
     FeedSink,
     GroupSnapshot,
 )
+from surge.streams.ops import ItemValidator, Updated, apply_ops, check_if_version, check_ops
+from surge.streams.stores._expiry import ExpirySweeper
 from surge.streams.stores._items import check_keys as _check_keys
 from surge.streams.stores._items import decode_item as _decode
 from surge.streams.stores._items import deliver as _deliver
@@ -31,46 +42,124 @@ __all__ = ["MemoryStreamAdapter"]
 logger = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class _Entry:
+    data: bytes
+    version: int
+    expires_at: float | None  # time.monotonic()
+
+
 class MemoryStreamAdapter:
     """A non-durable ``StreamAdapter`` holding every item in process memory."""
 
     is_distributed = False  # Changes reach this process's sink only.
 
     def __init__(self) -> None:
-        self._groups: dict[tuple[str, str], dict[str, bytes]] = {}
+        self._groups: dict[tuple[str, str], dict[str, _Entry]] = {}
         self._seq = 0
         self._sink: FeedSink | None = None
         self._is_closed = False
+        self._expiries: list[tuple[float, str, str, str]] = []  # heap of (expires_at, key)
+        self._sweeper: ExpirySweeper | None = None
 
     async def open(self, sink: FeedSink) -> None:
-        """Start delivering feed messages to ``sink``."""
+        """Start delivering feed messages to ``sink`` (the sweeper starts with the first TTL)."""
         if self._is_closed:
             raise StoreError("store is closed")
         self._sink = sink
 
     async def close(self) -> None:
-        """Stop accepting calls; idempotent. The data is dropped with the object."""
+        """Stop accepting calls and the sweeper; idempotent. The data is dropped with the object."""
         self._is_closed = True
+        if self._sweeper is not None:
+            await self._sweeper.stop()
 
     async def get(self, stream: str, group: str, id: str) -> dict[str, Any] | None:
         """Return a copy of the item or None."""
         self._check_open()
         _check_keys(stream, group, id)
-        data = self._groups.get((stream, group), {}).get(id)
-        return None if data is None else _decode(data)
+        entry = self._groups.get((stream, group), {}).get(id)
+        return None if entry is None else _decode(entry.data)
 
-    async def set(self, stream: str, group: str, id: str, item: dict[str, Any]) -> Change:
-        """Create or replace the item; the stored item carries ``"id": id``."""
+    async def set(
+        self, stream: str, group: str, id: str, item: dict[str, Any], *, ttl: float | None = None
+    ) -> Change:
+        """Create or replace the item (expiring ``ttl`` seconds from now, or never)."""
         sink = self._check_open()
         _check_keys(stream, group, id)
-        data = _encode(id, item)
+        return self._write(sink, stream, group, id, _encode(id, item), ttl)
+
+    async def update(
+        self,
+        stream: str,
+        group: str,
+        id: str,
+        ops: list[dict[str, Any]],
+        *,
+        if_version: int | None = None,
+        ttl: float | None = None,
+        default_ttl: float | None = None,
+        validate: ItemValidator | None = None,
+    ) -> Updated:
+        """Apply ``ops`` to the item atomically (see ``StreamAdapter.update``)."""
+        sink = self._check_open()
+        _check_keys(stream, group, id)
+        ops = check_ops(ops)
+        entry = self._groups.get((stream, group), {}).get(id)
+        check_if_version(if_version, None if entry is None else entry.version)
+        old = None if entry is None else _decode(entry.data)
+        new = apply_ops(None if entry is None else _decode(entry.data), ops, id)
+        if validate is not None:
+            new = validate(new, entry is None)
+        data = _encode(id, new)
+        if ttl is None and entry is None:
+            ttl = default_ttl
+        expires_at = None if entry is None else entry.expires_at
+        change = self._write(sink, stream, group, id, data, ttl, keep=ttl is None, at=expires_at)
+        return Updated(old, change)
+
+    def _write(
+        self,
+        sink: FeedSink,
+        stream: str,
+        group: str,
+        id: str,
+        data: bytes,
+        ttl: float | None,
+        *,
+        keep: bool = False,
+        at: float | None = None,
+    ) -> Change:
         items = self._groups.setdefault((stream, group), {})
         kind: ChangeKind = "update" if id in items else "create"
-        items[id] = data
         self._seq += 1
+        expires_at = at if keep else None if ttl is None else time.monotonic() + ttl
+        items[id] = _Entry(data, self._seq, expires_at)
+        if expires_at is not None and not keep:
+            heapq.heappush(self._expiries, (expires_at, stream, group, id))
+            if self._sweeper is None:
+                self._sweeper = ExpirySweeper(self._sweep, name="surge-memory-expiry")
+                self._sweeper.start()
+            elif ttl is not None:
+                self._sweeper.notify(ttl)
         change = Change(kind, stream, group, id, _decode(data), self._seq)
         _deliver(sink, change)
         return change
+
+    async def _sweep(self) -> float | None:
+        """Delete every due item; return the seconds until the next expiry (None: none)."""
+        now = time.monotonic()
+        heap = self._expiries
+        while heap and heap[0][0] <= now:
+            expires_at, stream, group, id = heapq.heappop(heap)
+            entry = self._groups.get((stream, group), {}).get(id)
+            if entry is None or entry.expires_at != expires_at:
+                continue  # deleted, or rewritten with another expiry since
+            sink = self._sink
+            if sink is None or self._is_closed:
+                return None
+            self._remove(sink, stream, group, id)
+        return heap[0][0] - now if heap else None
 
     async def delete(self, stream: str, group: str, id: str) -> Change | None:
         """Remove the item; returns the ``delete`` change or None when it did not exist."""
@@ -79,12 +168,16 @@ class MemoryStreamAdapter:
         items = self._groups.get((stream, group))
         if items is None or id not in items:
             return None
-        data = items.pop(id)
+        return self._remove(sink, stream, group, id)
+
+    def _remove(self, sink: FeedSink, stream: str, group: str, id: str) -> Change:
+        items = self._groups[(stream, group)]
+        entry = items.pop(id)
         if not items:
             # list_groups only reports groups with items; dropping the empty dict keeps it O(1).
             del self._groups[(stream, group)]
         self._seq += 1
-        change = Change("delete", stream, group, id, _decode(data), self._seq)
+        change = Change("delete", stream, group, id, _decode(entry.data), self._seq)
         _deliver(sink, change)
         return change
 
@@ -93,14 +186,14 @@ class MemoryStreamAdapter:
         self._check_open()
         _check_keys(stream, group, None)
         items = self._groups.get((stream, group), {})
-        return GroupSnapshot([_decode(data) for data in items.values()], self._seq)
+        return GroupSnapshot([_decode(entry.data) for entry in items.values()], self._seq)
 
     async def get_item_snapshot(self, stream: str, group: str, id: str) -> GroupSnapshot:
         """Return ``[item]`` or ``[]`` with the current ``seq``."""
         self._check_open()
         _check_keys(stream, group, id)
-        data = self._groups.get((stream, group), {}).get(id)
-        return GroupSnapshot([] if data is None else [_decode(data)], self._seq)
+        entry = self._groups.get((stream, group), {}).get(id)
+        return GroupSnapshot([] if entry is None else [_decode(entry.data)], self._seq)
 
     async def list_groups(self, stream: str) -> list[str]:
         """Return the sorted ids of the groups of ``stream`` holding at least one item."""

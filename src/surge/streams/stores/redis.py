@@ -5,12 +5,15 @@ Key layout (``<prefix>`` defaults to ``surge``), per (stream, group)::
     <prefix>:{<stream>|<group>}:items   HASH    id -> item JSON (orjson bytes, with "id")
     <prefix>:{<stream>|<group>}:order   ZSET    id -> the group's seq when the item was created
     <prefix>:{<stream>|<group>}:seq     STRING  the group's change counter (INCR)
+    <prefix>:{<stream>|<group>}:ver     HASH    id -> the item's version (seq of its last change)
+    <prefix>:expiry                     ZSET    ["<tag>", id, head] -> expiry (Redis ms), TTL only
     <prefix>:feed                       channel every change and ephemeral event, as JSON
     <prefix>:feed:barrier:<instance>    channel private to one adapter (see "Snapshots")
 
-- The braces are a Redis Cluster hash tag: a group's three keys live in one slot, so every Lua
-  script touches one slot only. ``seq`` is therefore per (stream, group), which is what the
-  contract orders by; a store-wide counter would put every write of every group on one key.
+- The braces are a Redis Cluster hash tag: a group's keys live in one slot, so every Lua
+  script touches one slot only (except for ``<prefix>:expiry``, see "TTL"). ``seq`` is therefore
+  per (stream, group), which is what the contract orders by; a store-wide counter would put
+  every write of every group on one key.
 - Stream and group names are percent-encoded for ``%``, ``|``, ``{``, ``}``, ``:`` and the glob
   characters ``*?[]\\``: ``|`` then separates them unambiguously (stream ``a|b`` group ``c`` and
   stream ``a`` group ``b|c`` are different keys), the hash tag always ends at our ``}``, and a
@@ -24,6 +27,22 @@ Writes are Lua scripts, so each is atomic: ``set`` decides create-vs-update with
 the item, keeps the creation position (``ZADD NX``; a delete then a set goes last), bumps the
 group's seq and PUBLISHes the change, all in one step: two instances racing on a new key get
 exactly one ``create``. ``delete`` publishes nothing when the item does not exist.
+
+Updates (``update(ops)``) are optimistic read + compare-and-set: one script reads the item and
+its version, the ops are applied and the result validated *in Python* (the same code as every
+store, so no cjson number or empty-array ambiguity, and the stream's pydantic schema can check
+the result), then a second script writes only if the item's existence and version are still
+what was read, bumping the version, all in the same step as ``set``. A lost race re-reads and
+retries (with a little jittered backoff, up to ``CAS_ATTEMPTS``), so the update is atomic across
+every instance and process: concurrent increments all count, concurrent appends all land.
+
+TTL: ``<prefix>:expiry`` scores each expiring item by its expiry time, taken from Redis's own
+clock (``TIME`` in the script: instances' clocks do not matter). Every adapter runs one
+``ExpirySweeper`` task whose script pops the due members and deletes their items (publishing one
+``delete`` each) in one atomic step, so exactly one instance deletes each expired item and every
+instance feeds its delete once. Writes keep the index exact (``set`` without ``ttl`` and ``delete``
+remove the member). This key is shared by all groups: with TTL in use the layout is no longer
+single-slot per script (fine on one server or a proxy that does not split scripts).
 
 Feed payload (one JSON object per message on ``<prefix>:feed``)::
 
@@ -67,6 +86,7 @@ import asyncio
 import itertools
 import logging
 import os
+import random
 import re
 import uuid
 from collections.abc import Awaitable
@@ -78,6 +98,8 @@ import orjson
 
 from surge.errors import ConfigError, StoreError, ValidationError
 from surge.streams.feed import Change, ChangeKind, EphemeralEvent, FeedSink, GroupSnapshot, Resync
+from surge.streams.ops import ItemValidator, Updated, apply_ops, check_if_version, check_ops
+from surge.streams.stores._expiry import ExpirySweeper
 from surge.streams.stores._items import check_keys as _check_keys
 from surge.streams.stores._items import decode_item as _decode
 from surge.streams.stores._items import deliver as _deliver
@@ -89,6 +111,7 @@ if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
 __all__ = [
+    "CAS_ATTEMPTS",
     "CATCH_UP_TIMEOUT_S",
     "COMMAND_TIMEOUT_S",
     "HEARTBEAT_S",
@@ -109,6 +132,8 @@ HEARTBEAT_S: Final = 5.0  # an idle feed is PINGed this often; silent for 3x thi
 CATCH_UP_TIMEOUT_S: Final = 2.0
 SCAN_COUNT: Final = 1000
 MAX_CONNECTIONS: Final = 64
+CAS_ATTEMPTS: Final = 500  # an update losing this many races in a row fails (retryable)
+SWEEP_BATCH: Final = 500
 
 _ESCAPED: Final = "%|{}:*?[]\\"
 _ESCAPE_TABLE: Final = {ord(c): f"%{ord(c):02X}" for c in _ESCAPED}
@@ -126,23 +151,56 @@ _RETRYABLE_REPLIES: Final = (
     "NOREPLICAS",
 )
 
-# KEYS: items, order, seq. ARGV: id, item JSON, payload head ("stream":..,"group":..,"id":..),
-# feed channel. Returns {kind, seq}.
-_SET: Final = """
-local existed = redis.call('HEXISTS', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-local seq = redis.call('INCR', KEYS[3])
-local kind = 'update'
-if existed == 0 then
-  kind = 'create'
-  redis.call('ZADD', KEYS[2], 'NX', seq, ARGV[1])
+# The write shared by set and the compare-and-set of update. KEYS: items, order, seq, ver,
+# expiry. ARGV: id, item JSON, payload head ("stream":..,"group":..,"id":..), feed channel,
+# ttl ('' none, 'keep', or milliseconds), expiry member. Returns {kind, seq}.
+_WRITE: Final = """
+local function write()
+  local existed = redis.call('HEXISTS', KEYS[1], ARGV[1])
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  local seq = redis.call('INCR', KEYS[3])
+  redis.call('HSET', KEYS[4], ARGV[1], seq)
+  local kind = 'update'
+  if existed == 0 then
+    kind = 'create'
+    redis.call('ZADD', KEYS[2], 'NX', seq, ARGV[1])
+  end
+  if ARGV[5] == '' then
+    redis.call('ZREM', KEYS[5], ARGV[6])
+  elseif ARGV[5] ~= 'keep' then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    redis.call('ZADD', KEYS[5], now + tonumber(ARGV[5]), ARGV[6])
+  end
+  redis.call('PUBLISH', ARGV[4], '{"kind":"' .. kind .. '","seq":' .. string.format('%d', seq)
+    .. ',' .. ARGV[3] .. ',"item":' .. ARGV[2] .. '}')
+  return {kind, seq}
 end
-redis.call('PUBLISH', ARGV[4], '{"kind":"' .. kind .. '","seq":' .. string.format('%d', seq)
-  .. ',' .. ARGV[3] .. ',"item":' .. ARGV[2] .. '}')
-return {kind, seq}
 """
 
-# KEYS: items, order, seq. ARGV: id, payload head, feed channel. Returns {item JSON, seq} or nil.
+_SET: Final = _WRITE + "return write()\n"
+
+# As _SET, after checking ARGV[7] (expected existence, '1' or '0') and ARGV[8] (expected version).
+# Returns false when either changed since the read (the caller re-reads and retries).
+_CAS: Final = (
+    _WRITE
+    + """
+local exists = redis.call('HEXISTS', KEYS[1], ARGV[1])
+local ver = redis.call('HGET', KEYS[4], ARGV[1]) or '0'
+if tostring(exists) ~= ARGV[7] or ver ~= ARGV[8] then
+  return false
+end
+return write()
+"""
+)
+
+# KEYS: items, ver. ARGV: id. Returns {item JSON or nil, version or nil}.
+_READ_VERSIONED: Final = """
+return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], ARGV[1])}
+"""
+
+# KEYS: items, order, seq, ver, expiry. ARGV: id, payload head, feed channel, expiry member.
+# Returns {item JSON, seq} or nil.
 _DELETE: Final = """
 local item = redis.call('HGET', KEYS[1], ARGV[1])
 if not item then
@@ -150,10 +208,40 @@ if not item then
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[4])
 local seq = redis.call('INCR', KEYS[3])
 redis.call('PUBLISH', ARGV[3], '{"kind":"delete","seq":' .. string.format('%d', seq)
   .. ',' .. ARGV[2] .. ',"item":' .. item .. '}')
 return {item, seq}
+"""
+
+# KEYS: expiry. ARGV: batch size, feed channel. Pops the due members and deletes their items as
+# _DELETE does, atomically: one instance deletes each. Members are JSON [tag, id, head], written
+# by this adapter. Returns {deleted count, Redis now (ms), next expiry (ms) or nil}.
+_SWEEP: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
+  local ok, m = pcall(cjson.decode, member)
+  if ok and type(m) == 'table' and type(m[1]) == 'string' and type(m[2]) == 'string'
+      and type(m[3]) == 'string' then
+    local items = m[1] .. ':items'
+    local item = redis.call('HGET', items, m[2])
+    if item then
+      redis.call('HDEL', items, m[2])
+      redis.call('ZREM', m[1] .. ':order', m[2])
+      redis.call('HDEL', m[1] .. ':ver', m[2])
+      local seq = redis.call('INCR', m[1] .. ':seq')
+      redis.call('PUBLISH', ARGV[2], '{"kind":"delete","seq":' .. string.format('%d', seq)
+        .. ',' .. m[3] .. ',"item":' .. item .. '}')
+    end
+  end
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {#due, now, nxt[2] or false}
 """
 
 # KEYS: items, order, seq. Returns {seq, {item JSON...}} in creation order. HMGET goes in chunks:
@@ -228,6 +316,11 @@ def _head(stream: str, group: str, id: str) -> bytes:
     )
 
 
+def _ttl_arg(ttl: float | None) -> str:
+    """The script's ttl argument: '' for none, else whole milliseconds (at least 1)."""
+    return "" if ttl is None else str(max(1, round(ttl * 1000)))
+
+
 def _decode_feed(data: bytes) -> Change | EphemeralEvent:
     """Parse one feed payload; raises ValueError when it is not one of ours."""
     message = orjson.loads(data)
@@ -256,6 +349,9 @@ class RedisStreamAdapter:
 
     # Registered by open().
     _set_script: AsyncScript
+    _cas_script: AsyncScript
+    _read_versioned_script: AsyncScript
+    _sweep_script: AsyncScript
     _delete_script: AsyncScript
     _group_script: AsyncScript
     _item_script: AsyncScript
@@ -295,6 +391,9 @@ class RedisStreamAdapter:
         """The server, for messages: the URL without credentials."""
         self.feed_channel = f"{prefix}:feed"
         """The pub/sub channel carrying every change and ephemeral event."""
+        self.expiry_key = f"{prefix}:expiry"
+        """The ZSET of expiring items, scored by their expiry time (Redis clock, ms)."""
+        self._sweeper: ExpirySweeper | None = None
         self._barrier_channel = f"{prefix}:feed:barrier:{uuid.uuid4().hex}"
         self._barrier_channel_bytes = self._barrier_channel.encode()
         self._client: Redis | None = None
@@ -311,6 +410,17 @@ class RedisStreamAdapter:
         """The ``items``, ``order`` and ``seq`` keys of a group (one hash tag, one slot)."""
         tag = f"{self.prefix}:{{{_escape(stream)}|{_escape(group)}}}"
         return f"{tag}:items", f"{tag}:order", f"{tag}:seq"
+
+    def version_key(self, stream: str, group: str) -> str:
+        """The ``ver`` HASH of a group: id -> the item's version (same hash tag)."""
+        return f"{self.prefix}:{{{_escape(stream)}|{_escape(group)}}}:ver"
+
+    def _write_keys(self, stream: str, group: str) -> list[str]:
+        return [*self.group_keys(stream, group), self.version_key(stream, group), self.expiry_key]
+
+    def _expiry_member(self, stream: str, group: str, id: str, head: bytes) -> bytes:
+        tag = f"{self.prefix}:{{{_escape(stream)}|{_escape(group)}}}"
+        return orjson.dumps([tag, id, head.decode()])
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -364,6 +474,9 @@ class RedisStreamAdapter:
                     f"cannot reach Redis at {self.where}: {exc}", retryable=True
                 ) from exc
             self._set_script = client.register_script(_SET)
+            self._cas_script = client.register_script(_CAS)
+            self._read_versioned_script = client.register_script(_READ_VERSIONED)
+            self._sweep_script = client.register_script(_SWEEP)
             self._delete_script = client.register_script(_DELETE)
             self._group_script = client.register_script(_GET_GROUP)
             self._item_script = client.register_script(_GET_ITEM_SNAPSHOT)
@@ -376,6 +489,11 @@ class RedisStreamAdapter:
                     f"Redis at {self.where} did not confirm the feed subscription",
                     retryable=True,
                 ) from exc
+            # What expired while no instance ran is gone before open returns (the deletes reach
+            # every instance through the feed); then the sweeper takes over.
+            await self._sweep()
+            self._sweeper = ExpirySweeper(self._sweep, name="surge-redis-expiry")
+            self._sweeper.start()
         except BaseException:
             await self.close()
             raise
@@ -389,6 +507,8 @@ class RedisStreamAdapter:
         await asyncio.shield(self._close_task)
 
     async def _shutdown(self) -> None:
+        if self._sweeper is not None:
+            await self._sweeper.stop()
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
@@ -400,24 +520,121 @@ class RedisStreamAdapter:
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def set(self, stream: str, group: str, id: str, item: dict[str, Any]) -> Change:
-        """Create or replace the item atomically; returns once Redis applied and published it."""
+    async def set(
+        self, stream: str, group: str, id: str, item: dict[str, Any], *, ttl: float | None = None
+    ) -> Change:
+        """Create or replace the item atomically; returns once Redis applied and published it.
+
+        ``ttl``: seconds until it expires (Redis's clock); None clears any expiry.
+        """
         self._check_open()
         _check_keys(stream, group, id)
         data = _encode(id, item)
-        args: list[bytes | str] = [id, data, _head(stream, group, id), self.feed_channel]
-        reply = await self._call("set", self._set_script(self.group_keys(stream, group), args))
-        if not isinstance(reply, list) or len(reply) != 2:
+        head = _head(stream, group, id)
+        args: list[bytes | str] = [
+            id,
+            data,
+            head,
+            self.feed_channel,
+            _ttl_arg(ttl),
+            self._expiry_member(stream, group, id, head),
+        ]
+        reply = await self._call("set", self._set_script(self._write_keys(stream, group), args))
+        change = self._change_from(reply, stream, group, id, data)
+        if change is None:
             raise StoreError(f"set: unexpected reply from Redis: {reply!r}")
+        self._notify_expiry(ttl)
+        return change
+
+    async def update(
+        self,
+        stream: str,
+        group: str,
+        id: str,
+        ops: list[dict[str, Any]],
+        *,
+        if_version: int | None = None,
+        ttl: float | None = None,
+        default_ttl: float | None = None,
+        validate: ItemValidator | None = None,
+    ) -> Updated:
+        """Apply ``ops`` by read + compare-and-set, retried on a lost race (see the module doc)."""
+        self._check_open()
+        _check_keys(stream, group, id)
+        ops = check_ops(ops)
+        keys = self._write_keys(stream, group)
+        head = _head(stream, group, id)
+        member = self._expiry_member(stream, group, id, head)
+        read_keys = [keys[0], keys[3]]
+        for attempt in range(CAS_ATTEMPTS):
+            if attempt > 2:  # contended: spread the retries out
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+            reply = await self._call("update", self._read_versioned_script(read_keys, [id]))
+            if not isinstance(reply, list) or len(reply) != 2:
+                raise StoreError(f"update: unexpected reply from Redis: {reply!r}")
+            raw, raw_version = reply
+            version = None if raw is None else int(raw_version or 0)
+            check_if_version(if_version, version)
+            old = None if raw is None else _decode(raw)
+            new = apply_ops(None if raw is None else _decode(raw), ops, id)
+            if validate is not None:
+                new = validate(new, raw is None)
+            data = _encode(id, new)
+            if ttl is not None:
+                ttl_arg = _ttl_arg(ttl)
+            elif raw is not None:
+                ttl_arg = "keep"
+            else:
+                ttl_arg = _ttl_arg(default_ttl)
+            args: list[bytes | str] = [
+                *(id, data, head, self.feed_channel, ttl_arg, member),
+                *("0" if raw is None else "1", "0" if raw is None else str(version)),
+            ]
+            reply = await self._call("update", self._cas_script(keys, args))
+            if reply is None:
+                continue  # another write got in between: read again
+            change = self._change_from(reply, stream, group, id, data)
+            if change is None:
+                raise StoreError(f"update: unexpected reply from Redis: {reply!r}")
+            self._notify_expiry(ttl if ttl is not None else default_ttl if raw is None else None)
+            return Updated(old, change)
+        raise StoreError(
+            f"update of {id!r} lost {CAS_ATTEMPTS} races to other writers in a row", retryable=True
+        )
+
+    @staticmethod
+    def _change_from(reply: Any, stream: str, group: str, id: str, data: bytes) -> Change | None:
+        if not isinstance(reply, list) or len(reply) != 2:
+            return None
         kind: ChangeKind = "create" if reply[0] == b"create" else "update"
         return Change(kind, stream, group, id, _decode(data), int(reply[1]))
+
+    def _notify_expiry(self, ttl: float | None) -> None:
+        if ttl is not None and self._sweeper is not None:
+            self._sweeper.notify(ttl)
+
+    async def _sweep(self) -> float | None:
+        """Delete due items (one script, atomic); return seconds until the next expiry."""
+        self._check_open()
+        args: list[bytes | str | int] = [SWEEP_BATCH, self.feed_channel]
+        reply = await self._call("sweep", self._sweep_script([self.expiry_key], args))
+        if not isinstance(reply, list) or len(reply) != 3:
+            raise StoreError(f"sweep: unexpected reply from Redis: {reply!r}")
+        deleted, now_ms, next_ms = reply
+        if int(deleted) >= SWEEP_BATCH:
+            return 0.0
+        if next_ms is None:
+            return None
+        return max(0.0, (float(next_ms) - int(now_ms)) / 1000)
 
     async def delete(self, stream: str, group: str, id: str) -> Change | None:
         """Remove the item; returns the ``delete`` change, or None (nothing published)."""
         self._check_open()
         _check_keys(stream, group, id)
-        args: list[bytes | str] = [id, _head(stream, group, id), self.feed_channel]
-        keys = self.group_keys(stream, group)
+        head = _head(stream, group, id)
+        member = self._expiry_member(stream, group, id, head)
+        args: list[bytes | str] = [id, head, self.feed_channel, member]
+        keys = self._write_keys(stream, group)
         reply = await self._call("delete", self._delete_script(keys, args))
         if reply is None:
             return None

@@ -1,0 +1,266 @@
+"""Update operations: what ``stream.update(group, id, ops)`` applies to one item, atomically.
+
+Each op is a dict, as in Motia 1.0 / iii::
+
+    {"type": "set", "path": "a.b", "value": v}          # "" replaces the whole item (an object)
+    {"type": "merge", "path": "", "value": {...}}       # shallow merge into an object ("" = item)
+    {"type": "increment", "path": "n", "by": 1}         # a missing number counts as 0
+    {"type": "decrement", "path": "n", "by": 1}
+    {"type": "append", "path": "content", "value": "x"} # string concatenation, or list append
+    {"type": "remove", "path": "x"}                     # a missing path is a no-op
+
+A path is object keys joined by ``.`` (``""`` is the item itself). Missing objects on the way
+are created (``set`` of ``a.b`` on ``{}`` gives ``{"a": {"b": v}}``); walking through a value that
+is not an object is an error. Ops apply in order to a copy; any failure leaves the item
+unchanged and raises ``ValidationError`` whose ``loc`` is ``["ops", index, ...]``. The key wins
+over any ``"id"`` the ops write, as with ``set``.
+
+Every store applies ops with this module (in Python, inside its atomic section): the same ops give
+the same item on memory, file and Redis, JSON numbers included.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+from surge.errors import ConflictError, ValidationError
+from surge.streams.feed import Change
+
+__all__ = [
+    "MAX_OPS",
+    "OP_TYPES",
+    "ItemValidator",
+    "UpdateOp",
+    "UpdateResult",
+    "Updated",
+    "apply_ops",
+    "check_if_version",
+    "check_ops",
+    "check_ttl",
+    "check_version_arg",
+]
+
+V = TypeVar("V")
+
+UpdateOp = Mapping[str, Any]
+"""One operation: ``{"type": ..., "path": ..., ...}``."""
+
+ItemValidator = Callable[[dict[str, Any], bool], dict[str, Any]]
+"""Given the updated item (with ``"id"``) and whether the update creates it, return the JSON
+object to store or raise ``ValidationError``. Stores call it inside their atomic section (the
+file store: on its writer thread), so it must be quick and must not do I/O."""
+
+OP_TYPES: Final = frozenset({"set", "merge", "increment", "decrement", "append", "remove"})
+MAX_OPS: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Updated:
+    """What an adapter's ``update`` applied: the item before (None: it was created) and the change.
+
+    ``change.seq`` is the item's new version.
+    """
+
+    old: dict[str, Any] | None
+    change: Change
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult(Generic[V]):
+    """What ``stream.update`` returns: the value before (None when created) and after, as iii."""
+
+    old_value: V | None
+    new_value: V
+    version: int
+    """The item's version after the update; pass it as ``if_version=`` to a later update."""
+
+
+def _problem(index: int, field: str, msg: str, kind: str = "value_error") -> ValidationError:
+    return ValidationError(
+        f"ops[{index}]: {msg}", [{"loc": ["ops", index, field], "msg": msg, "type": kind}]
+    )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _split(path: object, index: int, *, allow_root: bool) -> list[str]:
+    if not isinstance(path, str):
+        raise _problem(index, "path", "path must be a string", "string_type")
+    if path == "":
+        if not allow_root:
+            raise _problem(index, "path", "path must name a field (not the item itself)")
+        return []
+    parts = path.split(".")
+    if any(part == "" for part in parts):
+        raise _problem(index, "path", f"path {path!r} has an empty segment")
+    return parts
+
+
+def check_ops(ops: object) -> list[dict[str, Any]]:
+    """Check the shape of ``ops`` (before any I/O); return them as a list of plain dicts.
+
+    Raises:
+        ValidationError: not a non-empty list of known ops; ``loc`` names the op index.
+    """
+    if isinstance(ops, str | bytes) or not isinstance(ops, Sequence):
+        raise ValidationError(
+            "ops must be a list of operations",
+            [{"loc": ["ops"], "msg": "must be a list", "type": "list_type"}],
+        )
+    if not ops or len(ops) > MAX_OPS:
+        raise ValidationError(
+            f"ops must hold 1 to {MAX_OPS} operations, not {len(ops)}",
+            [{"loc": ["ops"], "msg": f"1 to {MAX_OPS} operations", "type": "too_short_or_long"}],
+        )
+    checked: list[dict[str, Any]] = []
+    for index, op in enumerate(ops):
+        if not isinstance(op, Mapping):
+            raise _problem(index, "type", "an operation must be an object", "dict_type")
+        kind = op.get("type")
+        if kind not in OP_TYPES:
+            known = ", ".join(sorted(OP_TYPES))
+            raise _problem(index, "type", f"unknown op type {kind!r} (known: {known})")
+        if "path" not in op:
+            raise _problem(index, "path", "an operation needs a 'path' ('' is the item)", "missing")
+        path = op["path"]
+        _split(path, index, allow_root=kind in ("set", "merge"))
+        if kind in ("set", "merge", "append") and "value" not in op:
+            raise _problem(index, "value", f"a {kind} op needs a 'value'", "missing")
+        if kind == "set" and path == "" and not isinstance(op["value"], Mapping):
+            raise _problem(index, "value", "set of the whole item needs an object", "dict_type")
+        if kind == "merge" and not isinstance(op["value"], Mapping):
+            raise _problem(index, "value", "merge needs an object 'value'", "dict_type")
+        if kind in ("increment", "decrement"):
+            by = op.get("by", 1)
+            if not _is_number(by) or not math.isfinite(by):
+                raise _problem(index, "by", "'by' must be a finite number", "number_type")
+        checked.append(dict(op))
+    return checked
+
+
+def _walk(item: dict[str, Any], parts: list[str], index: int, *, create: bool) -> Any:
+    """The object holding ``parts[-1]``; None when it is missing and ``create`` is false."""
+    node: Any = item
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None and part not in node:
+            if not create:
+                return None
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            at = ".".join(parts[: depth + 1])
+            raise _problem(index, "path", f"{at!r} is not an object", "path_type")
+        node = child
+    return node
+
+
+def apply_ops(item: dict[str, Any] | None, ops: list[dict[str, Any]], id: str) -> dict[str, Any]:
+    """Apply checked ``ops`` to ``item`` (None: a missing item starts as ``{}``); mutates ``item``.
+
+    Callers pass a fresh copy (stores decode one from their bytes). Returns the new item with
+    ``"id": id``.
+
+    Raises:
+        ValidationError: an op does not fit the item (increment of a string, path through a
+            non-object, ...); ``loc`` names the op index.
+    """
+    result: dict[str, Any] = {} if item is None else item
+    for index, op in enumerate(ops):
+        kind = op["type"]
+        parts = _split(op["path"], index, allow_root=True)
+        if not parts:  # the item itself: set or merge of an object
+            value = dict(op["value"])
+            result = value if kind == "set" else {**result, **value}
+            continue
+        node = _walk(result, parts, index, create=kind != "remove")
+        if node is None:
+            continue  # remove of a missing path
+        key = parts[-1]
+        path = op["path"]
+        if kind == "set":
+            node[key] = op["value"]
+        elif kind == "remove":
+            node.pop(key, None)
+        elif kind == "merge":
+            current = node.get(key)
+            if current is None and key not in node:
+                node[key] = dict(op["value"])
+            elif isinstance(current, dict):
+                current.update(op["value"])
+            else:
+                raise _problem(index, "path", f"cannot merge into {path!r}: not an object")
+        elif kind in ("increment", "decrement"):
+            by = op.get("by", 1)
+            current = node.get(key, 0)
+            if not _is_number(current):
+                what = type(current).__name__
+                raise _problem(index, "path", f"cannot {kind} {path!r}: it is a {what}")
+            node[key] = current + by if kind == "increment" else current - by
+        else:  # append
+            value = op["value"]
+            current = node.get(key)
+            if current is None and key not in node:
+                node[key] = value if isinstance(value, str) else [value]
+            elif isinstance(current, str):
+                if not isinstance(value, str):
+                    raise _problem(index, "value", f"append to string {path!r} needs a string")
+                node[key] = current + value
+            elif isinstance(current, list):
+                current.append(value)
+            else:
+                what = type(current).__name__
+                raise _problem(index, "path", f"cannot append to {path!r}: it is a {what}")
+    result["id"] = id
+    return result
+
+
+def check_if_version(if_version: int | None, current: int | None) -> None:
+    """Raise ``ConflictError`` unless the item's ``current`` version (None: absent) matches.
+
+    ``if_version=0`` means "only if the item does not exist".
+    """
+    if if_version is None:
+        return
+    if if_version == 0 and current is None:
+        return
+    if current is None or current != if_version:
+        raise ConflictError(
+            f"version conflict: expected {if_version}, the item is at "
+            + ("no version (absent)" if current is None else str(current)),
+            expected=if_version,
+            actual=current,
+        )
+
+
+def check_version_arg(if_version: object) -> int | None:
+    """Validate ``if_version=`` (None or a non-negative int)."""
+    if if_version is None:
+        return None
+    if isinstance(if_version, bool) or not isinstance(if_version, int) or if_version < 0:
+        raise ValidationError(
+            "if_version must be a non-negative integer",
+            [{"loc": ["if_version"], "msg": "non-negative integer", "type": "int_type"}],
+        )
+    return if_version
+
+
+def check_ttl(ttl: object) -> float | None:
+    """Validate a TTL in seconds (None or a positive finite number)."""
+    if ttl is None:
+        return None
+    if (
+        not isinstance(ttl, int | float)
+        or isinstance(ttl, bool)
+        or not math.isfinite(ttl)
+        or ttl <= 0
+    ):
+        raise ValidationError(
+            f"ttl must be a positive number of seconds, not {ttl!r}",
+            [{"loc": ["ttl"], "msg": "positive number of seconds", "type": "number_type"}],
+        )
+    return float(ttl)
