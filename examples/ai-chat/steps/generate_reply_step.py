@@ -69,18 +69,26 @@ async def handler(input: MessageCreated, ctx: FlowContext) -> None:
         model = model_from_env()
         turns = await history(ctx, conversation, input.messageId)
         async for piece in model.stream(turns):
-            # Streams only offer a whole-item `set` today, so every word rewrites the whole
-            # item (and every subscriber gets all of it again). A later issue adds `update`
-            # with append ops: then this sends only the new word.
-            reply = reply.model_copy(update={"content": reply.content + piece})
-            await messages.set(conversation, reply_id, reply)
-        reply = reply.model_copy(update={"content": reply.content.strip(), "status": "done"})
-        await messages.set(conversation, reply_id, reply)
+            # One atomic append per word: no read-modify-write, so nothing is lost even if
+            # another writer touches the item (subscribers still get the whole item for now).
+            result = await messages.update(
+                conversation, reply_id, [{"type": "append", "path": "content", "value": piece}]
+            )
+            reply = result.new_value
+        done: list[dict[str, object]] = [{"type": "set", "path": "status", "value": "done"}]
+        if reply.content.strip() != reply.content:
+            done.append({"type": "set", "path": "content", "value": reply.content.strip()})
+        reply = (await messages.update(conversation, reply_id, done)).new_value
     except Exception as exc:
         # Shown in the page; the runner retries (regenerating from scratch) with backoff.
         error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
-        await messages.set(
-            conversation, reply_id, reply.model_copy(update={"status": "error", "error": error})
+        await messages.update(
+            conversation,
+            reply_id,
+            [
+                {"type": "set", "path": "status", "value": "error"},
+                {"type": "set", "path": "error", "value": error},
+            ],
         )
         raise
     finally:
