@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from surge.errors import StoreError
 from surge.queues.base import MAX_NAME_LENGTH
-from surge.server.asgi import request_headers
+from surge.server.asgi import request_headers, route_path
 from surge.workbench.access import is_local_host, is_same_origin
 from surge.workbench.activity import DeliveryLog
 from surge.workbench.flows import describe_flows
@@ -55,15 +55,6 @@ _DEAD_LETTER_LIMIT: Final = 100
 _JSON_HEADERS: Final = {"cache-control": "no-store"}
 
 
-def _route_path(scope: Scope) -> str:
-    # The path below a mount point (Starlette keeps the full path and sets root_path).
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
-        return path[len(root) :] or "/"
-    return path
-
-
 class EventsApi:
     """ASGI app of the endpoints above; ``claims`` is its plugin route's test."""
 
@@ -83,11 +74,11 @@ class EventsApi:
 
     def claims(self, scope: Scope) -> bool:
         """True for the paths this app serves (any method: a wrong one gets 405)."""
-        return _route_path(scope) in PATHS
+        return route_path(scope) in PATHS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request (see the module docstring)."""
-        path = _route_path(scope)
+        path = route_path(scope)
         method: str = scope["method"]
         headers = request_headers(scope)
         if not is_local_host(headers, self.runtime.config.workbench_hosts):
