@@ -7,6 +7,7 @@ document and docs page; ``surge start`` serves those only with ``Config(openapi=
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,10 @@ def create_app(
     app = _create_server_app(project_dir, plugins=plugins, **kwargs)
     if workbench or app.runtime.config.openapi:
         OpenApiPlugin().install(app)
+    if workbench or app.runtime.config.metrics or os.environ.get("SURGE_METRICS") == "1":
+        from surge.server.metrics import MetricsPlugin
+
+        MetricsPlugin().install(app)
     return app
 
 

@@ -118,6 +118,9 @@ class Config:
     # Serve the API steps' OpenAPI 3.1 document at /openapi.json and a docs page at /docs.
     # `surge dev` always does; `surge start` only when this is True.
     openapi: bool = False
+    # Serve Prometheus metrics at /metrics (`surge dev` always does; SURGE_METRICS=1 also turns
+    # them on for `surge start`).
+    metrics: bool = False
     events: EventSettings = field(default_factory=lambda: EventSettings())
 
 

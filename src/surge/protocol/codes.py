@@ -51,6 +51,10 @@ class CloseCode(IntEnum):
     """Too many malformed frames; a refused upgrade on servers without HTTP answers."""
     MESSAGE_TOO_BIG = 1009
     """A frame over ``Limits.max_frame_bytes``."""
+    NO_STATUS = 1005
+    """Received, never sent: the peer closed without a code."""
+    ABNORMAL = 1006
+    """Received, never sent: the connection dropped without a close frame."""
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
     """The server is restarting: reconnect."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -151,6 +152,7 @@ async def serve_http(
     else:
         ctx = FlowContext(StepLogger(route.config.name, trace_id), runtime.streams, trace_id)
     trace_header = {"x-trace-id": trace_id}
+    started = time.perf_counter()
     try:
         extensions = runtime.extensions
         if extensions.response_hooks:
@@ -177,6 +179,11 @@ async def serve_http(
         logger.exception("step %s [trace %s] failed", route.config.name, trace_id)
         response = _json(500, {"error": "internal server error", "traceId": trace_id}, trace_header)
     await response(scope, receive, send)
+    observers = runtime.extensions.request_observers
+    if observers:
+        elapsed = time.perf_counter() - started
+        for observe in observers:
+            observe(route.config.name, response.status_code, elapsed)
 
 
 def _response_parts(result: Any) -> tuple[int, Any, Mapping[str, str]]:

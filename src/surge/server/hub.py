@@ -111,6 +111,13 @@ class Hub:
             if sub is not None:
                 self.unsubscribe(sub)
 
+    def subscriptions_by_stream(self) -> dict[str, int]:
+        """How many subscriptions each stream has (for metrics; walks the routing table)."""
+        counts: dict[str, int] = {}
+        for key, by_conn in self._routes.items():
+            counts[key[0]] = counts.get(key[0], 0) + sum(len(subs) for subs in by_conn.values())
+        return counts
+
     def subscriber_count(self, key: SubscriptionKey) -> int:
         """How many connections subscribe to ``key`` (for tests and the workbench)."""
         return len(self._routes.get(key, ()))

@@ -32,6 +32,7 @@ from typing import Any
 
 from surge.protocol.codec import Frame
 from surge.protocol.session import CLOSE_TRY_AGAIN_LATER
+from surge.server.stats import STATS
 from surge.server.transport import DirectTransport
 
 __all__ = [
@@ -131,6 +132,11 @@ class Outbox:
         return len(self._frames)
 
     @property
+    def close_code(self) -> int | None:
+        """The close code this side decided on, if it did."""
+        return self._close[0] if self._close is not None else None
+
+    @property
     def transport_kind(self) -> str:
         """``"direct"`` (coalesced writes to uvicorn's transport) or ``"asgi"`` (one send per
         frame)."""
@@ -173,6 +179,7 @@ class Outbox:
         if self.is_overflowed or self.is_done:
             return
         self.is_overflowed = True
+        STATS.overflows += 1
         self._frames.clear()
         self._bytes = 0
         self._close = (CLOSE_TRY_AGAIN_LATER, "slow consumer: outbox full, resync")
@@ -236,7 +243,13 @@ class Outbox:
         return batch
 
     def _write_direct(self, direct: DirectTransport) -> None:
-        direct.write(self._restamp_all())
+        sent = self._bytes
+        batch = self._restamp_all()
+        direct.write(batch)
+        stats = STATS
+        stats.writes += 1
+        stats.frames_sent += len(batch)
+        stats.bytes_sent += sent
 
     async def run(self, send: Send) -> None:
         """The writer task: flow-control waits, the ASGI path, and the close."""
@@ -262,6 +275,9 @@ class Outbox:
                         frame = frame.restamped(self.last_ts + 1)
                     self.last_ts = frame.ts
                     await send({"type": "websocket.send", "text": frame.text})
+                    STATS.writes += 1
+                    STATS.frames_sent += 1
+                    STATS.bytes_sent += frame.size
             if self._close is not None and not self.is_done:
                 await self._send_close(send, direct)
 

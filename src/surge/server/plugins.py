@@ -16,6 +16,7 @@ before the app serves anything:
 - ``value_observers``: called with (stream, group, id, value) for every value ``set`` or ``get``
   returns (the Workbench notes which value came from which item).
 - ``expose_headers``: response headers CORS lets pages read.
+- ``request_observers``: told (step name, status, seconds) after each API request (metrics).
 
 Nothing here runs unless a plugin registered it: ``surge start`` installs no plugin, so production
 carries none of the Workbench's branches.
@@ -36,6 +37,7 @@ from surge.steps.registry import Registry
 
 __all__ = [
     "HttpRoute",
+    "RequestObserver",
     "ResponseHook",
     "ServerExtensions",
     "ServerPlugin",
@@ -47,6 +49,7 @@ HeadersFor = Callable[[Any], Mapping[str, str]]
 """Maps a handler's response body to extra response headers."""
 ResponseHook = Callable[[], AbstractContextManager[HeadersFor]]
 ValueObserver = Callable[[str, str, str, Any], None]
+RequestObserver = Callable[[str, int, float], None]
 UpgradeGate = Callable[[Scope, Mapping[str, str]], Awaitable[UpgradeDecision | None]]
 
 
@@ -69,6 +72,7 @@ class ServerExtensions:
     response_hooks: list[ResponseHook] = field(default_factory=list)
     value_observers: list[ValueObserver] = field(default_factory=list)
     expose_headers: list[str] = field(default_factory=list)
+    request_observers: list[RequestObserver] = field(default_factory=list)
 
     def route_for(self, scope: Scope) -> ASGIApp | None:
         """The plugin app that claims this HTTP request, if any."""

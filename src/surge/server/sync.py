@@ -21,6 +21,7 @@ from surge.protocol.codec import Frame, encode_group_sync, encode_item_sync
 from surge.protocol.codes import STORE_UNAVAILABLE, SYNC_TOO_LARGE
 from surge.protocol.messages import SubscriptionKey, SubscriptionRequest
 from surge.server.hub import Hub, HubSubscription
+from surge.server.stats import STATS
 from surge.server.sync_cache import CachedSync
 from surge.streams.adapter import StreamAdapter
 from surge.streams.feed import GroupSnapshot
@@ -84,6 +85,7 @@ class Syncer:
 
     def _queue_resync(self, subs: list[HubSubscription]) -> None:
         logger.warning("stream feed was interrupted: re-syncing %d subscription(s)", len(subs))
+        STATS.resyncs += len(subs)
         self._resyncs.put_nowait(subs)
 
     async def run(self) -> None:

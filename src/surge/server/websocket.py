@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import Receive, Scope, Send
 
 from surge.protocol.codec import encode_error
-from surge.protocol.codes import SYNC_TOO_LARGE
+from surge.protocol.codes import SYNC_TOO_LARGE, CloseCode
 from surge.protocol.messages import SubscriptionRequest
 from surge.protocol.session import (
     Action,
@@ -41,6 +41,7 @@ from surge.protocol.session import (
 from surge.server.connection import Connection
 from surge.server.logs import CLIENT_MISTAKES
 from surge.server.outbox import Outbox
+from surge.server.stats import STATS
 from surge.server.transport import DirectTransport
 from surge.server.upgrade import authorize_upgrade
 from surge.steps.config import Subscription
@@ -96,6 +97,8 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
         decision.auth_context,
     )
     runtime.connections.add(conn)
+    STATS.connections_opened += 1
+    endpoint: _Endpoint | None = None
     try:
         async with asyncio.TaskGroup() as tasks:
             endpoint = _Endpoint(runtime, conn, tasks)
@@ -108,6 +111,8 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
         if not aborted or task is None or task.uncancel() > 0:
             raise
     finally:
+        code = conn.outbox.close_code or (endpoint.peer_close_code if endpoint else None)
+        STATS.closed_by_code[code or CloseCode.ABNORMAL] += 1
         conn.outbox.stop()
         runtime.connections.discard(conn)
 
@@ -123,7 +128,7 @@ async def _write(conn: Connection, send: Send) -> None:
 class _Endpoint:
     """Performs one connection's session actions."""
 
-    __slots__ = ("_checks", "_tasks", "conn", "runtime")
+    __slots__ = ("_checks", "_tasks", "conn", "peer_close_code", "runtime")
 
     def __init__(self, runtime: Runtime, conn: Connection, tasks: asyncio.TaskGroup) -> None:
         self.runtime = runtime
@@ -131,6 +136,7 @@ class _Endpoint:
         self._tasks = tasks
         # subscriptionId -> the task awaiting that join's async can_access.
         self._checks: dict[str, asyncio.Task[None]] = {}
+        self.peer_close_code: int | None = None
 
     async def read(self, receive: Receive) -> None:
         session = self.conn.session
@@ -138,6 +144,7 @@ class _Endpoint:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.disconnect":
+                self.peer_close_code = message.get("code")
                 return
             if kind != "websocket.receive":
                 continue
