@@ -31,8 +31,9 @@ from surge.config import Limits
 from surge.errors import StoreError, ValidationError, error_mapping
 from surge.server.asgi import request_headers, route_path
 from surge.server.logs import CLIENT_MISTAKES
-from surge.steps.context import ApiRequest, ApiResponse, FlowContext, StepLogger
+from surge.steps.context import ApiRequest, FlowContext, StepLogger
 from surge.steps.registry import MethodNotAllowed
+from surge.steps.responses import BadResponse, response_parts
 
 if TYPE_CHECKING:
     from surge.events.system import Background
@@ -158,11 +159,11 @@ async def serve_http(
         if extensions.response_hooks:
             with extensions.around_response() as headers_for:
                 result = await route.handler(request, ctx)
-                status, payload, extra = _response_parts(result)
+                status, payload, extra = response_parts(result, route.config.response_validators)
                 extra = {**extra, **headers_for(payload)}
         else:
             result = await route.handler(request, ctx)
-            status, payload, extra = _response_parts(result)
+            status, payload, extra = response_parts(result, route.config.response_validators)
         response = _json(status, payload, {**trace_header, **extra})
     except ValidationError as exc:
         # A stream call refused the handler's data (often a client-chosen id): the client's to fix.
@@ -170,6 +171,9 @@ async def serve_http(
             logger.info("step %s [trace %s]: 400: %s", route.config.name, trace_id, exc.message)
         body = {"error": exc.message, "errors": exc.errors, "traceId": trace_id}
         response = _json(error_mapping(exc).http_status, body, trace_header)
+    except BadResponse as exc:  # the handler broke its step's contract: ours, one line
+        logger.error("step %s [trace %s]: %s", route.config.name, trace_id, exc)
+        response = _json(500, {"error": "internal server error", "traceId": trace_id}, trace_header)
     except StoreError as exc:
         logger.error("step %s [trace %s]: storage failed: %s", route.config.name, trace_id, exc)
         status = error_mapping(exc).http_status
@@ -184,13 +188,3 @@ async def serve_http(
         elapsed = time.perf_counter() - started
         for observe in observers:
             observe(route.config.name, response.status_code, elapsed)
-
-
-def _response_parts(result: Any) -> tuple[int, Any, Mapping[str, str]]:
-    if isinstance(result, ApiResponse):
-        return result.status, result.body, result.headers
-    if isinstance(result, Mapping) and "status" in result:
-        return int(result["status"]), result.get("body"), result.get("headers") or {}
-    if result is None:
-        return 204, None, {}
-    raise TypeError(f"handler returned {type(result).__name__}; return ApiResponse(status, body)")

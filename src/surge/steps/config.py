@@ -17,6 +17,17 @@ from typing import Any, Literal
 
 from surge.errors import ConfigError
 from surge.protocol.ids import id_problem
+from surge.steps.response_schema import ResponseSchema, response_schemas
+from surge.steps.strict import (
+    FieldError,
+    StrictKeywords,
+    camel,
+    check_choice,
+    check_json_schema,
+    check_keys,
+    dataclass_keys,
+    did_you_mean,
+)
 from surge.streams.schema import Schema, schema_from
 
 __all__ = [
@@ -66,7 +77,7 @@ CanAccess = Callable[[Subscription, Any], bool | Awaitable[bool]]
 
 
 @dataclass(frozen=True, kw_only=True)
-class StreamConfig:
+class StreamConfig(StrictKeywords):
     """A stream: its name (``ctx.streams.<name>``), item schema and access rule."""
 
     name: str
@@ -95,7 +106,7 @@ class StreamConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ApiRouteConfig:
+class ApiRouteConfig(StrictKeywords):
     """An HTTP endpoint served by a step's ``handler(req, ctx)``."""
 
     name: str
@@ -114,7 +125,11 @@ class ApiRouteConfig:
             raise ConfigError("an API step needs a non-empty name")
         method = str(self.method).upper()
         if method not in HTTP_METHODS:
-            raise ConfigError(f"step {self.name!r}: method {self.method!r} is not an HTTP method")
+            hint = did_you_mean(method, HTTP_METHODS)
+            raise FieldError(
+                f"step {self.name!r}: method {self.method!r} is not an HTTP method{hint}",
+                field="method",
+            )
         object.__setattr__(self, "method", method)
         if not isinstance(self.path, str) or not self.path.startswith("/"):
             raise ConfigError(f"step {self.name!r}: path {self.path!r} must start with '/'")
@@ -129,22 +144,80 @@ def _pick(raw: Mapping[str, Any], *names: str) -> Any:
             return raw[name]
     return None
 
+    @cached_property
+    def response_validators(self) -> Mapping[int, ResponseSchema]:
+        """The ``response_schema`` validators by status (built once)."""
+        return response_schemas(self.response_schema, self.name)
+
 
 def normalize_stream_config(raw: Any) -> StreamConfig:
     """Accept a ``StreamConfig`` or Motia's dict form (``name``, ``schema``, ``baseConfig``)."""
     if isinstance(raw, StreamConfig):
+        _check_stream(raw)
         raw.item_schema  # noqa: B018 - build it once now so a bad schema fails at startup
         return raw
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config must be a StreamConfig or a dict, got {type(raw).__name__}")
+    handled = ("name", "schema", "base_config", "can_access")
+    # Fields added to StreamConfig later are accepted in either spelling without a change here.
+    extra = {
+        name: raw[key]
+        for name in dataclass_keys(StreamConfig)
+        if name not in handled
+        for key in (name, camel(name))
+        if key in raw
+    }
+    known = [*_STREAM_KEYS, *dataclass_keys(StreamConfig)]
+    known += [camel(name) for name in known]
+    suggest = [*_STREAM_KEYS, *(camel(n) for n in dataclass_keys(StreamConfig) if n not in handled)]
+    check_keys(raw, known, what=f"stream {raw.get('name')!r}", suggest=suggest)
     config = StreamConfig(
         name=raw.get("name"),  # type: ignore[arg-type]
         schema=raw.get("schema"),
         base_config=_pick(raw, "base_config", "baseConfig") or {"storageType": "default"},
         can_access=_pick(raw, "can_access", "canAccess"),
+        **extra,
     )
+    _check_stream(config)
     config.item_schema  # noqa: B018
     return config
+
+
+# The keys of Motia's dict forms, as documented; the snake_case spellings are accepted too.
+_STREAM_KEYS = ("name", "schema", "baseConfig", "canAccess")
+_STEP_KEYS = ("type", "name", "description", "emits", "virtualEmits", "flows", "includeFiles")
+_API_KEYS = (
+    *_STEP_KEYS, "path", "method", "bodySchema", "responseSchema", "queryParams",
+    "virtualSubscribes",
+)  # fmt: skip
+_API_ALIASES = ("body_schema", "response_schema", "query_params")
+_EVENT_KEYS = (
+    *_STEP_KEYS, "subscribes", "virtualSubscribes", "input", "infrastructure", "concurrency",
+)  # fmt: skip
+_EVENT_ALIASES = ("max_retries", "virtual_emits", "virtual_subscribes")
+_CRON_KEYS = (*_STEP_KEYS, "cron", "infrastructure")
+_UNSUPPORTED = {
+    "middleware": "(Motia's per-step middleware) is not supported yet; check the request in "
+    "the handler",
+}
+STORAGE_TYPES = ("default",)
+
+
+def _check_stream(config: StreamConfig) -> None:
+    what = f"stream {config.name!r}"
+    base = config.base_config
+    if not isinstance(base, Mapping):
+        raise FieldError(f"{what}: baseConfig must be a dict", field="baseConfig")
+    kind = base.get("storageType", "default")
+    if kind == "custom":  # Motia's {"storageType": "custom", "factory": ...}
+        raise FieldError(
+            f"{what}: baseConfig storageType 'custom' is not supported: every stream is stored "
+            "by the project's adapter (surge.config.py: Config(adapters=...)); use 'default'",
+            field="baseConfig",
+        )
+    check_choice(kind, STORAGE_TYPES, what=f"{what}: baseConfig storageType", field="baseConfig")
+    check_keys(base, ("storageType",), what=f"{what} baseConfig", field="baseConfig")
+    check_json_schema(config.schema, what=f"{what} schema", field="schema")
 
 
 def normalize_api_config(raw: Any) -> ApiRouteConfig:
@@ -152,7 +225,19 @@ def normalize_api_config(raw: Any) -> ApiRouteConfig:
     if isinstance(raw, ApiRouteConfig):
         config = raw
     elif isinstance(raw, Mapping):
+        check_keys(
+            raw,
+            (*_API_KEYS, *_API_ALIASES, "virtual_emits", "virtual_subscribes", "include_files"),
+            what=f"step {raw.get('name')!r}",
+            suggest=_API_KEYS,
+            unsupported=_UNSUPPORTED,
+        )
         response = _pick(raw, "response_schema", "responseSchema")
+        if response is not None and not isinstance(response, Mapping):
+            raise FieldError(
+                f"step {raw.get('name')!r}: responseSchema must be a dict of status -> schema",
+                field="responseSchema",
+            )
         config = ApiRouteConfig(
             name=raw.get("name"),  # type: ignore[arg-type]
             method=raw.get("method", ""),
@@ -167,18 +252,18 @@ def normalize_api_config(raw: Any) -> ApiRouteConfig:
         )
     else:
         raise ConfigError(f"config must be an ApiRouteConfig or a dict, got {type(raw).__name__}")
-    schema_from(config.body_schema, what=f"step {config.name!r} body_schema")
+    what = f"step {config.name!r}"
+    check_json_schema(config.body_schema, what=f"{what} bodySchema", field="bodySchema")
+    schema_from(config.body_schema, what=f"{what} body_schema")
     for status, schema in (config.response_schema or {}).items():
-        schema_from(schema, what=f"step {config.name!r} response_schema[{status}]")
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise FieldError(
+                f"{what}: responseSchema key {status!r} is not an HTTP status",
+                field="responseSchema",
+            )
+        check_json_schema(schema, what=f"{what} responseSchema[{status}]", field="responseSchema")
+    config.response_validators  # noqa: B018 - build them once now so a bad schema fails at startup
     return config
-
-
-class FieldError(ConfigError):
-    """A ``ConfigError`` about one config key (``field``), so discovery can point at its line."""
-
-    def __init__(self, message: str, *, field: str) -> None:
-        self.field = field
-        super().__init__(message)
 
 
 def _topics(value: Any, step: str, what: str) -> tuple[str, ...]:
@@ -219,7 +304,7 @@ def _check_name(name: Any, kind: str) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EventConfig:
+class EventConfig(StrictKeywords):
     """A step that handles the messages of the topics it ``subscribes`` to.
 
     Its ``handler(input, ctx)`` gets each message's data, validated against ``input`` (a pydantic
@@ -284,7 +369,7 @@ class EventConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CronConfig:
+class CronConfig(StrictKeywords):
     """A step whose ``handler(ctx)`` runs on a schedule, once per tick in the whole deployment.
 
     ``cron`` is a standard 5-field expression (minute hour day month weekday) or node-cron's
@@ -355,6 +440,7 @@ def _infrastructure(raw: Mapping[str, Any], step: Any) -> dict[str, Any]:
             f"step {step!r}: infrastructure.queue and .handler must be dicts",
             field="infrastructure",
         )
+    _check_infrastructure(infra, queue, handler, step, has_queue=True)
     out: dict[str, Any] = {}
     if "maxRetries" in queue:
         out["max_retries"] = queue["maxRetries"]
@@ -372,12 +458,40 @@ def _infrastructure(raw: Mapping[str, Any], step: Any) -> dict[str, Any]:
     return out
 
 
+# Motia Cloud's sizing of a handler; nothing to size in one local process, so accepted as is.
+_HANDLER_KEYS = ("timeout", "ram", "cpu", "machineType")
+_QUEUE_KEYS = ("type", "maxRetries", "visibilityTimeout")
+
+
+def _check_infrastructure(
+    infra: Mapping[str, Any],
+    queue: Mapping[str, Any],
+    handler: Mapping[str, Any],
+    step: Any,
+    *,
+    has_queue: bool,
+) -> None:
+    what = f"step {step!r}: infrastructure"
+    field = "infrastructure"
+    check_keys(infra, ("handler", "queue") if has_queue else ("handler",), what=what, field=field)
+    check_keys(handler, _HANDLER_KEYS, what=f"{what}.handler", field=field)
+    delay = {"delaySeconds": "is not supported yet (emit later from a cron step instead)"}
+    check_keys(queue, _QUEUE_KEYS, what=f"{what}.queue", field=field, unsupported=delay)
+
+
 def normalize_event_config(raw: Any) -> EventConfig:
     """Accept an ``EventConfig`` or Motia's dict form (``subscribes``, ``infrastructure``)."""
     if isinstance(raw, EventConfig):
         config = raw
     elif isinstance(raw, Mapping):
         name = raw.get("name")
+        check_keys(
+            raw,
+            (*_EVENT_KEYS, *_EVENT_ALIASES, "include_files"),
+            what=f"step {name!r}",
+            suggest=_EVENT_KEYS,
+            unsupported=_UNSUPPORTED,
+        )
         options = _infrastructure(raw, name)
         for key, motia in (("concurrency", "concurrency"), ("max_retries", "max_retries")):
             if key in raw or motia in raw:
@@ -396,6 +510,7 @@ def normalize_event_config(raw: Any) -> EventConfig:
         )
     else:
         raise ConfigError(f"config must be an EventConfig or a dict, got {type(raw).__name__}")
+    check_json_schema(config.input, what=f"step {config.name!r} input", field="input")
     config.input_schema  # noqa: B018 - build it once now so a bad schema fails at startup
     return config
 
@@ -406,14 +521,28 @@ def normalize_cron_config(raw: Any) -> CronConfig:
         return raw
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config must be a CronConfig or a dict, got {type(raw).__name__}")
-    handler = (raw.get("infrastructure") or {}).get("handler") or {}
+    check_keys(
+        raw,
+        (*_CRON_KEYS, "virtual_emits", "include_files"),
+        what=f"step {raw.get('name')!r}",
+        suggest=_CRON_KEYS,
+        unsupported=_UNSUPPORTED,
+    )
+    infra = raw.get("infrastructure") or {}
+    handler = infra.get("handler") or {} if isinstance(infra, Mapping) else None
+    if not isinstance(infra, Mapping) or not isinstance(handler, Mapping):
+        raise FieldError(
+            f"step {raw.get('name')!r}: infrastructure and its handler must be dicts",
+            field="infrastructure",
+        )
+    _check_infrastructure(infra, {}, handler, raw.get("name"), has_queue=False)
     return CronConfig(
         name=raw.get("name"),  # type: ignore[arg-type]
         cron=raw.get("cron"),  # type: ignore[arg-type]
         emits=raw.get("emits") or (),
         flows=raw.get("flows") or (),
         description=raw.get("description"),
-        timeout=handler.get("timeout") if isinstance(handler, Mapping) else None,
+        timeout=handler.get("timeout"),
         virtual_emits=_pick(raw, "virtual_emits", "virtualEmits") or (),
         type=raw.get("type", "cron"),
     )

@@ -31,6 +31,7 @@ from surge.steps.config import (
     step_type,
 )
 from surge.steps.registry import ApiRoute, CronStep, EventStep, Handler, Registry
+from surge.steps.strict import did_you_mean
 
 __all__ = ["STEP_SUFFIXES", "STREAM_SUFFIXES", "discover", "find_step_files", "load_module"]
 
@@ -171,7 +172,9 @@ def _signature_problem(handler: Handler, params: int, kind: str, name: str) -> s
 def _handler(module: ModuleType, kind: str, name: str, params: int, path: Path) -> Handler:
     handler = getattr(module, "handler", None)
     if handler is None or not callable(handler):
-        raise ConfigError(f"{kind} step {name!r} has no `handler` function", path=path)
+        functions = [n for n, v in vars(module).items() if inspect.isfunction(v)]
+        hint = did_you_mean("handler", functions)
+        raise ConfigError(f"{kind} step {name!r} has no `handler` function{hint}", path=path)
     problem = _signature_problem(handler, params, kind, name)
     if problem is not None:
         code = getattr(handler, "__code__", None)
@@ -218,8 +221,9 @@ def discover(project_dir: Path | str) -> Registry:
                 crons.append(CronStep(cron, _handler(module, "cron", cron.name, 1, path), path))
             else:
                 known = ", ".join(repr(t) for t in STEP_TYPES)
+                hint = did_you_mean(kind, STEP_TYPES) if isinstance(kind, str) else ""
                 raise FieldError(
-                    f"unknown step type {kind!r} (expected one of {known})", field="type"
+                    f"unknown step type {kind!r}{hint} (expected one of {known})", field="type"
                 )
         except ConfigError as exc:
             if exc.path is None:
