@@ -9,6 +9,7 @@ with their schemas wrapped in ``surge.streams.schema.Schema``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,8 @@ class StreamConfig(StrictKeywords):
     schema: Any
     base_config: Mapping[str, Any] = field(default_factory=lambda: {"storageType": "default"})
     can_access: CanAccess | None = None
+    ttl: float | None = None
+    """Default seconds until an item expires (``set`` and creating ``update``); None: never."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -95,6 +98,13 @@ class StreamConfig(StrictKeywords):
             raise ConfigError(f"stream {self.name!r} needs a schema")
         if self.can_access is not None and not callable(self.can_access):
             raise ConfigError(f"stream {self.name!r}: can_access must be callable")
+        if self.ttl is not None and (
+            isinstance(self.ttl, bool)
+            or not isinstance(self.ttl, int | float)
+            or not math.isfinite(self.ttl)
+            or self.ttl <= 0
+        ):
+            raise ConfigError(f"stream {self.name!r}: ttl must be a positive number of seconds")
 
     @cached_property
     def item_schema(self) -> Schema:
