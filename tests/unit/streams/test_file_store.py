@@ -179,6 +179,47 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     await store.close()
 
 
+async def test_a_version_1_database_is_migrated_and_keeps_its_items(tmp_path: Path) -> None:
+    db_path(tmp_path).parent.mkdir()
+    with sqlite3.connect(db_path(tmp_path)) as conn:
+        for statement in file_module._SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(
+            "INSERT INTO items (stream, grp, id, data, created, seq) VALUES (?, ?, ?, ?, 1, 1)",
+            ("s", "g", "x", b'{"v":1,"id":"x"}'),
+        )
+        conn.execute("UPDATE meta SET value = 1 WHERE key = 'seq'")
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+    store = FileStreamAdapter(tmp_path / "streams")
+    await store.open(lambda message: None)
+    try:
+        assert await store.get("s", "g", "x") == {"v": 1, "id": "x"}
+        updated = await store.update("s", "g", "x", [{"type": "increment", "path": "v"}])
+        assert updated.change.item == {"v": 2, "id": "x"} and updated.change.seq == 2
+        await store.set("s", "g", "y", {}, ttl=3600)
+    finally:
+        await store.close()
+    with sqlite3.connect(db_path(tmp_path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        rows = conn.execute("SELECT id, expires_at IS NOT NULL FROM items ORDER BY id").fetchall()
+    conn.close()
+    assert rows == [("x", 0), ("y", 1)]
+
+
+async def test_an_idle_store_takes_no_write_lock_to_sweep(open_store: Callable[..., Any]) -> None:
+    store = await open_store()
+    await store.set("s", "g", "x", {}, ttl=3600)
+    transactions = store.stats.transactions
+
+    await store._sweep()
+
+    assert store.stats.transactions == transactions
+    assert store.stats.sweeps == 0
+
+
 async def test_a_file_that_is_not_a_database_is_a_non_retryable_store_error(
     tmp_path: Path,
 ) -> None:

@@ -102,6 +102,33 @@ async def test_a_group_is_three_keys_sharing_one_hash_tag(
     assert len({key_slot(key.encode()) for key in (items, order, seq)}) == 1
 
 
+async def test_versions_and_expiries_have_their_own_keys_kept_exact_by_every_write(
+    open_adapter: Opener, raw: aioredis.Redis
+) -> None:
+    adapter, _ = await open_adapter()
+    ver = adapter.version_key("todo", "inbox")
+    created = await adapter.set("todo", "inbox", "t1", {}, ttl=3600)
+    assert await raw.hget(ver, "t1") == str(created.seq).encode()
+    assert await raw.zcard(adapter.expiry_key) == 1
+    # Scored by Redis's clock, in milliseconds.
+    (seconds, _micros) = await raw.time()
+    scored: list[Any] = await raw.zrange(adapter.expiry_key, 0, -1, withscores=True)
+    assert abs(float(scored[0][1]) - (seconds + 3600) * 1000) < 60_000
+
+    updated = await adapter.update(
+        "todo", "inbox", "t1", [{"type": "set", "path": "a", "value": 1}]
+    )
+    assert await raw.zcard(adapter.expiry_key) == 1  # an update without ttl keeps the expiry
+    assert await raw.hget(ver, "t1") == str(updated.change.seq).encode()
+    await adapter.set("todo", "inbox", "t1", {})
+    assert await raw.zcard(adapter.expiry_key) == 0  # a set without ttl clears it
+    await adapter.set("todo", "inbox", "t2", {}, ttl=3600)
+    await adapter.delete("todo", "inbox", "t2")
+    assert await raw.zcard(adapter.expiry_key) == 0
+    assert await raw.hget(ver, "t2") is None
+    assert key_slot(ver.encode()) == key_slot(adapter.group_keys("todo", "inbox")[0].encode())
+
+
 PAIRS = [
     ("a|b", "c"),
     ("a", "b|c"),

@@ -1,6 +1,11 @@
 """Each store against a dict model: a hypothesis state machine drives random writes and reads.
 
-``seq`` is compared per (stream, group), the scope in which the contract orders changes.
+``seq`` is compared per (stream, group), the scope in which the contract orders changes. Updates
+are random op lists (some invalid for the item, some with a right or a stale ``if_version``); the
+model applies them with ``surge.streams.ops.apply_ops`` (its semantics have their own tests), so
+what is checked here is each store's atomic read-modify-write, storage round trip and versions.
+TTL: items set with a long TTL must behave as any other; ``expire`` sets a tiny TTL and waits for
+the store's one ``delete``.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from surge.errors import ConflictError, ValidationError
 from surge.streams.adapter import StreamAdapter
 from surge.streams.feed import Change, FeedMessage
+from surge.streams.ops import apply_ops, check_ops
 
 from .conftest import ADAPTER_FACTORIES, settle_feed, wait_until_fed
 
@@ -39,6 +47,25 @@ json_values = st.recursive(
     max_leaves=8,
 )
 items = st.dictionaries(text, json_values, max_size=4)
+paths = st.sampled_from(["n", "content", "tags", "a.b", "a", ""])
+numbers = st.integers(min_value=-1000, max_value=1000) | st.floats(-1e6, 1e6, allow_nan=False)
+ops_strategy = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"type": st.just("set"), "path": paths, "value": json_values}),
+        st.fixed_dictionaries(
+            {"type": st.just("merge"), "path": paths, "value": st.dictionaries(text, json_values)}
+        ),
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["increment", "decrement"]), "path": paths, "by": numbers}
+        ),
+        st.fixed_dictionaries(
+            {"type": st.just("append"), "path": paths, "value": text | json_values}
+        ),
+        st.fixed_dictionaries({"type": st.just("remove"), "path": paths}),
+    ),
+    min_size=1,
+    max_size=3,
+)
 
 Model = dict[tuple[str, str], dict[str, dict[str, Any]]]
 
@@ -63,6 +90,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.run(self.adapter.open(self.feed.append))
         self.model: Model = {}
         self.last_seq: dict[tuple[str, str], int] = {}
+        self.versions: dict[tuple[str, str, str], int] = {}
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -81,15 +109,100 @@ class StoreMachine(RuleBasedStateMachine):
         self.run(wait_until_fed(self.adapter, self.feed, change))
         assert self.feed[-1] == change
 
-    @rule(stream=streams, group=groups, id=ids, item=items)
-    def set(self, stream: str, group: str, id: str, item: dict[str, Any]) -> None:
-        change = self.run(self.adapter.set(stream, group, id, item))
+    @rule(stream=streams, group=groups, id=ids, item=items, has_ttl=st.booleans())
+    def set(self, stream: str, group: str, id: str, item: dict[str, Any], has_ttl: bool) -> None:
+        ttl = 3600.0 if has_ttl else None  # never expires during the run
+        change = self.run(self.adapter.set(stream, group, id, item, ttl=ttl))
         expected = {**item, "id": id}
         model_group = self.model.setdefault((stream, group), {})
         assert change.kind == ("update" if id in model_group else "create")
         assert change.item == expected
         model_group[id] = expected
         self._check_change(change)
+        self.versions[(stream, group, id)] = change.seq
+
+    @rule(
+        stream=streams,
+        group=groups,
+        id=ids,
+        ops=ops_strategy,
+        guard=st.sampled_from(["none", "right", "stale", "absent"]),
+    )
+    def update(
+        self, stream: str, group: str, id: str, ops: list[dict[str, Any]], guard: str
+    ) -> None:
+        model_group = self.model.setdefault((stream, group), {})
+        current = model_group.get(id)
+        version = self.versions.get((stream, group, id)) if current is not None else None
+        if_version = {
+            "none": None,
+            "right": version if version is not None else 0,
+            "stale": (version or 0) + 1,
+            "absent": 0,
+        }[guard]
+        # The order the stores check in: the ops' shape, then the version, then the item.
+        expected: dict[str, Any] | None = None
+        conflict = invalid = False
+        try:
+            checked = check_ops(ops)
+        except ValidationError:
+            invalid = True
+        else:
+            conflict = if_version is not None and if_version != (version or 0)
+            if not conflict:
+                try:
+                    expected = apply_ops(orjson.loads(orjson.dumps(current or {})), checked, id)
+                    orjson.dumps(expected)
+                except (ValidationError, TypeError):
+                    invalid = True
+        fed = len(self.feed)
+        coro = self.adapter.update(stream, group, id, ops, if_version=if_version)
+        if conflict or invalid:
+            with pytest.raises(ValidationError if invalid else ConflictError):
+                self.run(coro)
+            self.run(settle_feed(self.adapter, self.feed))
+            assert len(self.feed) == fed
+            return
+        updated = self.run(coro)
+        assert updated.old == current
+        assert updated.change.kind == ("update" if current is not None else "create")
+        assert updated.change.item == expected
+        assert expected is not None
+        model_group[id] = expected
+        self._check_change(updated.change)
+        self.versions[(stream, group, id)] = updated.change.seq
+
+    @rule(stream=streams, group=groups, id=ids)
+    def expire(self, stream: str, group: str, id: str) -> None:
+        model_group = self.model.get((stream, group), {})
+        if id not in model_group:
+            return
+        change = self.run(
+            self.adapter.update(stream, group, id, [{"type": "remove", "path": "x"}], ttl=0.01)
+        )
+        self._check_change(change.change)
+
+        def deleted() -> bool:
+            return any(
+                isinstance(m, Change)
+                and m.kind == "delete"
+                and m.seq > change.change.seq
+                and (m.stream, m.group, m.id) == (stream, group, id)
+                for m in self.feed
+            )
+
+        self.run(wait_for_feed_within(self.adapter, deleted))
+        [gone] = [
+            m
+            for m in self.feed
+            if isinstance(m, Change)
+            and m.seq > change.change.seq
+            and (m.stream, m.group) == (stream, group)
+        ]
+        assert gone.kind == "delete" and gone.item == change.change.item
+        self.last_seq[(stream, group)] = gone.seq
+        del model_group[id]
+        self.versions.pop((stream, group, id), None)
 
     @rule(stream=streams, group=groups, id=ids)
     def delete(self, stream: str, group: str, id: str) -> None:
@@ -105,6 +218,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert change.kind == "delete"
         assert change.item == model_group.pop(id)
         self._check_change(change)
+        self.versions.pop((stream, group, id), None)
 
     @rule(stream=streams, group=groups, id=ids)
     def get(self, stream: str, group: str, id: str) -> None:
@@ -129,6 +243,18 @@ class StoreMachine(RuleBasedStateMachine):
                 m.seq for m in self.feed if isinstance(m, Change) and (m.stream, m.group) == key
             ]
             assert seqs == sorted(set(seqs))
+
+
+async def wait_for_feed_within(
+    adapter: StreamAdapter, condition: Any, within: float = 10.0
+) -> None:
+    """Poll ``condition`` for up to ``within`` s (an expiry needs the sweeper, on every store)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() >= deadline:
+            raise AssertionError(f"no expiry within {within} s")
+        await asyncio.sleep(0.005)
 
 
 @pytest.mark.parametrize("name", list(ADAPTER_FACTORIES))

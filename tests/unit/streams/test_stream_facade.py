@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from surge import StreamConfig, ValidationError
+from surge import ConfigError, StreamConfig, ValidationError
 from surge.streams.feed import Change, EphemeralEvent, FeedMessage
 from surge.streams.stores.memory import MemoryStreamAdapter
 from surge.streams.stream import Stream, Streams
@@ -125,3 +126,117 @@ async def test_streams_by_attribute_and_by_key() -> None:
     assert list(streams) == ["todo"]
     with pytest.raises(AttributeError, match=r"no stream named 'nope' \(streams: todo\)"):
         _ = streams.nope
+
+
+# -- update and TTL ----------------------------------------------------------------------------
+
+
+class Reply(BaseModel):
+    id: str
+    content: str = ""
+    status: str = "streaming"
+    tokens: int = 0
+
+
+async def test_update_returns_old_and_new_models_and_a_version() -> None:
+    reply, fed = await make(Reply, "reply")
+    await reply.set("c", "r1", {"id": "r1"})
+
+    result = await reply.update(
+        "c",
+        "r1",
+        [
+            {"type": "append", "path": "content", "value": "Hi"},
+            {"type": "increment", "path": "tokens", "by": 1},
+        ],
+    )
+
+    assert result.old_value == Reply(id="r1")
+    assert result.new_value == Reply(id="r1", content="Hi", tokens=1)
+    assert isinstance(fed[-1], Change) and fed[-1].kind == "update"
+    assert fed[-1].item == {"id": "r1", "content": "Hi", "status": "streaming", "tokens": 1}
+    assert result.version == fed[-1].seq
+
+
+async def test_an_update_the_schema_refuses_names_the_field_and_changes_nothing() -> None:
+    reply, fed = await make(Reply, "reply")
+    await reply.set("c", "r1", {"id": "r1"})
+
+    with pytest.raises(ValidationError) as info:
+        await reply.update("c", "r1", [{"type": "set", "path": "tokens", "value": "many"}])
+
+    assert info.value.errors[0]["loc"] == ["tokens"]
+    assert "tokens" in str(info.value)
+    assert len(fed) == 1
+    assert await reply.get("c", "r1") == Reply(id="r1")
+
+
+async def test_an_update_of_a_missing_item_creates_it_when_the_result_is_valid() -> None:
+    note, fed = await make(Note, "note")
+
+    made = await note.update("g", "n1", [{"type": "append", "path": "text", "value": "hello"}])
+    with pytest.raises(ValidationError, match=r"no item 'n2'.*text"):
+        await note.update("g", "n2", [{"type": "set", "path": "other", "value": 1}])
+
+    assert made.old_value is None and made.new_value == Note(text="hello")
+    assert [c.kind for c in fed if isinstance(c, Change)] == ["create"]
+    assert await note.get("g", "n2") is None
+
+
+async def test_update_with_a_stale_version_raises_conflict_error() -> None:
+    from surge import ConflictError
+    from surge.errors import error_mapping
+
+    reply, _ = await make(Reply, "reply")
+    first = await reply.update("c", "r1", [{"type": "set", "path": "status", "value": "a"}])
+    await reply.update("c", "r1", [{"type": "set", "path": "status", "value": "b"}])
+
+    with pytest.raises(ConflictError) as info:
+        await reply.update(
+            "c", "r1", [{"type": "set", "path": "status", "value": "c"}], if_version=first.version
+        )
+
+    assert (await reply.get("c", "r1")).status == "b"
+    mapping = error_mapping(info.value)
+    assert (mapping.http_status, mapping.wire_code) == (409, "CONFLICT")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"ttl": 0}, {"ttl": -1}, {"ttl": "1"}, {"ttl": True}, {"ttl": float("inf")}],
+)
+async def test_bad_ttls_and_versions_are_refused_before_storage(kwargs: dict[str, Any]) -> None:
+    reply, fed = await make(Reply, "reply")
+    with pytest.raises(ValidationError):
+        await reply.set("c", "r1", {"id": "r1"}, **kwargs)
+    with pytest.raises(ValidationError):
+        await reply.update("c", "r1", [{"type": "set", "path": "status", "value": "x"}], **kwargs)
+    with pytest.raises(ValidationError):
+        await reply.update("c", "r1", [{"type": "remove", "path": "x"}], if_version=-1)
+    assert fed == []
+
+
+async def test_the_stream_default_ttl_applies_to_set_and_creating_updates() -> None:
+    fed: list[FeedMessage] = []
+    adapter = MemoryStreamAdapter()
+    await adapter.open(fed.append)
+    reply = Stream(StreamConfig(name="reply", schema=Reply, ttl=0.2), adapter)
+    try:
+        await reply.set("c", "by-set", {"id": "by-set"})
+        await reply.update("c", "by-update", [{"type": "set", "path": "status", "value": "x"}])
+        await reply.set("c", "longer", {"id": "longer"}, ttl=3600)
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while len([m for m in fed if isinstance(m, Change) and m.kind == "delete"]) < 2:
+            assert asyncio.get_running_loop().time() < deadline, "no expiry within 10 s"
+            await asyncio.sleep(0.01)
+
+        assert [item.id for item in await reply.get_group("c")] == ["longer"]
+    finally:
+        await adapter.close()
+
+
+@pytest.mark.parametrize("bad", [0, -5, "10", True, float("nan")])
+def test_a_stream_ttl_must_be_a_positive_number(bad: Any) -> None:
+    with pytest.raises(ConfigError, match="ttl"):
+        StreamConfig(name="reply", schema=Reply, ttl=bad)
