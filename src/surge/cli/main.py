@@ -2,42 +2,110 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import shutil
+import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import pydantic
 import typer
 import uvicorn
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
-from surge.errors import ConfigError
+from surge.cli.access import AccessLog
+from surge.errors import ConfigError, SurgeError
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(help="Surge: real-time streams for Python backends.", no_args_is_help=True)
+# No locals in a crash report: they can hold tokens and secrets from surge.config.py.
+app = typer.Typer(
+    help="Surge: real-time streams for Python backends.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 # soft_wrap: never fold a file path or an error across lines (they get copied and grepped).
 console = Console(stderr=True, soft_wrap=True)
-TEMPLATE = Path(__file__).parent / "templates" / "todo"
+TEMPLATE = Path(__file__).parent / "templates" / "project"
 _TEMPLATE_IGNORE = shutil.ignore_patterns(
-    "node_modules", ".surge", "__pycache__", "dist", "*.pyc", ".vite"
+    "node_modules", ".surge", "__pycache__", "dist", "*.pyc", ".pytest_cache"
 )
+# Files shipped under another name: package data globs skip dotfiles, and linters would parse a
+# pyproject.toml that still holds placeholders.
+_TEMPLATE_RENAMES = {"gitignore": ".gitignore", "pyproject.toml.template": "pyproject.toml"}
+SURGE_SOURCE_ENV = "SURGE_CREATE_SOURCE"
+_PROJECT_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
 def _setup_logging(level: str, *, pretty: bool) -> None:
-    """Rich output for `surge dev`; plain lines for `surge start` (Rich costs ~1 ms a record,
-    which at info level was most of a POST's CPU: bench/README.md)."""
+    """Rich output for `surge dev` on a terminal; plain lines otherwise (Rich costs ~1 ms a record,
+    which at info level was most of a POST's CPU: bench/README.md; and off a terminal it would
+    wrap every record at 80 columns, folding paths that get copied and grepped)."""
     handler: logging.Handler
-    if pretty:
+    if pretty and console.is_terminal:
         handler = RichHandler(console=console, show_path=False, rich_tracebacks=True)
         fmt = "%(name)s: %(message)s"
     else:
         handler = logging.StreamHandler(sys.stderr)
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level.upper(), format=fmt, handlers=[handler], force=True)
+
+
+def _error(message: str) -> None:
+    """One ``error: ...`` line (markup in ``message`` is not interpreted)."""
+    console.print(f"[bold red]error:[/] {escape(message)}")
+
+
+def one_line(exc: BaseException) -> str:
+    """An expected startup error as one readable line (pydantic's errors span several)."""
+    from surge.steps.discovery import describe_exception
+
+    if isinstance(exc, pydantic.ValidationError):
+        return describe_exception(exc)
+    text = str(exc)
+    cause = exc.__cause__
+    if isinstance(exc, ConfigError) and isinstance(cause, pydantic.ValidationError):
+        text = text.replace(f"ValidationError: {cause}", describe_exception(cause))
+    return " ".join(text.split())
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, calling ``on_started`` once the app's startup is complete and the
+    sockets listen (so nothing claims to be serving before it is)."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            self._on_started()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, or exit with one line saying why there is none."""
+    from surge.server.serve import bind_socket
+
+    try:
+        return bind_socket(host, port)
+    except OSError as exc:
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            _error(
+                f"cannot listen on {netloc}: the port is in use; stop the other server or "
+                "choose another port with --port"
+            )
+        else:
+            _error(f"cannot listen on {netloc}: {exc.strerror or exc}")
+        raise typer.Exit(1) from exc
 
 
 def _serve(
@@ -56,50 +124,63 @@ def _serve(
     _setup_logging(log_level, pretty=reload)
     try:
         surge_app = create_app(directory, reload=reload, workbench=workbench)
-    except ConfigError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+    except (SurgeError, pydantic.ValidationError) as exc:
+        _error(one_line(exc))
         raise typer.Exit(1) from exc
     surge_app.tune_gc = True
     registry = surge_app.runtime.registry
-    console.print(
-        f"[bold]surge[/] serving [cyan]{directory}[/]: {len(registry.streams)} stream(s), "
-        f"{len(registry.routes)} API step(s), {len(registry.events)} event step(s), "
-        f"{len(registry.crons)} cron step(s) on [green]http://{host}:{port}[/] "
-        f"(WebSocket on the same port){' with hot reload' if reload else ''}"
-    )
-    for route in registry.routes:
-        console.print(
-            f"  {route.config.method:<6} {route.config.path}  [dim]{route.config.name}[/]"
+    if workers > 1 and not getattr(surge_app.runtime.adapter, "is_distributed", False):
+        _error(
+            "--workers > 1 needs a storage adapter that fans changes out across processes: "
+            "configure the Redis adapter "
+            "(Config(adapters=Adapters(streams=RedisStreamAdapter(...)))). The default file "
+            "store serves one process."
         )
-    if workbench:
-        console.print(f"  Workbench: [green]http://{host}:{port}/__surge/workbench/[/]")
-    if workers > 1:
-        if not getattr(surge_app.runtime.adapter, "is_distributed", False):
+        raise typer.Exit(2)
+    sock = _listen(host, port)
+    bound_port = sock.getsockname()[1]
+    netloc = f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}"
+
+    def banner() -> None:
+        console.print(
+            f"[bold]surge[/] serving [cyan]{escape(str(directory))}[/]: "
+            f"{len(registry.streams)} stream(s), "
+            f"{len(registry.routes)} API step(s), {len(registry.events)} event step(s), "
+            f"{len(registry.crons)} cron step(s) on [green]http://{netloc}[/] "
+            f"(WebSocket on the same port){' with hot reload' if reload else ''}"
+        )
+        for route in registry.routes:
             console.print(
-                "[bold red]error:[/] --workers > 1 needs a storage adapter that fans changes out "
-                "across processes: configure the Redis adapter "
-                "(Config(adapters=Adapters(streams=RedisStreamAdapter(...)))). The default file "
-                "store serves one process."
+                f"  {route.config.method:<6} {escape(route.config.path)}  "
+                f"[dim]{escape(route.config.name)}[/]"
             )
-            raise typer.Exit(2)
+        if workbench:
+            console.print(f"  Workbench: [green]http://{netloc}/__surge/workbench/[/]")
+        if workers > 1:
+            console.print(f"  {workers} worker processes")
+
+    if workers > 1:
         # Each worker builds its own app (and its own feed listener) from the project directory.
         os.environ[PROJECT_DIR_ENV] = str(directory)
         config = uvicorn_config(
             "surge.server.serve:app_from_env",
             host=host,
-            port=port,
+            port=bound_port,
             log_level=log_level,
             limits=surge_app.runtime.config.limits,
             factory=True,
             workers=workers,
         )
-        console.print(f"  {workers} worker processes")
         from uvicorn.supervisors import Multiprocess
 
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        banner()  # the socket is bound; each worker reports its own startup
+        Multiprocess(config, sockets=[sock]).run()
         return
-    server = uvicorn.Server(uvicorn_config(surge_app, host=host, port=port, log_level=log_level))
-    server.run()
+    config = uvicorn_config(surge_app, host=host, port=bound_port, log_level=log_level)
+    if reload:  # surge dev: one access line per HTTP request
+        config.app = AccessLog(surge_app)
+    server = _Server(config, on_started=banner)
+    server.run(sockets=[sock])
     if not server.started:
         raise typer.Exit(1)
 
@@ -239,15 +320,61 @@ def emit(
         print(message_id)
 
 
+def surge_requirement(source: str | None) -> str:
+    """The project's dependency on surge: ``surge``, or ``surge @ file:///...`` for a checkout."""
+    if not source:
+        return "surge"
+    if "://" in source:
+        return f"surge @ {source}"
+    return f"surge @ {Path(source).expanduser().resolve().as_uri()}"
+
+
+def write_project(target: Path, *, surge_source: str | None = None) -> None:
+    """Copy the project template to ``target`` (which must not exist or be empty)."""
+    values = {"{{name}}": target.name, "{{surge_requirement}}": surge_requirement(surge_source)}
+    shutil.copytree(TEMPLATE, target, ignore=_TEMPLATE_IGNORE, dirs_exist_ok=True)
+    for path in sorted(target.rglob("*")):
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        for placeholder, value in values.items():
+            text = text.replace(placeholder, value)
+        path.write_text(text, encoding="utf-8")
+    for shipped, real in _TEMPLATE_RENAMES.items():
+        (target / shipped).rename(target / real)
+
+
 @app.command()
-def create(name: Annotated[str, typer.Argument(help="Directory of the new project.")]) -> None:
-    """Create a new project from the todo template."""
+def create(
+    name: Annotated[str, typer.Argument(help="Directory of the new project.")],
+    surge_source: Annotated[
+        str | None,
+        typer.Option(
+            "--surge-source",
+            envvar=SURGE_SOURCE_ENV,
+            help="Depend on surge from this path or URL (a checkout) instead of the package index.",
+        ),
+    ] = None,
+) -> None:
+    """Create a new project: steps, a live page in public/, tests, pyproject.toml, README."""
     target = Path(name)
-    if target.exists() and any(target.iterdir()):
+    if not _PROJECT_NAME.match(target.resolve().name):
+        console.print(
+            f"[bold red]error:[/] {target.resolve().name!r} is not a project name "
+            "(letters, digits, '.', '_' and '-')"
+        )
+        raise typer.Exit(2)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
         console.print(f"[bold red]error:[/] {target} exists and is not empty")
         raise typer.Exit(1)
-    shutil.copytree(TEMPLATE, target, ignore=_TEMPLATE_IGNORE, dirs_exist_ok=True)
-    console.print(f"Created [cyan]{target}[/]. Next:\n  cd {name}\n  surge dev")
+    write_project(target.resolve(), surge_source=surge_source)
+    console.print(
+        f"Created [cyan]{target}[/]. Next:\n"
+        f"  cd {name}\n"
+        "  python -m venv .venv && . .venv/bin/activate && pip install -e '.\\[dev]'\n"
+        "  surge dev     # then open http://localhost:3000/\n"
+        "  pytest"
+    )
 
 
 def main() -> None:

@@ -19,6 +19,8 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
+import pydantic
+
 from surge.errors import ConfigError, SurgeError
 from surge.steps.config import (
     STEP_TYPES,
@@ -33,7 +35,14 @@ from surge.steps.config import (
 from surge.steps.registry import ApiRoute, CronStep, EventStep, Handler, Registry
 from surge.steps.strict import did_you_mean
 
-__all__ = ["STEP_SUFFIXES", "STREAM_SUFFIXES", "discover", "find_step_files", "load_module"]
+__all__ = [
+    "STEP_SUFFIXES",
+    "STREAM_SUFFIXES",
+    "describe_exception",
+    "discover",
+    "find_step_files",
+    "load_module",
+]
 
 STREAM_SUFFIXES = ("_stream.py", ".stream.py")
 STEP_SUFFIXES = ("_step.py", ".step.py")
@@ -119,8 +128,18 @@ def load_module(path: Path, root: Path) -> ModuleType:
         ) from exc
     except Exception as exc:
         raise ConfigError(
-            f"{_error_location(exc, path)}import failed: {type(exc).__name__}: {exc}", path=path
+            f"{_error_location(exc, path)}import failed: {describe_exception(exc)}", path=path
         ) from exc
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message`` on one line (pydantic's ValidationError spans several)."""
+    if isinstance(exc, pydantic.ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+        )
+        return f"ValidationError: invalid {exc.title}: {problems}"
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def config_line(path: Path, key: str | None = None) -> int | None:
