@@ -147,17 +147,17 @@ class ApiRouteConfig(StrictKeywords):
             raise ConfigError(f"step {self.name!r}: an ApiRouteConfig has type 'api'")
         object.__setattr__(self, "emits", _topics(self.emits, self.name, "emits"))
 
+    @cached_property
+    def response_validators(self) -> Mapping[int, ResponseSchema]:
+        """The ``response_schema`` validators by status (built once)."""
+        return response_schemas(self.response_schema, self.name)
+
 
 def _pick(raw: Mapping[str, Any], *names: str) -> Any:
     for name in names:
         if name in raw:
             return raw[name]
     return None
-
-    @cached_property
-    def response_validators(self) -> Mapping[int, ResponseSchema]:
-        """The ``response_schema`` validators by status (built once)."""
-        return response_schemas(self.response_schema, self.name)
 
 
 def normalize_stream_config(raw: Any) -> StreamConfig:
