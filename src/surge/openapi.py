@@ -35,6 +35,7 @@ import orjson
 import pydantic
 from pydantic.json_schema import models_json_schema
 
+from surge.protocol.ids import MAX_ID_LENGTH
 from surge.steps.discovery import discover
 from surge.steps.registry import ApiRoute, Registry
 from surge.streams.schema import Schema, schema_from
@@ -163,8 +164,14 @@ def _parameters(route: ApiRoute) -> list[dict[str, Any]]:
             "name": name,
             "in": "path",
             "required": True,
-            # One path segment: a value with "/" cannot reach this route.
-            "schema": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
+            # One path segment (a "/" cannot reach this route), and what a stream id may be:
+            # path parameters are nearly always ids, and ids are refused (400) otherwise.
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_ID_LENGTH,
+                "pattern": "^[^/\\u0000-\\u001f\\u007f-\\u009f]+$",
+            },
         }
         for name in route.param_names
     ]

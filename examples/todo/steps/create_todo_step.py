@@ -4,7 +4,7 @@ import secrets
 import time
 from datetime import UTC, datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from steps.todo_stream import Todo
 from surge import ApiRequest, ApiResponse, ApiRouteConfig, FlowContext
@@ -13,7 +13,8 @@ from surge import ApiRequest, ApiResponse, ApiRouteConfig, FlowContext
 class CreateTodo(BaseModel):
     """The request body."""
 
-    description: str
+    # Not blank: the schema says so, so the OpenAPI document and the 400 agree.
+    description: str = Field(min_length=1, pattern=r"\S")
     dueDate: str | None = None
 
 
