@@ -313,6 +313,11 @@ class HttpConnection(asyncio.Protocol):
         self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
+    @property
+    def is_lost(self) -> bool:
+        """The connection is gone (the server closed it, or it was reset)."""
+        return self._lost.done()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 

@@ -240,12 +240,16 @@ def start_surge(
     port: int | None = None,
     probe: bool = False,
     gc_mode: str = "default",
+    app: Path | None = None,
+    ready_path: str = "/todo",
+    extra_env: dict[str, str] | None = None,
 ) -> Server:
-    """``surge start`` in a fresh copy of examples/todo (``store``: memory, file or redis)."""
+    """``surge start`` in a fresh copy of examples/todo, or of ``app`` (``store``: memory, file or
+    redis; ``ready_path`` answers 200 once it serves)."""
     workdir = Path(tempfile.mkdtemp(prefix="surge-bench-"))
     project = workdir / "todo"
     shutil.copytree(
-        REPO / "examples" / "todo",
+        app or REPO / "examples" / "todo",
         project,
         ignore=shutil.ignore_patterns(".surge", "node_modules", "__pycache__", "dist", "web"),
     )
@@ -256,6 +260,7 @@ def start_surge(
     if gc_mode != "default":
         env["PYTHONPATH"] = str(BENCH / "gcmode")
         env["SURGE_BENCH_GC"] = gc_mode
+    env.update(extra_env or {})
     port = port or free_port()
     argv = [SURGE, "start", "--port", str(port), "--host", HOST, "--log-level", log_level]
     if probe:
@@ -263,7 +268,7 @@ def start_surge(
     # surge start serves the project in its working directory.
     name = f"surge ({store})" if gc_mode == "default" else f"surge ({store}, gc {gc_mode})"
     server = _spawn(name, argv, workdir, port, env, cwd=project)
-    return _ready(server, "/todo")
+    return _ready(server, ready_path)
 
 
 def _ready(server: Server, path: str) -> Server:
