@@ -54,12 +54,13 @@ class Frame:
     frames are), built once on first use and then written as is to every connection.
     """
 
-    __slots__ = ("_wire", "text", "ts")
+    __slots__ = ("_size", "_wire", "text", "ts")
 
     def __init__(self, ts: int, text: str) -> None:
         self.ts = ts
         self.text = text
         self._wire: bytes | None = None
+        self._size = -1
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Frame) and (self.ts, self.text) == (other.ts, other.text)
@@ -73,7 +74,8 @@ class Frame:
     @property
     def size(self) -> int:
         """Bytes this frame takes on the wire (what the outbox's byte cap counts)."""
-        return len(self.wire)
+        size = self._size
+        return size if size >= 0 else len(self.wire)
 
     @property
     def wire(self) -> bytes:
@@ -89,6 +91,7 @@ class Frame:
             else:
                 header = struct.pack("!BBQ", 0x81, 127, size)
             wire = self._wire = header + payload
+            self._size = len(wire)
         return wire
 
     def restamped(self, ts: int) -> Frame:

@@ -82,6 +82,7 @@ class Outbox:
     __slots__ = (
         "_abort",
         "_abort_timer",
+        "_buffered",
         "_bytes",
         "_close",
         "_direct",
@@ -112,6 +113,7 @@ class Outbox:
         self.close_timeout = close_timeout
         self._frames: deque[Frame] = deque()
         self._bytes = 0
+        self._buffered = 0  # the transport's write buffer as last read, plus what went since
         self._wakeup = asyncio.Event()
         self._close: tuple[int, str] | None = None
         # The direct path needs both: the transport to write to and the loop-wide flusher.
@@ -161,7 +163,9 @@ class Outbox:
         if self._close is not None or self.is_done:
             return False
         size = frame.size
-        if len(self._frames) >= self.capacity or self.queued_bytes + size > self.max_bytes:
+        if len(self._frames) >= self.capacity or (
+            self._bytes + self._buffered + size > self.max_bytes and self._is_over_cap(size)
+        ):
             self.overflow()
             return False
         self._frames.append(frame)
@@ -173,6 +177,14 @@ class Outbox:
         elif len(self._frames) == 1:
             self._wakeup.set()
         return True
+
+    def _is_over_cap(self, size: int) -> bool:
+        # ``_buffered`` only grows between reads (an over-estimate: the peer drains the socket
+        # meanwhile); read the transport's real buffer only when the estimate says "over", so
+        # the cap stays exact at no cost per frame.
+        direct = self._direct
+        self._buffered = direct.buffered_bytes if direct is not None else 0
+        return self._bytes + self._buffered + size > self.max_bytes
 
     def overflow(self) -> None:
         """Apply the slow-consumer policy: drop what is queued and close with 1013."""
@@ -246,6 +258,7 @@ class Outbox:
         sent = self._bytes
         batch = self._restamp_all()
         direct.write(batch)
+        self._buffered += sent
         stats = STATS
         stats.writes += 1
         stats.frames_sent += len(batch)

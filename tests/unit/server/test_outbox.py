@@ -198,9 +198,21 @@ async def test_overflow_while_the_writer_waits_for_writability_still_drops_the_p
 
 async def test_byte_cap_counts_the_transport_buffer() -> None:
     box, protocol, _ = make(max_bytes=1000, close_timeout=5)
-    protocol.transport.buffered = 900  # a big sync already handed to the socket
-    assert not box.put(Frame(1, '{"timestamp":1,"x":"' + "y" * 200 + '"}'))
+    assert box.put(Frame(1, '{"timestamp":1,"x":"' + "y" * 850 + '"}'))  # a big sync
+    await asyncio.sleep(0)  # flushed: handed to the socket, which the peer does not drain
+    assert len(box) == 0 and protocol.transport.buffered > 850
+    assert not box.put(Frame(2, '{"timestamp":2,"x":"' + "y" * 200 + '"}'))
     assert box.is_overflowed
+    box.stop()
+
+
+async def test_bytes_the_peer_drained_count_no_more() -> None:
+    box, protocol, _ = make(max_bytes=1000, close_timeout=5)
+    assert box.put(Frame(1, '{"timestamp":1,"x":"' + "y" * 850 + '"}'))
+    await asyncio.sleep(0)
+    protocol.transport.buffered = 0  # the peer read everything meanwhile
+    assert box.put(Frame(2, '{"timestamp":2,"x":"' + "y" * 200 + '"}'))
+    assert not box.is_overflowed
     box.stop()
 
 
