@@ -118,6 +118,9 @@ class Config:
     # Serve the API steps' OpenAPI 3.1 document at /openapi.json and a docs page at /docs.
     # `surge dev` always does; `surge start` only when this is True.
     openapi: bool = False
+    # Middleware around every API handler, before each step's own: `async def mw(req, ctx, next)`
+    # (Motia's form; see surge.steps.middleware).
+    middleware: Sequence[Callable[..., Awaitable[Any]]] = ()
     # Serve Prometheus metrics at /metrics (`surge dev` always does; SURGE_METRICS=1 also turns
     # them on for `surge start`).
     metrics: bool = False

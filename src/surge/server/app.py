@@ -49,6 +49,7 @@ from surge.steps.config import (
     step_type,
 )
 from surge.steps.discovery import discover
+from surge.steps.middleware import check_middleware
 from surge.steps.registry import ApiRoute, CronStep, EventStep, Handler, Registry
 from surge.streams.adapter import StreamAdapter
 from surge.streams.stream import Streams
@@ -75,6 +76,7 @@ class SurgeApp:
         background: Background | None = None,
     ):
         self.runtime = runtime
+        check_middleware(runtime.config.middleware, "Config.middleware")
         if background is None:
             queue, state, lock = default_background(None, runtime.config, runtime.adapter)
             background = Background(

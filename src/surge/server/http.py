@@ -32,7 +32,8 @@ from surge.errors import StoreError, ValidationError, error_mapping
 from surge.server.asgi import request_headers, route_path
 from surge.server.logs import CLIENT_MISTAKES
 from surge.steps.context import ApiRequest, FlowContext, StepLogger
-from surge.steps.registry import MethodNotAllowed
+from surge.steps.middleware import Middleware, run_with_middleware
+from surge.steps.registry import Handler, MethodNotAllowed
 from surge.steps.responses import BadResponse, response_parts
 
 if TYPE_CHECKING:
@@ -156,13 +157,14 @@ async def serve_http(
     started = time.perf_counter()
     try:
         extensions = runtime.extensions
+        chain = (*runtime.config.middleware, *route.config.middleware)
         if extensions.response_hooks:
             with extensions.around_response() as headers_for:
-                result = await route.handler(request, ctx)
+                result = await _call(route.handler, chain, request, ctx)
                 status, payload, extra = response_parts(result, route.config.response_validators)
                 extra = {**extra, **headers_for(payload)}
         else:
-            result = await route.handler(request, ctx)
+            result = await _call(route.handler, chain, request, ctx)
             status, payload, extra = response_parts(result, route.config.response_validators)
         response = _json(status, payload, {**trace_header, **extra})
     except ValidationError as exc:
@@ -188,3 +190,9 @@ async def serve_http(
         elapsed = time.perf_counter() - started
         for observe in observers:
             observe(route.config.name, response.status_code, elapsed)
+
+
+async def _call(handler: Handler, chain: tuple[Middleware, ...], request: Any, ctx: Any) -> Any:
+    if not chain:
+        return await handler(request, ctx)
+    return await run_with_middleware(chain, handler, request, ctx)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from surge.errors import ConfigError
 from surge.protocol.ids import id_problem
+from surge.steps.middleware import Middleware, check_middleware
 from surge.steps.response_schema import ResponseSchema, response_schemas
 from surge.steps.strict import (
     FieldError,
@@ -128,6 +129,8 @@ class ApiRouteConfig(StrictKeywords):
     emits: Sequence[Any] = ()
     description: str | None = None
     flows: Sequence[str] = ()
+    middleware: Sequence[Middleware] = ()
+    """Motia's per-step middleware, run in order around the handler (after ``Config``'s)."""
     type: str = "api"
 
     def __post_init__(self) -> None:
@@ -146,6 +149,7 @@ class ApiRouteConfig(StrictKeywords):
         if self.type != "api":
             raise ConfigError(f"step {self.name!r}: an ApiRouteConfig has type 'api'")
         object.__setattr__(self, "emits", _topics(self.emits, self.name, "emits"))
+        object.__setattr__(self, "middleware", check_middleware(self.middleware, self.name))
 
     @cached_property
     def response_validators(self) -> Mapping[int, ResponseSchema]:
@@ -198,7 +202,7 @@ _STREAM_KEYS = ("name", "schema", "baseConfig", "canAccess")
 _STEP_KEYS = ("type", "name", "description", "emits", "virtualEmits", "flows", "includeFiles")
 _API_KEYS = (
     *_STEP_KEYS, "path", "method", "bodySchema", "responseSchema", "queryParams",
-    "virtualSubscribes",
+    "virtualSubscribes", "middleware",
 )  # fmt: skip
 _API_ALIASES = ("body_schema", "response_schema", "query_params")
 _EVENT_KEYS = (
@@ -206,10 +210,7 @@ _EVENT_KEYS = (
 )  # fmt: skip
 _EVENT_ALIASES = ("max_retries", "virtual_emits", "virtual_subscribes")
 _CRON_KEYS = (*_STEP_KEYS, "cron", "infrastructure")
-_UNSUPPORTED = {
-    "middleware": "(Motia's per-step middleware) is not supported yet; check the request in "
-    "the handler",
-}
+_UNSUPPORTED: dict[str, str] = {}
 STORAGE_TYPES = ("default",)
 
 
@@ -258,6 +259,7 @@ def normalize_api_config(raw: Any) -> ApiRouteConfig:
             emits=raw.get("emits") or (),
             description=raw.get("description"),
             flows=raw.get("flows") or (),
+            middleware=raw.get("middleware") or (),
             type=raw.get("type", "api"),
         )
     else:

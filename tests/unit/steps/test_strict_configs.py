@@ -115,8 +115,8 @@ def test_an_unknown_key_far_from_every_key_lists_the_known_ones() -> None:
 
 
 def test_motia_keys_surge_does_not_implement_say_so() -> None:
-    message = error_of(lambda: normalize_api_config({**API, "middleware": []}))
-    assert "'middleware' (Motia's per-step middleware) is not supported yet" in message
+    message = error_of(lambda: normalize_api_config({**API, "middleware": "auth"}))
+    assert "middleware must be a list of async functions (req, ctx, next)" in message
     delayed = {**EVENT, "infrastructure": {"queue": {"delaySeconds": 5}}}
     assert "'delaySeconds' is not supported yet" in error_of(
         lambda: normalize_event_config(delayed)
