@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from surge._asgi import BodyTimeout, BodyTooLarge, read_body
 from surge.errors import StoreError, ValidationError
 from surge.events.system import Background
 
@@ -25,22 +26,7 @@ logger = logging.getLogger(__name__)
 
 EMIT_PATH = "/__surge/api/emit"
 MAX_EMIT_BYTES = 1024 * 1024
-
-
-async def _body(receive: Any) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_EMIT_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+BODY_IDLE = 30.0
 
 
 async def _answer(send: Any, status: int, body: Any) -> None:
@@ -62,9 +48,15 @@ async def serve_emit(
     if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         await _answer(send, 415, {"error": "send the message as application/json"})
         return
-    raw = await _body(receive)
-    if raw is None:
+    try:
+        raw = await read_body(receive, limit=MAX_EMIT_BYTES, idle=BODY_IDLE)
+    except BodyTooLarge:
         await _answer(send, 413, {"error": f"body larger than {MAX_EMIT_BYTES} bytes"})
+        return
+    except BodyTimeout:
+        await _answer(send, 408, {"error": "request body not received in time"})
+        return
+    if raw is None:
         return
     try:
         event = orjson.loads(raw)

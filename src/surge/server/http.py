@@ -14,7 +14,6 @@ changed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -27,6 +26,7 @@ import pydantic
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from surge._asgi import BodyTimeout, BodyTooLarge, read_body
 from surge.config import Limits
 from surge.errors import StoreError, ValidationError, error_mapping
 from surge.server.asgi import request_headers, route_path
@@ -56,30 +56,6 @@ def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> R
     raw = orjson.dumps(body, default=_default) if body is not None else b""
     media = "application/json" if body is not None else None
     return Response(raw, status_code=status, headers=dict(headers or {}), media_type=media)
-
-
-class _BodyTimeout(Exception):
-    """The next piece of the body did not arrive within ``Limits.body_timeout``."""
-
-
-async def _read_body(receive: Receive, limit: int, idle: float) -> bytes | None:
-    chunks = []
-    size = 0
-    while True:
-        try:
-            async with asyncio.timeout(idle):
-                message = await receive()
-        except TimeoutError:
-            raise _BodyTimeout from None
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _query(scope: Scope) -> dict[str, str | list[str]]:
@@ -112,17 +88,19 @@ async def serve_http(
     limits = runtime.config.limits
     close = {"connection": "close"}
     try:
-        raw = await _read_body(receive, limits.max_body_bytes, limits.body_timeout)
-    except _BodyTimeout:
+        raw = await read_body(receive, limit=limits.max_body_bytes, idle=limits.body_timeout)
+    except BodyTooLarge:
+        message = f"body larger than {limits.max_body_bytes} bytes"
+        await _json(413, {"error": message}, close)(scope, receive, send)
+        return
+    except BodyTimeout:
         if CLIENT_MISTAKES.allow():
             logger.info("%s %s: request body not received in time", method, path)
         response = _json(408, {"error": "request body not received in time"}, close)
         await response(scope, receive, send)
         return
     if raw is None:
-        message = f"body larger than {limits.max_body_bytes} bytes"
-        await _json(413, {"error": message}, close)(scope, receive, send)
-        return
+        return  # the client went away: nobody to answer
     body: Any = None
     if raw.strip():
         try:

@@ -25,6 +25,7 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from surge._asgi import BodyTimeout, BodyTooLarge, read_body
 from surge.errors import StoreError
 from surge.queues.base import MAX_NAME_LENGTH
 from surge.server.asgi import request_headers, route_path
@@ -170,9 +171,14 @@ class EventsApi:
     ) -> tuple[int, dict[str, Any]]:
         if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             return 415, {"error": "send {step, messageId} as application/json"}
-        raw = await _body(receive)
-        if raw is None:
+        try:
+            raw = await read_body(receive, limit=MAX_ACTION_BYTES, idle=30.0)
+        except BodyTooLarge:
             return 413, {"error": f"body larger than {MAX_ACTION_BYTES} bytes"}
+        except BodyTimeout:
+            return 408, {"error": "request body not received in time"}
+        if raw is None:
+            return 400, {"error": "the client went away"}
         try:
             request = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -219,22 +225,6 @@ def _limit(query: dict[str, str]) -> int:
         return max(1, min(_MAX_LIMIT, int(query.get("limit", "200"))))
     except ValueError:
         return 200
-
-
-async def _body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_ACTION_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _answer(
