@@ -64,6 +64,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from surge._redis import redis_error
 from surge.errors import ConfigError, StoreError
 from surge.queues.base import (
     DeadLetter,
@@ -103,16 +104,6 @@ MAX_POISON_ROUNDS: Final = 8  # receive() refills past poison at most this often
 
 _ESCAPE_TABLE: Final = {ord(c): f"%{ord(c):02X}" for c in "%|{}:*?[]\\"}
 
-_RETRYABLE_REPLIES: Final = (
-    "BUSY",
-    "LOADING",
-    "READONLY",
-    "OOM",
-    "TRYAGAIN",
-    "CLUSTERDOWN",
-    "MASTERDOWN",
-    "NOREPLICAS",
-)
 
 _LUA_LIB: Final = r"""
 local function ensure_group(stream, cg)
@@ -569,20 +560,7 @@ class RedisStreamsQueue:
 
     def _error(self, exc: BaseException, action: str) -> StoreError:
         """Wrap a redis-py error in a ``StoreError`` that says whether to retry."""
-        from redis import exceptions as rex
-
-        if isinstance(exc, StoreError):
-            return exc
-        if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
-            return StoreError(f"queue {action}: Redis at {self.where} refused access: {exc}")
-        if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError | TimeoutError):
-            return StoreError(
-                f"queue {action}: Redis at {self.where} is unavailable: {exc}", retryable=True
-            )
-        if isinstance(exc, rex.ResponseError):
-            retryable = str(exc).startswith(_RETRYABLE_REPLIES)
-            return StoreError(f"queue {action}: Redis replied: {exc}", retryable=retryable)
-        return StoreError(f"queue {action} failed: {exc!r}")
+        return redis_error(exc, f"queue {action}", self.where)
 
     # -- publish and receive -----------------------------------------------------------------
 

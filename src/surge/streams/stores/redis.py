@@ -96,6 +96,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from surge._redis import redis_error
 from surge.errors import ConfigError, StoreError, ValidationError
 from surge.streams.feed import Change, ChangeKind, EphemeralEvent, FeedSink, GroupSnapshot, Resync
 from surge.streams.ops import ItemValidator, Updated, apply_ops, check_if_version, check_ops
@@ -140,16 +141,6 @@ _ESCAPE_TABLE: Final = {ord(c): f"%{ord(c):02X}" for c in _ESCAPED}
 _UNESCAPE: Final = re.compile(r"%([0-9A-F]{2})")
 
 # Reply prefixes after which the same command may succeed later.
-_RETRYABLE_REPLIES: Final = (
-    "BUSY",
-    "LOADING",
-    "READONLY",
-    "OOM",
-    "TRYAGAIN",
-    "CLUSTERDOWN",
-    "MASTERDOWN",
-    "NOREPLICAS",
-)
 
 # The write shared by set and the compare-and-set of update. KEYS: items, order, seq, ver,
 # expiry. ARGV: id, item JSON, payload head ("stream":..,"group":..,"id":..), feed channel,
@@ -755,20 +746,7 @@ class RedisStreamAdapter:
 
     def _error(self, exc: BaseException, action: str) -> StoreError:
         """Wrap a redis-py error in a ``StoreError`` that says whether to retry."""
-        from redis import exceptions as rex
-
-        if isinstance(exc, StoreError):
-            return exc
-        if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
-            return StoreError(f"{action}: Redis at {self.where} refused access: {exc}")
-        if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError | TimeoutError):
-            return StoreError(
-                f"{action}: Redis at {self.where} is unavailable: {exc}", retryable=True
-            )
-        if isinstance(exc, rex.ResponseError):
-            retryable = str(exc).startswith(_RETRYABLE_REPLIES)
-            return StoreError(f"{action}: Redis replied: {exc}", retryable=retryable)
-        return StoreError(f"{action} failed: {exc!r}")
+        return redis_error(exc, action, self.where)
 
     # -- feed --------------------------------------------------------------------------------
 
