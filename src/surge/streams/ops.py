@@ -21,6 +21,7 @@ the same item on memory, file and Redis, JSON numbers included.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -172,9 +173,12 @@ def apply_ops(item: dict[str, Any] | None, ops: list[dict[str, Any]], id: str) -
     result: dict[str, Any] = {} if item is None else item
     for index, op in enumerate(ops):
         kind = op["type"]
+        # The item gets its own copy of an op's value: a later op must not change the caller's
+        # ops (nor a retry's, which applies the same ops again).
+        given: Any = copy.deepcopy(op["value"]) if "value" in op else None
         parts = _split(op["path"], index, allow_root=True)
         if not parts:  # the item itself: set or merge of an object
-            value = dict(op["value"])
+            value = dict(given)
             result = value if kind == "set" else {**result, **value}
             continue
         node = _walk(result, parts, index, create=kind != "remove")
@@ -183,15 +187,15 @@ def apply_ops(item: dict[str, Any] | None, ops: list[dict[str, Any]], id: str) -
         key = parts[-1]
         path = op["path"]
         if kind == "set":
-            node[key] = op["value"]
+            node[key] = given
         elif kind == "remove":
             node.pop(key, None)
         elif kind == "merge":
             current = node.get(key)
             if current is None and key not in node:
-                node[key] = dict(op["value"])
+                node[key] = dict(given)
             elif isinstance(current, dict):
-                current.update(op["value"])
+                current.update(given)
             else:
                 raise _problem(index, "path", f"cannot merge into {path!r}: not an object")
         elif kind in ("increment", "decrement"):
@@ -202,7 +206,7 @@ def apply_ops(item: dict[str, Any] | None, ops: list[dict[str, Any]], id: str) -
                 raise _problem(index, "path", f"cannot {kind} {path!r}: it is a {what}")
             node[key] = current + by if kind == "increment" else current - by
         else:  # append
-            value = op["value"]
+            value = given
             current = node.get(key)
             if current is None and key not in node:
                 node[key] = value if isinstance(value, str) else [value]

@@ -68,3 +68,16 @@ def test_a_failing_op_names_its_index() -> None:
             {"type": "remove", "path": "a"},
             {"type": "increment", "path": "s"},
         )
+
+
+def test_applying_ops_never_changes_the_ops_themselves() -> None:
+    value = {"x": 1}
+    ops = check_ops(
+        [
+            {"type": "set", "path": "a", "value": value},
+            {"type": "set", "path": "a.b", "value": None},
+        ]
+    )
+    first = apply_ops({}, ops, "i")
+    assert value == {"x": 1}  # the caller's object is untouched
+    assert apply_ops({}, ops, "i") == first  # and the same ops give the same item again
