@@ -34,6 +34,8 @@ from typing import Any
 import orjson
 import pydantic
 from pydantic.json_schema import models_json_schema
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from surge.protocol.ids import MAX_ID_LENGTH
 from surge.steps.discovery import discover
@@ -364,50 +366,42 @@ class OpenApiDocs:
         self._cache = (registry, root_path, encoded)
         return encoded
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        await self._response(scope)(scope, receive, send)
+
+    def _response(self, scope: Scope) -> Response:
         path = self._local_path(scope)
         root = scope.get("root_path", "")
         if scope["method"] not in ("GET", "HEAD"):
-            await _respond(send, 405, b"method not allowed\n", "text/plain; charset=utf-8")
-            return
+            return PlainTextResponse("method not allowed\n", 405)
         docs = self.docs_path
         if path == self.openapi_path:
-            await _respond(send, 200, self.document(root), JSON)
-        elif path in (docs, docs + "/"):
+            return Response(self.document(root), media_type=JSON)
+        if path in (docs, docs + "/"):
             assets = _assets_dir()
             if assets is None:
-                body = _MISSING_ASSETS.format(spec=root + self.openapi_path).encode()
-                await _respond(send, 501, body, "text/plain; charset=utf-8")
-                return
+                return PlainTextResponse(_MISSING_ASSETS.format(spec=root + self.openapi_path), 501)
             page = _DOCS_PAGE.format(
                 title=html.escape(self.title),
                 assets=html.escape(root + docs),
                 spec_url=json.dumps(root + self.openapi_path).replace("<", "\\u003c"),
             )
-            await _respond(send, 200, page.encode(), "text/html; charset=utf-8")
-        else:
-            await self._asset(send, path[len(docs) + 1 :])
+            return HTMLResponse(page)
+        return self._asset(path[len(docs) + 1 :])
 
-    async def _asset(self, send: Any, name: str) -> None:
+    def _asset(self, name: str) -> Response:
         assets = _assets_dir()
         if assets is None or name not in _ASSETS:
-            await _respond(send, 404, b"not found\n", "text/plain; charset=utf-8")
-            return
+            return PlainTextResponse("not found\n", 404)
         file = assets / name
         kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if kind.startswith("text/") or kind.endswith("javascript"):
             kind += "; charset=utf-8"
-        await _respond(send, 200, file.read_bytes(), kind, cache=True)
-
-
-async def _respond(send: Any, status: int, body: bytes, kind: str, *, cache: bool = False) -> None:
-    headers = [(b"content-type", kind.encode()), (b"content-length", str(len(body)).encode())]
-    if cache:
-        headers.append((b"cache-control", b"public, max-age=86400"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        return Response(
+            file.read_bytes(), media_type=kind, headers={"cache-control": "public, max-age=86400"}
+        )
 
 
 def openapi_routes(

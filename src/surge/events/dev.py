@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
+from starlette.datastructures import Headers
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from surge._asgi import BodyTimeout, BodyTooLarge, read_body
-from surge.errors import StoreError, ValidationError
+from surge.errors import StoreError, ValidationError, error_mapping
 from surge.events.system import Background
 
 __all__ = ["EMIT_PATH", "MAX_EMIT_BYTES", "serve_emit"]
@@ -29,23 +31,23 @@ MAX_EMIT_BYTES = 1024 * 1024
 BODY_IDLE = 30.0
 
 
-async def _answer(send: Any, status: int, body: Any) -> None:
-    raw = orjson.dumps(body)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"cache-control", b"no-store"),
-        (b"content-length", str(len(raw)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": raw})
+def _json(status: int, body: Any) -> Response:
+    return Response(
+        orjson.dumps(body),
+        status,
+        headers={"cache-control": "no-store"},
+        media_type="application/json",
+    )
 
 
-async def serve_emit(
-    background: Background, scope: MutableMapping[str, Any], receive: Any, send: Any
-) -> None:
+async def serve_emit(background: Background, scope: Scope, receive: Receive, send: Send) -> None:
     """ASGI handler of ``POST /__surge/api/emit`` (the caller has checked where it comes from)."""
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-    if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+
+    async def _answer(_send: Send, status: int, body: Any) -> None:
+        await _json(status, body)(scope, receive, send)
+
+    content_type = Headers(scope=scope).get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
         await _answer(send, 415, {"error": "send the message as application/json"})
         return
     try:
@@ -71,11 +73,13 @@ async def serve_emit(
     try:
         ids = await background.emit(event, trace_id=trace_id)
     except ValidationError as exc:
-        await _answer(send, 400, {"error": exc.message, "errors": exc.errors})
+        await _answer(
+            send, error_mapping(exc).http_status, {"error": exc.message, "errors": exc.errors}
+        )
         return
     except StoreError as exc:
         logger.error("emit %r [trace %s] failed: %s", topic, trace_id, exc)
-        await _answer(send, 503 if exc.retryable else 500, {"error": "queue unavailable"})
+        await _answer(send, error_mapping(exc).http_status, {"error": "queue unavailable"})
         return
     subscribers = background.publisher.subscribers(str(topic))
     logger.info("emitted %r [trace %s] to %s", topic, trace_id, subscribers or "no step")

@@ -1,19 +1,20 @@
-"""A connection's bounded outbox, and how its frames reach the socket.
+"""A connection's bounded outbox: ordering, timestamps and the slow-consumer policy.
 
-Two paths. Under uvicorn's websockets Sans-I/O protocol (the default), ``put`` marks the outbox
-dirty and a per-loop ``Flusher`` writes every dirty outbox once at the end of the loop iteration:
-all frames queued for a connection since the last flush leave in ONE ``transport.write`` of
-pre-built bytes (``Frame.wire``), with no task switch per connection. The outbox's writer task
-only wakes when the transport is paused by flow control, or to close. On any other ASGI server,
-the writer task drains the outbox through ASGI ``send``, one frame at a time.
+Frames go out through a ``Transport`` (``server/transport.py``). ``put`` marks the outbox dirty
+and the per-loop ``Flusher`` hands every dirty outbox's frames to its transport once at the end
+of the loop iteration, as one ``write_many``: under uvicorn's websockets Sans-I/O protocol (the
+default, ``DirectTransport``) that is ONE ``transport.write`` of pre-built bytes, with no task
+switch per connection. The outbox's writer task (``run``) only wakes when the transport is
+paused by flow control, when the transport needs draining (``AsgiTransport``: one ASGI ``send``
+per frame, for any other server), or to close.
 
 Slow-consumer policy: the outbox holds at most ``capacity`` frames and ``max_bytes`` bytes, the
-transport's write buffer counted (so pongs, a big sync already handed to the socket and closes
-count too). When a frame would exceed either cap the connection is marked overflowed, the queued
-frames are dropped (the client will resync, so they are useless), nothing more is accepted, and
-the connection is closed with 1013 (try again later) as soon as the socket takes it. From the
-moment a close is decided, a timer of ``close_timeout`` seconds runs: a peer that has not taken
-the close by then is aborted (``abort``), whatever the writer is waiting for. The official
+transport's buffer counted (so pongs, a big sync already handed to the socket and closes count
+too). When a frame would exceed either cap the connection is marked overflowed, the queued frames
+are dropped (the client will resync, so they are useless), nothing more is accepted, and the
+connection is closed with 1013 (try again later) as soon as the socket takes it. From the moment
+a close is decided, a timer of ``close_timeout`` seconds runs: a peer that has not taken the
+close by then is aborted (``Transport.abort``), whatever the writer is waiting for. The official
 clients reconnect after 2 s and re-join, and the fresh sync heals the state. So a slow client
 costs at most ``max_bytes`` of memory for at most ``close_timeout`` seconds, and never stalls the
 fan-out.
@@ -27,13 +28,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from surge.protocol.codec import Frame
 from surge.protocol.session import CLOSE_TRY_AGAIN_LATER
 from surge.server.stats import STATS
-from surge.server.transport import DirectTransport
+from surge.server.transport import Transport
 
 __all__ = [
     "CLOSE_WAIT",
@@ -48,8 +47,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_OUTBOX_CAPACITY = 4096
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 CLOSE_WAIT = 5.0
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Flusher:
@@ -77,18 +74,21 @@ class Flusher:
 
 
 class Outbox:
-    """Frames waiting for one connection, written in order, bounded in frames and bytes."""
+    """Frames waiting for one connection, written in order, bounded in frames and bytes.
+
+    Without a transport (unit tests of the hub) frames only queue.
+    """
 
     __slots__ = (
-        "_abort",
         "_abort_timer",
         "_buffered",
         "_bytes",
         "_close",
-        "_direct",
         "_flusher",
         "_frames",
+        "_inline",
         "_is_dirty",
+        "_transport",
         "_wakeup",
         "capacity",
         "close_timeout",
@@ -104,26 +104,21 @@ class Outbox:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         close_timeout: float | None = None,
-        direct: DirectTransport | None = None,
+        transport: Transport | None = None,
         flusher: Flusher | None = None,
-        abort: Callable[[], None] | None = None,
     ) -> None:
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.close_timeout = close_timeout
         self._frames: deque[Frame] = deque()
         self._bytes = 0
-        self._buffered = 0  # the transport's write buffer as last read, plus what went since
+        self._buffered = 0  # the transport's buffer as last read, plus what went since
         self._wakeup = asyncio.Event()
         self._close: tuple[int, str] | None = None
-        # The direct path needs both: the transport to write to and the loop-wide flusher.
-        # Without a direct transport (any server but uvicorn's sansio, a mount under another
-        # app, the in-process TestClient) the writer task drains through ASGI send.
-        self._direct = direct if flusher is not None else None
-        self._flusher = flusher if self._direct is not None else None
-        # How to drop the connection at once: the transport's abort on the direct path, else
-        # what the endpoint gives (it ends the connection's task).
-        self._abort = abort or (direct.abort if direct is not None else None)
+        self._transport = transport
+        self._inline = transport is not None and transport.flushes_inline
+        # Without the loop-wide flusher, every put wakes the writer task.
+        self._flusher = flusher if transport is not None else None
         self._abort_timer: asyncio.TimerHandle | None = None
         self._is_dirty = False
         self.is_overflowed = False
@@ -139,24 +134,24 @@ class Outbox:
         return self._close[0] if self._close is not None else None
 
     @property
-    def transport_kind(self) -> str:
-        """``"direct"`` (coalesced writes to uvicorn's transport) or ``"asgi"`` (one send per
-        frame)."""
-        return "direct" if self._direct is not None else "asgi"
+    def transport_kind(self) -> str | None:
+        """The transport's kind: ``"direct"`` (coalesced writes to uvicorn's transport) or
+        ``"asgi"`` (one send per frame); None without a transport."""
+        return self._transport.kind if self._transport is not None else None
 
     @property
     def queued_bytes(self) -> int:
-        """Bytes of the frames queued here plus the bytes in the transport's write buffer."""
-        direct = self._direct
-        return self._bytes + (direct.buffered_bytes if direct is not None else 0)
+        """Bytes of the frames queued here plus the bytes in the transport's buffer."""
+        transport = self._transport
+        return self._bytes + (transport.buffered_bytes if transport is not None else 0)
 
     @property
     def is_gone(self) -> bool:
         """True when nothing more will reach the peer (stopped, closing, or the socket is gone)."""
         if self.is_done or self._close is not None:
             return True
-        direct = self._direct
-        return direct is not None and direct.is_gone
+        transport = self._transport
+        return transport is not None and transport.is_gone
 
     def put(self, frame: Frame) -> bool:
         """Queue a frame; False when the connection is closing or just overflowed."""
@@ -182,8 +177,8 @@ class Outbox:
         # ``_buffered`` only grows between reads (an over-estimate: the peer drains the socket
         # meanwhile); read the transport's real buffer only when the estimate says "over", so
         # the cap stays exact at no cost per frame.
-        direct = self._direct
-        self._buffered = direct.buffered_bytes if direct is not None else 0
+        transport = self._transport
+        self._buffered = transport.buffered_bytes if transport is not None else 0
         return self._bytes + self._buffered + size > self.max_bytes
 
     def overflow(self) -> None:
@@ -217,30 +212,32 @@ class Outbox:
 
     def _arm_abort(self) -> None:
         """From now on the peer has ``close_timeout`` seconds to take the close."""
-        if self._abort_timer is not None or self.is_done or self._abort is None:
+        if self._abort_timer is not None or self.is_done or self._transport is None:
             return
         timeout = CLOSE_WAIT if self.close_timeout is None else self.close_timeout
         self._abort_timer = asyncio.get_running_loop().call_later(timeout, self._abort_now)
 
     def _abort_now(self) -> None:
         self._abort_timer = None
-        abort = self._abort
+        transport = self._transport
         self.stop()
-        if abort is not None:
+        if transport is not None:
             logger.info("dropped a peer that did not take its close within the close timeout")
-            abort()
+            transport.abort()
 
     def flush(self) -> None:
-        """Direct path: write everything queued now, or leave it to the writer when paused."""
+        """Hand everything queued to the transport now, or leave it to the writer when paused."""
         self._is_dirty = False
-        if not self._frames or self.is_done or self._direct is None:
+        transport = self._transport
+        if not self._frames or self.is_done or transport is None:
             return
-        if self._direct.is_writable:
-            self._write_direct(self._direct)
-        else:
-            self._wakeup.set()
+        if transport.is_writable:
+            self._write(transport)
+            if self._inline:
+                return
+        self._wakeup.set()
 
-    def _restamp_all(self) -> list[Frame]:
+    def _write(self, transport: Transport) -> None:
         frames = self._frames
         batch = []
         last = self.last_ts
@@ -251,62 +248,48 @@ class Outbox:
             last = frame.ts
             batch.append(frame)
         self.last_ts = last
-        self._bytes = 0
-        return batch
-
-    def _write_direct(self, direct: DirectTransport) -> None:
         sent = self._bytes
-        batch = self._restamp_all()
-        direct.write(batch)
+        self._bytes = 0
+        transport.write_many(batch)
         self._buffered += sent
         stats = STATS
-        stats.writes += 1
         stats.frames_sent += len(batch)
         stats.bytes_sent += sent
 
-    async def run(self, send: Send) -> None:
-        """The writer task: flow-control waits, the ASGI path, and the close."""
+    async def run(self) -> None:
+        """The writer task: flow-control waits, draining the transport, and the close."""
+        transport = self._transport
+        if transport is None:
+            raise RuntimeError("an outbox without a transport has no writer")
         frames = self._frames
-        direct = self._direct
         while not self.is_done:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if direct is not None:
-                while frames and self._close is None and not direct.is_writable:
-                    if direct.is_gone:
-                        self.stop()
-                        return
-                    # Woken by flow control, or by the abort timer (the transport is gone).
-                    await direct.wait_writable()
-                if frames and self._close is None and direct.is_writable:
-                    self._write_direct(direct)
-            else:
-                while frames and not self.is_done:
-                    frame = frames.popleft()
-                    self._bytes -= frame.size
-                    if frame.ts <= self.last_ts:
-                        frame = frame.restamped(self.last_ts + 1)
-                    self.last_ts = frame.ts
-                    await send({"type": "websocket.send", "text": frame.text})
-                    STATS.writes += 1
-                    STATS.frames_sent += 1
-                    STATS.bytes_sent += frame.size
+            while frames and self._close is None and not transport.is_writable:
+                if transport.is_gone:
+                    self.stop()
+                    return
+                # Woken by flow control, or by the abort timer (the transport is gone).
+                await transport.drain()
+            if frames and self._close is None and transport.is_writable:
+                self._write(transport)
+            if not self._inline and not self.is_done:
+                await transport.drain()
             if self._close is not None and not self.is_done:
-                await self._send_close(send, direct)
+                await self._send_close(transport)
 
-    async def _send_close(self, send: Send, direct: DirectTransport | None) -> None:
+    async def _send_close(self, transport: Transport) -> None:
         code, reason = self._close or (1000, "")
-        if direct is not None:
-            while not direct.is_writable and not direct.is_gone and not self.is_done:
-                # The abort timer bounds this wait.
-                await direct.wait_writable()
-            if direct.is_gone or self.is_done:
-                self.stop()
-                return
-            if self._frames:
-                self._write_direct(direct)
+        while not transport.is_writable and not transport.is_gone and not self.is_done:
+            # The abort timer bounds this wait.
+            await transport.drain()
+        if transport.is_gone or self.is_done:
+            self.stop()
+            return
+        if self._frames:
+            self._write(transport)
         self.is_done = True
         self._frames.clear()
         self._bytes = 0
         # The abort timer stays armed: a peer that never answers the close is still dropped.
-        await send({"type": "websocket.close", "code": code, "reason": reason})
+        await transport.close(code, reason)

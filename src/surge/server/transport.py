@@ -1,42 +1,110 @@
-"""Writing fan-out frames straight to a connection's transport, coalesced.
+"""Where an outbox's frames go: the ``Transport`` interface and its two implementations.
 
-Why: through ASGI every frame costs one ``send`` call, one websockets ``Frame.serialize`` and one
-``write`` system call per connection; at fan-out that is most of the server's CPU
-(bench/README.md). Under uvicorn's websockets Sans-I/O protocol the connection's transport is
-reachable from its ASGI ``send``; ``DirectTransport`` writes the frames queued for a connection
-as ONE ``transport.write`` of bytes that were built once per message for every connection
-(``Frame.wire``).
+The outbox (``server/outbox.py``) owns the slow-consumer policy and the ordering; a transport
+only moves frames to the peer. Both implementations take frames in batches with ``write_many``
+(one call per connection per loop iteration, from the outbox's ``Flusher``), expose the bytes
+they hold but the peer has not taken (``buffered_bytes``, counted by the outbox's byte cap), and
+end with ``close`` or ``abort``:
 
-Only whole, unmasked text frames are written this way, and only while the protocol is open and
-its transport is not paused (uvicorn's flow control); everything else (the handshake, closes,
-pings) stays with uvicorn. When per-message compression was negotiated the frames go through the
-connection's own websockets protocol (which compresses per connection), still coalesced. Any
-other server: no ``DirectTransport``, and the outbox uses ASGI ``send``.
+- ``DirectTransport``, the fast path. Through ASGI every frame costs one ``send`` call, one
+  websockets ``Frame.serialize`` and one ``write`` system call per connection; at fan-out that is
+  most of the server's CPU (bench/README.md). Under uvicorn's websockets Sans-I/O protocol the
+  connection's asyncio transport is reachable from its ASGI ``send``: ``write_many`` writes the
+  batch as ONE ``transport.write`` of bytes built once per message for every connection
+  (``Frame.wire``), inline. Only whole, unmasked text frames are written this way, and only while
+  the protocol is open and uvicorn's flow control has not paused the transport; the handshake,
+  pings and the close stay with uvicorn. When per-message compression was negotiated the frames
+  go through the connection's own websockets protocol (which compresses per connection), still
+  one write. It reads uvicorn internals (``conn``, ``transport``, ``writable``, ``close_sent``):
+  uvicorn is pinned to the tested minor range, and a test under real uvicorn fails when this
+  path is not taken.
+- ``AsgiTransport``, for every other case (another server, a mount under another ASGI app that
+  wraps ``send``, the in-process TestClient): ``write_many`` only buffers; the outbox's writer
+  task ``drain``s the buffer through ASGI ``send``, one message per frame.
+
+``flushes_inline`` tells the outbox which of the two it has: True when ``write_many`` puts the
+bytes on the socket at once, so the writer task sleeps unless flow control pauses the transport.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
+from starlette.types import Send
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
+
+from surge.server.stats import STATS
 
 if TYPE_CHECKING:
     from surge.protocol.codec import Frame
 
-__all__ = ["DirectTransport"]
+__all__ = ["AsgiTransport", "DirectTransport", "Transport"]
+
+
+class Transport(Protocol):
+    """What an ``Outbox`` writes through (see the module docstring)."""
+
+    @property
+    def kind(self) -> str:
+        """``"direct"`` or ``"asgi"`` (for tests, stats and logs)."""
+        ...
+
+    @property
+    def flushes_inline(self) -> bool:
+        """True when ``write_many`` hands the bytes to the socket at once; False when the
+        writer task must ``drain`` to send them."""
+        ...
+
+    @property
+    def is_writable(self) -> bool:
+        """True when a ``write_many`` now would not exceed the transport's flow-control mark."""
+        ...
+
+    @property
+    def is_gone(self) -> bool:
+        """True once nothing more can reach the peer."""
+        ...
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes handed over and not yet taken by the peer."""
+        ...
+
+    def write_many(self, frames: list[Frame]) -> None:
+        """Hand frames over, in order, without waiting."""
+        ...
+
+    async def drain(self) -> None:
+        """Send what ``write_many`` buffered and wait until the transport is writable again
+        (or gone)."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the WebSocket after everything handed over."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the connection at once (a peer that stopped reading cannot receive a close)."""
+        ...
 
 
 class DirectTransport:
     """Coalesced frame writes for one uvicorn websockets-sansio connection."""
 
-    __slots__ = ("_compressed", "_conn", "_protocol", "_transport")
+    __slots__ = ("_compressed", "_conn", "_protocol", "_send", "_transport")
 
-    def __init__(self, protocol: Any) -> None:
+    kind = "direct"
+    flushes_inline = True
+
+    def __init__(self, protocol: Any, send: Send | None = None) -> None:
         self._protocol = protocol
         self._conn = protocol.conn
         self._transport: asyncio.Transport = protocol.transport
+        self._send = send
         # permessage-deflate keeps per-connection state: frames must go through the protocol.
         self._compressed = bool(protocol.conn.extensions)
 
@@ -49,7 +117,7 @@ class DirectTransport:
         needed = ("conn", "transport", "writable", "close_sent")
         if not all(hasattr(protocol, name) for name in needed):
             return None
-        return cls(protocol)
+        return cls(protocol, send)
 
     @property
     def is_writable(self) -> bool:
@@ -78,11 +146,11 @@ class DirectTransport:
         """Bytes handed to the transport and not yet taken by the peer's socket."""
         return self._transport.get_write_buffer_size()
 
-    async def wait_writable(self) -> None:
+    async def drain(self) -> None:
         """Wait until uvicorn's flow control lets writes through (or the peer is gone)."""
         await self._protocol.writable.wait()
 
-    def write(self, frames: list[Frame]) -> None:
+    def write_many(self, frames: list[Frame]) -> None:
         """Write the frames as one transport write."""
         if self._compressed:
             conn = self._conn
@@ -93,7 +161,84 @@ class DirectTransport:
             self._transport.write(frames[0].wire)
         else:
             self._transport.write(b"".join([frame.wire for frame in frames]))
+        STATS.writes += 1
+
+    async def close(self, code: int, reason: str) -> None:
+        """Hand the close to uvicorn (it writes the close frame and ends the handshake)."""
+        if self._send is not None:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
     def abort(self) -> None:
-        """Drop the connection at once (a peer that stopped reading cannot receive a close)."""
+        """Drop the connection at once."""
         self._transport.abort()
+
+
+class AsgiTransport:
+    """Frames through ASGI ``send``, one message per frame, from a buffer drained by the writer."""
+
+    __slots__ = ("_abort", "_buffer", "_bytes", "_is_gone", "_send")
+
+    kind = "asgi"
+    flushes_inline = False
+
+    def __init__(self, send: Send, abort: Callable[[], None] | None = None) -> None:
+        self._send = send
+        self._abort = abort
+        self._buffer: deque[Frame] = deque()
+        self._bytes = 0
+        self._is_gone = False
+
+    @property
+    def is_writable(self) -> bool:
+        """Always, until gone: the outbox's byte cap bounds what waits here."""
+        return not self._is_gone
+
+    @property
+    def is_gone(self) -> bool:
+        """True once a send failed, the close went out, or the connection was aborted."""
+        return self._is_gone
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of the frames waiting for ``drain``."""
+        return self._bytes
+
+    def write_many(self, frames: list[Frame]) -> None:
+        """Buffer the frames for the writer task's ``drain``."""
+        if self._is_gone:
+            return
+        self._buffer.extend(frames)
+        self._bytes += sum(frame.size for frame in frames)
+
+    async def drain(self) -> None:
+        """Send the buffered frames, one ASGI message each, in order."""
+        buffer = self._buffer
+        try:
+            while buffer and not self._is_gone:
+                frame = buffer[0]
+                await self._send({"type": "websocket.send", "text": frame.text})
+                buffer.popleft()
+                self._bytes -= frame.size
+                STATS.writes += 1
+        except BaseException:
+            self._gone()
+            raise
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send what is buffered, then the close."""
+        await self.drain()
+        if self._is_gone:
+            return
+        self._is_gone = True
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def abort(self) -> None:
+        """Drop what is buffered and end the connection through the endpoint's callback."""
+        self._gone()
+        if self._abort is not None:
+            self._abort()
+
+    def _gone(self) -> None:
+        self._is_gone = True
+        self._buffer.clear()
+        self._bytes = 0

@@ -42,7 +42,7 @@ from surge.server.connection import Connection
 from surge.server.logs import CLIENT_MISTAKES
 from surge.server.outbox import Outbox
 from surge.server.stats import STATS
-from surge.server.transport import DirectTransport
+from surge.server.transport import AsgiTransport, DirectTransport, Transport
 from surge.server.upgrade import authorize_upgrade
 from surge.steps.config import Subscription
 
@@ -79,7 +79,7 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
         if task is not None:
             task.cancel()
 
-    direct = DirectTransport.from_asgi_send(send)
+    transport: Transport = DirectTransport.from_asgi_send(send) or AsgiTransport(send, abort)
     conn = Connection(
         Session(
             max_subscriptions=limits.max_subscriptions,
@@ -90,9 +90,8 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
             limits.outbox_capacity,
             max_bytes=limits.max_outbound_bytes,
             close_timeout=limits.close_timeout,
-            direct=direct,
+            transport=transport,
             flusher=runtime.flusher,
-            abort=None if direct is not None else abort,
         ),
         decision.auth_context,
     )
@@ -102,7 +101,7 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
     try:
         async with asyncio.TaskGroup() as tasks:
             endpoint = _Endpoint(runtime, conn, tasks)
-            tasks.create_task(_write(conn, send))
+            tasks.create_task(_write(conn))
             try:
                 await endpoint.read(receive)
             finally:
@@ -117,9 +116,9 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
         runtime.connections.discard(conn)
 
 
-async def _write(conn: Connection, send: Send) -> None:
+async def _write(conn: Connection) -> None:
     try:
-        await conn.outbox.run(send)
+        await conn.outbox.run()
     except OSError:
         # The peer went away mid-write (uvicorn's ClientDisconnected is an OSError).
         conn.outbox.stop()

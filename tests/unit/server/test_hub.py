@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.types import Message
 
 from surge.protocol.codec import Frame, encode_group_sync
 from surge.protocol.messages import SubscriptionRequest
@@ -119,18 +120,23 @@ def test_full_outbox_overflows_instead_of_growing() -> None:
 
 
 def test_frames_restamped_when_not_newer_than_last_written() -> None:
-    outbox = Outbox(10)
-    outbox.put(Frame(100, '{"timestamp":100,"a":1}'))
-    outbox.put(Frame(50, '{"timestamp":50,"a":2}'))
-    outbox.close(1000, "done")
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     import asyncio
 
-    asyncio.run(outbox.run(send))
+    from surge.server.transport import AsgiTransport
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def main() -> None:
+        outbox = Outbox(10, transport=AsgiTransport(send))
+        outbox.put(Frame(100, '{"timestamp":100,"a":1}'))
+        outbox.put(Frame(50, '{"timestamp":50,"a":2}'))
+        outbox.close(1000, "done")
+        await outbox.run()
+
+    asyncio.run(main())
     texts = [orjson.loads(m["text"]) for m in sent if m["type"] == "websocket.send"]
     assert texts == [{"timestamp": 100, "a": 1}, {"timestamp": 101, "a": 2}]
     assert sent[-1] == {"type": "websocket.close", "code": 1000, "reason": "done"}

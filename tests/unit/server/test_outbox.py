@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+from starlette.types import Message
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 from websockets.protocol import State
@@ -14,7 +15,7 @@ from websockets.protocol import State
 from surge.protocol.codec import Frame
 from surge.server import outbox as outbox_module
 from surge.server.outbox import Flusher, Outbox
-from surge.server.transport import DirectTransport
+from surge.server.transport import AsgiTransport, DirectTransport
 
 
 class FakeTransport:
@@ -81,15 +82,20 @@ def decode(data: bytes) -> list[dict[str, Any]]:
 
 
 def make(
-    max_bytes: int = 1 << 20, close_timeout: float | None = None
-) -> tuple[Outbox, FakeProtocol, list[dict[str, Any]]]:
+    max_bytes: int = 1 << 20, close_timeout: float | None = None, send: Any = None
+) -> tuple[Outbox, FakeProtocol, list[Message]]:
+    """An outbox on a DirectTransport over a fake uvicorn protocol; ASGI sends go to ``sent``."""
     protocol = FakeProtocol()
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
+
+    async def record(message: Message) -> None:
+        sent.append(message)
+
     box = Outbox(
         8,
         max_bytes=max_bytes,
         close_timeout=close_timeout,
-        direct=DirectTransport(protocol),
+        transport=DirectTransport(protocol, send or record),
         flusher=Flusher(),
     )
     return box, protocol, sent
@@ -118,10 +124,7 @@ async def test_frames_put_in_one_loop_iteration_leave_in_one_write_with_strict_t
 async def test_paused_transport_keeps_frames_until_flow_control_resumes() -> None:
     box, protocol, sent = make()
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    writer = asyncio.create_task(box.run(send))
+    writer = asyncio.create_task(box.run())
     protocol.writable.clear()
     box.put(frame(1, 1))
     await asyncio.sleep(0.01)
@@ -143,10 +146,7 @@ async def test_a_peer_that_stops_reading_overflows_and_is_dropped_after_close_wa
     monkeypatch.setattr(outbox_module, "CLOSE_WAIT", 0.05)
     box, protocol, sent = make()
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    writer = asyncio.create_task(box.run(send))
+    writer = asyncio.create_task(box.run())
     protocol.writable.clear()  # the peer's socket buffer is full
     accepted = [box.put(frame(n, n)) for n in range(1, 12)]
     assert accepted == [True] * 8 + [False] * 3
@@ -157,12 +157,15 @@ async def test_a_peer_that_stops_reading_overflows_and_is_dropped_after_close_wa
 
 
 async def test_error_frame_before_a_protocol_close_is_written_first() -> None:
-    box, protocol, sent = make()
+    sent: list[Message] = []
+    writes: list[bytes] = []
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append({"writes_before": len(protocol.transport.writes), **message})
+    async def send(message: Message) -> None:
+        sent.append({"writes_before": len(writes), **message})
 
-    writer = asyncio.create_task(box.run(send))
+    box, protocol, _ = make(send=send)
+    writes = protocol.transport.writes
+    writer = asyncio.create_task(box.run())
     box.put(frame(5, 1))
     box.close(1008, "too many invalid messages")
     await asyncio.wait_for(writer, 1)
@@ -182,10 +185,7 @@ async def test_overflow_while_the_writer_waits_for_writability_still_drops_the_p
     outbox overflows: the abort timer must drop the peer anyway (it used to hang forever)."""
     box, protocol, sent = make(close_timeout=0.05)
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    writer = asyncio.create_task(box.run(send))
+    writer = asyncio.create_task(box.run())
     protocol.writable.clear()
     assert box.put(frame(1, 1))
     await asyncio.sleep(0.01)  # the flush finds the transport paused: the writer parks
@@ -229,15 +229,15 @@ async def test_byte_cap_admits_frames_up_to_the_cap() -> None:
 
 
 async def test_without_a_direct_transport_the_writer_drains_through_asgi_send() -> None:
-    # Mounted under another app (or served by another server) there is no DirectTransport,
-    # though the endpoint still hands the outbox the loop's Flusher: frames must still leave.
-    box = Outbox(8, direct=None, flusher=Flusher())
-    sent: list[dict[str, Any]] = []
+    # Mounted under another app (or served by another server) there is no DirectTransport:
+    # the AsgiTransport buffers each flush and the writer task drains it through ASGI send.
+    sent: list[Message] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
-    writer = asyncio.create_task(box.run(send))
+    box = Outbox(8, transport=AsgiTransport(send), flusher=Flusher())
+    writer = asyncio.create_task(box.run())
     assert box.transport_kind == "asgi"
     box.put(frame(1, 1))
     box.put(frame(1, 2))
@@ -251,3 +251,33 @@ async def test_without_a_direct_transport_the_writer_drains_through_asgi_send() 
     box.close(1000, "bye")
     await asyncio.wait_for(writer, 1)
     assert sent[-1] == {"type": "websocket.close", "code": 1000, "reason": "bye"}
+
+
+async def test_asgi_path_counts_undrained_frames_against_the_byte_cap() -> None:
+    # A send that never completes (the peer stopped reading): frames handed to the
+    # AsgiTransport still count, so the cap holds on this path too.
+    blocked = asyncio.Event()
+
+    async def send(message: Message) -> None:
+        await blocked.wait()
+
+    aborted: list[bool] = []
+
+    def abort() -> None:  # as the endpoint does: end the connection's task
+        aborted.append(True)
+        writer.cancel()
+
+    transport = AsgiTransport(send, abort)
+    box = Outbox(100, max_bytes=1000, close_timeout=0.05, transport=transport, flusher=Flusher())
+    writer = asyncio.create_task(box.run())
+    big = Frame(1, '{"timestamp":1,"x":"' + "y" * 400 + '"}')
+    assert box.put(big)
+    await asyncio.sleep(0.01)  # flushed into the transport; its send is stuck
+    assert len(box) == 0 and box.queued_bytes == big.size
+    assert box.put(big.restamped(2))
+    await asyncio.sleep(0.01)
+    assert not box.put(big.restamped(3))  # 3 x 420 bytes > 1000
+    assert box.is_overflowed
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(writer, 1)  # the peer never took its close: aborted
+    assert aborted == [True] and transport.is_gone and transport.buffered_bytes == 0
