@@ -17,9 +17,10 @@ from starlette.types import Scope
 from surge.server.app import SurgeApp
 from surge.server.app import create_app as _create_server_app
 from surge.server.asgi import route_path
+from surge.server.metrics_settings import metrics_settings
 from surge.server.plugins import HttpRoute, ServerPlugin
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "worker_app"]
 
 
 def create_app(
@@ -43,10 +44,21 @@ def create_app(
     app = _create_server_app(project_dir, plugins=plugins, **kwargs)
     if workbench or app.runtime.config.openapi:
         OpenApiPlugin().install(app)
-    if workbench or app.runtime.config.metrics or os.environ.get("SURGE_METRICS") == "1":
-        from surge.server.metrics import MetricsPlugin
+    metrics = metrics_settings(app.runtime.config, always=workbench)
+    if metrics.is_on:
+        from surge.server.metrics import MetricsPlugin  # prometheus_client: only when on
 
-        MetricsPlugin().install(app)
+        MetricsPlugin(metrics).install(app)
+    return app
+
+
+def worker_app() -> SurgeApp:
+    """Factory of ``surge start --workers N``'s processes: the project in ``$SURGE_PROJECT_DIR``,
+    with the plugins ``surge start`` installs (metrics when on, OpenAPI when configured)."""
+    from surge.server.serve import PROJECT_DIR_ENV
+
+    app = create_app(os.environ.get(PROJECT_DIR_ENV, "."))
+    app.tune_gc = True
     return app
 
 

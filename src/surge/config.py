@@ -124,6 +124,11 @@ class Config:
     # Serve Prometheus metrics at /metrics (`surge dev` always does; SURGE_METRICS=1 also turns
     # them on for `surge start`).
     metrics: bool = False
+    # Serve them on this port instead of the app's (`--metrics-port`, SURGE_METRICS_PORT; turns
+    # metrics on), bound to metrics_host (None: the app's host). With `--workers N` the workers
+    # take metrics_port .. metrics_port + N - 1, one each.
+    metrics_port: int | None = None
+    metrics_host: str | None = None
     events: EventSettings = field(default_factory=lambda: EventSettings())
 
 

@@ -1,17 +1,20 @@
-"""`surge start --workers 2` on one port with Redis: clients on either worker see every change."""
+"""`surge start --workers 2` on one port with Redis: clients on either worker see every change;
+with --metrics-port each worker serves its own metrics on its own port."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import textwrap
 from pathlib import Path
 
 import httpx2
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.redis_env import redis_env  # noqa: F401 - fixture
-from e2e.surge_process import SurgeProcess, copy_todo_project
+from e2e.surge_process import SurgeProcess, copy_todo_project, free_port
 
 PID_STEP = '''
 import os
@@ -96,3 +99,77 @@ async def test_clients_on_different_workers_see_each_others_changes(
             assert got >= written
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_each_worker_serves_its_metrics_on_its_own_port(
+    tmp_path: Path,
+    redis_env: str,  # noqa: F811
+) -> None:
+    """--workers 2 --metrics-port P: P and P+1 each answer with one worker's numbers, in
+    Prometheus' text format; together they count every request the app port took."""
+    project = copy_todo_project(tmp_path / "todo")
+    (project / "steps" / "pid_todo_step.py").write_text(textwrap.dedent(PID_STEP))
+    metrics_port = free_port()
+    while not port_is_free(metrics_port + 1):
+        metrics_port = free_port()
+    server = SurgeProcess(
+        project, extra_args=["--workers", "2", "--metrics-port", str(metrics_port)]
+    )
+    await asyncio.to_thread(server.start, 30.0)
+    try:
+        pids: set[int] = set()
+        async with httpx2.AsyncClient(timeout=5) as client:
+            for n in range(60):
+                response = await client.post(
+                    f"{server.url}/pid-todo", json={"n": n}, headers={"connection": "close"}
+                )
+                assert response.status_code == 200, response.text
+                pids.add(response.json()["pid"])
+                if len(pids) == 2 and n >= 5:
+                    break
+            assert len(pids) == 2, "the kernel never handed a connection to the second worker"
+            requests = n + 1
+            assert (await client.get(f"{server.url}/metrics")).status_code == 404
+
+            async def scrape(port: int) -> str | None:
+                try:
+                    response = await client.get(f"http://127.0.0.1:{port}/metrics")
+                except httpx2.TransportError:
+                    return None
+                return response.text if response.status_code == 200 else None
+
+            texts: list[str] = []
+            for port in (metrics_port, metrics_port + 1):
+                async with asyncio.timeout(20):
+                    while (text := await scrape(port)) is None:  # noqa: ASYNC110 - polls another process
+                        await asyncio.sleep(0.05)
+                texts.append(text)
+        served = []
+        for text in texts:
+            names = {f.name for f in text_string_to_metric_families(text)}
+            assert {"surge_connections", "surge_http_request_seconds", "process_cpu_seconds"} <= (
+                names
+            )
+            served.append(
+                sum(
+                    s.value
+                    for f in text_string_to_metric_families(text)
+                    for s in f.samples
+                    if s.name == "surge_http_request_seconds_count"
+                    and s.labels == {"step": "PidTodo", "status": "200"}
+                )
+            )
+        assert sum(served) == requests
+        assert all(count > 0 for count in served), served  # two workers, two sets of numbers
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on ``port`` of 127.0.0.1 (a moment ago)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

@@ -1,14 +1,20 @@
-"""GET /healthz and /readyz: alive, ready only between startup and the start of a drain."""
+"""GET /healthz and /readyz: alive, ready only between startup and the start of a drain, and
+not while the Redis feed is down (a private redis-server stopped and started again)."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx2
 
 import surge
-from surge import ApiResponse, ApiRouteConfig, EventConfig, StreamConfig
+from redis_server import PrivateRedis
+from surge import ApiResponse, ApiRouteConfig, Config, EventConfig, StreamConfig
+from surge.streams.stores.redis import RedisStreamAdapter
+
+from .test_metrics import sample
 
 STREAMS = [StreamConfig(name="todo", schema={"type": "object", "properties": {}})]
 
@@ -62,3 +68,38 @@ async def test_a_project_route_at_healthz_wins() -> None:
     async with app.lifespan():
         assert (await get(app, "/healthz")).json() == {"mine": True}
         assert (await get(app, "/readyz")).status_code == 200
+
+
+async def test_readiness_follows_the_redis_feed_through_an_outage(
+    private_redis: PrivateRedis,
+) -> None:
+    app = surge.create_app(
+        streams=STREAMS,
+        config=Config(metrics=True),
+        adapter=RedisStreamAdapter(private_redis.url, prefix=f"surge-test-{uuid.uuid4().hex}"),
+    )
+
+    async def until(status: int) -> httpx2.Response:
+        async with asyncio.timeout(20):
+            while (response := await get(app, "/readyz")).status_code != status:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        return response
+
+    async with app.lifespan():
+        assert (await get(app, "/readyz")).status_code == 200
+        before = (await get(app, "/metrics")).text
+        assert sample(before, "surge_store_feed_reconnects_total") == 0
+        assert sample(before, "surge_ready") == 1
+
+        await private_redis.kill()
+        down = await until(503)
+        assert "Redis feed" in down.json()["reason"]
+        assert (await get(app, "/healthz")).status_code == 200  # alive: do not restart it
+        assert sample((await get(app, "/metrics")).text, "surge_ready") == 0
+
+        await private_redis.start()
+        await until(200)
+        after = (await get(app, "/metrics")).text
+        assert sample(after, "surge_store_feed_reconnects_total") == 1
+        assert sample(after, "surge_ready") == 1
+        assert sample(after, "surge_resyncs_total") == 0  # nobody was subscribed

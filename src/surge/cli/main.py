@@ -117,11 +117,22 @@ def _serve(
     log_level: str,
     workers: int = 1,
     workbench: bool = False,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> None:
     from surge.app import create_app
+    from surge.server.metrics_settings import METRICS_HOST_ENV, METRICS_PORT_ENV, WORKERS_ENV
     from surge.server.serve import PROJECT_DIR_ENV, uvicorn_config
 
     _setup_logging(log_level, pretty=reload)
+    # Through the environment, so that --workers' processes see them too.
+    os.environ[WORKERS_ENV] = str(workers)
+    if metrics_port is not None:
+        os.environ[METRICS_PORT_ENV] = str(metrics_port)
+    if metrics_host is not None:
+        os.environ[METRICS_HOST_ENV] = metrics_host
+    elif metrics_port is not None:
+        os.environ.setdefault(METRICS_HOST_ENV, host)
     try:
         surge_app = create_app(directory, reload=reload, workbench=workbench)
     except (SurgeError, pydantic.ValidationError) as exc:
@@ -158,12 +169,20 @@ def _serve(
             console.print(f"  Workbench: [green]http://{netloc}/__surge/workbench/[/]")
         if workers > 1:
             console.print(f"  {workers} worker processes")
+        if metrics_port is not None:
+            mhost = os.environ.get(METRICS_HOST_ENV, host)
+            mnet = f"[{mhost}]" if ":" in mhost else mhost
+            last = f"-{metrics_port + workers - 1}" if workers > 1 else ""
+            console.print(
+                f"  Metrics: [green]http://{mnet}:{metrics_port}{last}/metrics[/]"
+                f"{' (one port per worker)' if workers > 1 else ''}"
+            )
 
     if workers > 1:
         # Each worker builds its own app (and its own feed listener) from the project directory.
         os.environ[PROJECT_DIR_ENV] = str(directory)
         config = uvicorn_config(
-            "surge.server.serve:app_from_env",
+            "surge.app:worker_app",
             host=host,
             port=bound_port,
             log_level=log_level,
@@ -188,6 +207,19 @@ def _serve(
 Dir = Annotated[Path, typer.Option("--dir", "-d", help="Project directory.")]
 Port = Annotated[int, typer.Option("--port", "-p", help="Port for HTTP and WebSocket.")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="Serve /metrics on this port instead of the app's (with --workers N: N ports).",
+    ),
+]
+MetricsHost = Annotated[
+    str | None,
+    typer.Option("--metrics-host", help="Interface of the metrics port (default: --host)."),
+]
 
 
 @app.command()
@@ -196,9 +228,20 @@ def dev(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     directory: Dir = Path("."),
     log_level: LogLevel = "info",
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = None,
 ) -> None:
     """Serve the project with hot reload of steps/ and the Workbench at /__surge/workbench/."""
-    _serve(directory.resolve(), host, port, reload=True, log_level=log_level, workbench=True)
+    _serve(
+        directory.resolve(),
+        host,
+        port,
+        reload=True,
+        log_level=log_level,
+        workbench=True,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+    )
 
 
 @app.command()
@@ -208,12 +251,23 @@ def start(
     directory: Dir = Path("."),
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     log_level: LogLevel = "info",
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = None,
 ) -> None:
     """Serve the project for production (no reload)."""
     if workers < 1:
         console.print("[bold red]error:[/] --workers must be at least 1")
         raise typer.Exit(2)
-    _serve(directory.resolve(), host, port, reload=False, log_level=log_level, workers=workers)
+    _serve(
+        directory.resolve(),
+        host,
+        port,
+        reload=False,
+        log_level=log_level,
+        workers=workers,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+    )
 
 
 @app.command("generate-types")

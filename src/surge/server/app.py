@@ -150,9 +150,10 @@ class SurgeApp:
             return "draining: shutting down"
         if not self.started.is_set():
             return "starting: storage and steps not ready yet"
-        adapter_ready = getattr(self.runtime.adapter, "is_ready", True)
-        if not adapter_ready:
-            return "storage not ready (reconnecting)"
+        adapter = self.runtime.adapter
+        if not getattr(adapter, "is_ready", True):
+            reason = getattr(adapter, "not_ready_reason", None)
+            return reason if isinstance(reason, str) else "storage not ready (reconnecting)"
         return None
 
     @property
@@ -191,6 +192,8 @@ class SurgeApp:
         try:
             async with asyncio.TaskGroup() as tasks:
                 background = [tasks.create_task(supervise("re-sync", self.runtime.run_resyncs))]
+                for name, service in self.runtime.extensions.services:
+                    background.append(tasks.create_task(supervise(name, service)))
                 work = tasks.create_task(self.background.run())  # event and cron steps
                 if self.reload and self.project_dir is not None:
                     root = self.project_dir

@@ -1,10 +1,10 @@
 """``GET /healthz`` (the process answers) and ``GET /readyz`` (it should get traffic).
 
 Ready means: the lifespan finished starting (storage and queues open, steps loaded), no drain has
-begun, and the storage adapter, if it says so (an optional ``is_ready`` attribute, e.g. a Redis
-feed that is reconnecting), is usable. Not ready is a 503 whose body says why, so a load
-balancer's health check and a human read the same answer. A project's own route at either path
-wins over these.
+begun, and the storage adapter, if it says so (an optional ``is_ready`` attribute with a
+``not_ready_reason``: the Redis adapter's feed subscription is confirmed), is usable. Not ready
+is a 503 whose body says why, so a load balancer's health check and a human read the same answer.
+A project's own route at either path wins over these.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ older change after a newer sync, and never misses a newer one.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -26,7 +28,10 @@ from surge.streams.feed import Change, FeedMessage, Resync
 if TYPE_CHECKING:
     from surge.server.connection import Connection
 
-__all__ = ["Hub", "HubSubscription"]
+__all__ = ["FANOUT_SAMPLE_EVERY", "Hub", "HubSubscription"]
+
+FANOUT_SAMPLE_EVERY = 16
+"""With ``Hub.on_fanout`` set, one fanned-out message in this many is timed (metrics)."""
 
 
 class HubSubscription:
@@ -57,6 +62,12 @@ class Hub:
         self.frames_encoded = 0
         # Called with the subscriptions put back into pending by a Resync; they need new syncs.
         self.on_resync = on_resync
+        self.on_fanout: Callable[[float], None] | None = None
+        """Fan-out latency sampling (metrics): one message in ``FANOUT_SAMPLE_EVERY`` that has
+        subscribers is timed from its arrival here until its frames were written to every
+        writable connection (the loop's next flush), and this is told the ``perf_counter`` at
+        its arrival. None (the default): one attribute test per message."""
+        self._fanout_countdown = FANOUT_SAMPLE_EVERY
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -154,6 +165,12 @@ class Hub:
         )
         if group_subs is None and item_subs is None:
             return
+        sampled = 0.0
+        if self.on_fanout is not None:
+            self._fanout_countdown -= 1
+            if self._fanout_countdown <= 0:
+                self._fanout_countdown = FANOUT_SAMPLE_EVERY
+                sampled = time.perf_counter()
         ts = self.clock.next()
         if isinstance(message, Change):
             frame = encode_change(message, ts)
@@ -167,14 +184,18 @@ class Hub:
             for conn, subs in (item_subs or group_subs or {}).items():
                 if _deliver_now(subs, frame, seq):
                     conn.send(frame)
-            return
-        targets: dict[Connection, None] = {}
-        for by_conn in (group_subs, item_subs):
-            for conn, subs in by_conn.items():
-                if _deliver_now(subs, frame, seq):
-                    targets[conn] = None
-        for conn in targets:
-            conn.send(frame)
+        else:
+            targets: dict[Connection, None] = {}
+            for by_conn in (group_subs, item_subs):
+                for conn, subs in by_conn.items():
+                    if _deliver_now(subs, frame, seq):
+                        targets[conn] = None
+            for conn in targets:
+                conn.send(frame)
+        if sampled and self.on_fanout is not None:
+            # Scheduled after the puts: the flusher they scheduled (or one already pending) runs
+            # first, so this runs once the frames were written.
+            asyncio.get_running_loop().call_soon(self.on_fanout, sampled)
 
 
 def _deliver_now(subs: list[HubSubscription], frame: Frame, seq: int | None) -> bool:

@@ -17,6 +17,9 @@ before the app serves anything:
   returns (the Workbench notes which value came from which item).
 - ``expose_headers``: response headers CORS lets pages read.
 - ``request_observers``: told (step name, status, seconds) after each API request (metrics).
+- ``services``: named long-lived coroutines run for the app's lifetime (started once the storage
+  is open, cancelled at shutdown; an error is logged and the service restarted with backoff):
+  the metrics port's listener.
 
 Nothing here runs unless a plugin registered it: ``surge start`` installs no plugin, so production
 carries none of the Workbench's branches.
@@ -73,6 +76,7 @@ class ServerExtensions:
     value_observers: list[ValueObserver] = field(default_factory=list)
     expose_headers: list[str] = field(default_factory=list)
     request_observers: list[RequestObserver] = field(default_factory=list)
+    services: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
 
     def route_for(self, scope: Scope) -> ASGIApp | None:
         """The plugin app that claims this HTTP request, if any."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from surge.config import Config
@@ -46,6 +47,13 @@ class Runtime:
         return Streams(
             {name: Stream(cfg, self.adapter, observe) for name, cfg in registry.streams.items()}
         )
+
+    def wrap_adapter(self, wrap: Callable[[StreamAdapter], StreamAdapter]) -> None:
+        """Put ``wrap(adapter)`` (e.g. ``TimedAdapter``) in front of the storage for every user
+        of it: the streams facade, the syncer and the lifespan. Before the app serves only."""
+        self.adapter = wrap(self.adapter)
+        self.syncer.adapter = self.adapter
+        self.streams = self._build_streams(self.registry)
 
     async def run_resyncs(self) -> None:
         """Long-lived (lifespan) task: fresh syncs after a feed gap (``Syncer.run``)."""

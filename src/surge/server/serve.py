@@ -8,7 +8,6 @@ the default ``max_connections`` (the fd limit less a reserve) is as large as the
 
 from __future__ import annotations
 
-import os
 import resource
 import socket
 from typing import Any
@@ -16,14 +15,13 @@ from typing import Any
 import uvicorn
 
 from surge.config import Limits
-from surge.server.app import SurgeApp, create_app
+from surge.server.app import SurgeApp
 from surge.server.logs import install_token_redaction
 from surge.server.protocols import SURGE_LIMITS_ATTR, SurgeHttpProtocol, SurgeWebSocketProtocol
 
 __all__ = [
     "FD_RESERVE",
     "PROJECT_DIR_ENV",
-    "app_from_env",
     "bind_socket",
     "max_connections",
     "raise_fd_limit",
@@ -105,10 +103,3 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
-
-
-def app_from_env() -> SurgeApp:
-    """Factory for worker processes: the project in ``$SURGE_PROJECT_DIR`` (``--workers``)."""
-    app = create_app(os.environ.get(PROJECT_DIR_ENV, "."))
-    app.tune_gc = True
-    return app

@@ -22,6 +22,8 @@ class ServerStats:
         "connections_opened",
         "frames_sent",
         "overflows",
+        "rate_limited",
+        "resumes",
         "resyncs",
         "writes",
     )
@@ -34,6 +36,11 @@ class ServerStats:
         self.writes = 0
         self.overflows = 0
         self.resyncs = 0
+        self.resumes = 0
+        """Subscriptions resumed from an offset (the changes since, not a fresh sync)."""
+        self.rate_limited: Counter[str] = Counter()
+        """Per-connection rate-limit hits, by limit name (a fixed set, e.g. ``"frames"``,
+        ``"joins"``, ``"bytes"``, ``"connections"``): never a client id."""
 
 
 STATS = ServerStats()

@@ -16,6 +16,10 @@ Contract (checked by ``tests/unit/streams/test_store_contract.py`` for every ada
   run after ``set`` returns.
 - ``is_distributed`` is True when changes made by any process reach every process's sink (the
   Redis adapter); ``surge start --workers N`` requires it.
+- **Readiness (optional).** An adapter whose feed can be lost while it is open (Redis) has an
+  ``is_ready`` property, False while changes may not reach the sink, and ``not_ready_reason``
+  saying why; the server's ``/readyz`` answers 503 with that reason meanwhile. Without them the
+  adapter counts as ready while open.
 - ``get_group`` (and ``get_item_snapshot``) return a ``GroupSnapshot`` whose ``seq`` is consistent
   with its items: every change of that group with ``seq <= snapshot.seq`` is reflected, none with a
   larger one is.

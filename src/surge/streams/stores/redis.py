@@ -396,6 +396,22 @@ class RedisStreamAdapter:
         self._is_open = False
         self._is_closed = False
         self._close_task: asyncio.Future[None] | None = None
+        self.feed_reconnects = 0
+        """How often the feed subscription came back after a loss (metrics)."""
+
+    @property
+    def is_ready(self) -> bool:
+        """True while the feed subscription is confirmed: changes reach this instance's
+        subscribers (the server's ``/readyz`` reads it)."""
+        ready = self._feed_ready
+        return ready is not None and ready.is_set() and not self._is_closed
+
+    @property
+    def not_ready_reason(self) -> str:
+        """Why ``is_ready`` is False, for ``/readyz``."""
+        if self._is_closed:
+            return "storage closed"
+        return f"Redis feed at {self.where} not connected (reconnecting)"
 
     def group_keys(self, stream: str, group: str) -> tuple[str, str, str]:
         """The ``items``, ``order`` and ``seq`` keys of a group (one hash tag, one slot)."""
@@ -807,6 +823,7 @@ class RedisStreamAdapter:
                     continue
                 confirmed += 1
                 if confirmed == 1 and is_reconnect:
+                    self.feed_reconnects += 1
                     # Messages may have been published while we were away.
                     sink = self._sink
                     if sink is not None:
