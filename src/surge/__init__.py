@@ -15,7 +15,7 @@ from surge.server.app import SurgeApp
 from surge.server.auth import AuthRequest, extract_auth_token
 from surge.steps.config import ApiRouteConfig, CronConfig, EventConfig, StreamConfig, Subscription
 from surge.steps.context import ApiRequest, ApiResponse, FlowContext, StepLogger
-from surge.streams.stream import Stream, Streams, UpdateResult
+from surge.streams.stream import GroupPage, Stream, Streams, UpdateResult
 
 __version__ = "0.1.0"
 
@@ -32,6 +32,7 @@ __all__ = [
     "CronConfig",
     "EventConfig",
     "FlowContext",
+    "GroupPage",
     "Limits",
     "ProtocolError",
     "StepLogger",

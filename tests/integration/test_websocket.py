@@ -409,9 +409,11 @@ async def test_server_sends_no_greeting_frame(server: LiveServer) -> None:
 class SlowSnapshotAdapter(MemoryStreamAdapter):
     """The memory store with a slow group read, so writes land before *and* after the snapshot."""
 
-    async def get_group(self, stream: str, group: str) -> GroupSnapshot:
+    async def get_group(
+        self, stream: str, group: str, *, limit: int | None = None, before: str | None = None
+    ) -> GroupSnapshot:
         await asyncio.sleep(0.003)
-        snapshot = await super().get_group(stream, group)
+        snapshot = await super().get_group(stream, group, limit=limit, before=before)
         await asyncio.sleep(0.003)
         return snapshot
 

@@ -25,6 +25,7 @@ from surge.steps.strict import (
     StrictKeywords,
     camel,
     check_choice,
+    check_count,
     check_json_schema,
     check_keys,
     dataclass_keys,
@@ -34,6 +35,7 @@ from surge.streams.schema import Schema, schema_from
 
 __all__ = [
     "HTTP_METHODS",
+    "MAX_SYNC_LIMIT",
     "STEP_TYPES",
     "ApiRouteConfig",
     "CanAccess",
@@ -50,6 +52,7 @@ __all__ = [
 ]
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+MAX_SYNC_LIMIT = 100_000
 STEP_TYPES = ("api", "event", "cron")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -88,6 +91,9 @@ class StreamConfig(StrictKeywords):
     can_access: CanAccess | None = None
     ttl: float | None = None
     """Default seconds until an item expires (``set`` and creating ``update``); None: never."""
+    sync_limit: int | None = None
+    """Windowed groups: a group join's sync carries only the newest ``sync_limit`` items (and a
+    ``more`` cursor for clients that page back); None: the whole group (protocol.md section 5)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -106,6 +112,14 @@ class StreamConfig(StrictKeywords):
             or self.ttl <= 0
         ):
             raise ConfigError(f"stream {self.name!r}: ttl must be a positive number of seconds")
+        if self.sync_limit is not None:
+            check_count(
+                self.sync_limit,
+                what=f"stream {self.name!r}",
+                field="syncLimit",
+                minimum=1,
+                maximum=MAX_SYNC_LIMIT,
+            )
 
     @cached_property
     def item_schema(self) -> Schema:

@@ -6,6 +6,8 @@ Three checks, shared by the typed configs and Motia's dict form (``surge.steps.c
 - ``check_keys``: the keys of a dict config (or the keywords of a typed one) against the known
   ones, with "did you mean 'bodySchema'?" from ``difflib.get_close_matches``.
 - ``check_choice``: a value from a fixed set (``storageType``, an HTTP method, a step type).
+- ``check_count``: a whole number in a range (``syncLimit``): ``True``, ``2.0`` and ``"50"`` are
+  refused, not coerced.
 - ``check_json_schema``: a JSON Schema dict against its draft's metaschema (the ``jsonschema``
   library's ``check_schema``), then each schema object's keys: a key that is no keyword of any
   JSON Schema draft (4 to 2020-12) but within edit distance 2 of one (1 for keywords of 4 or 5
@@ -32,6 +34,7 @@ __all__ = [
     "StrictKeywords",
     "camel",
     "check_choice",
+    "check_count",
     "check_json_schema",
     "check_keys",
     "closest",
@@ -126,6 +129,19 @@ def check_choice(value: Any, choices: Sequence[str], *, what: str, field: str) -
     if not hint:
         hint = " (expected one of " + ", ".join(repr(c) for c in choices) + ")"
     raise FieldError(f"{what} {value!r} is not valid{hint}", field=field)
+
+
+def check_count(value: Any, *, what: str, field: str, minimum: int, maximum: int) -> None:
+    """Raise a FieldError unless ``value`` is an int (not a bool) in ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldError(
+            f"{what}: {field} must be a whole number, not {value!r} ({type(value).__name__})",
+            field=field,
+        )
+    if not minimum <= value <= maximum:
+        raise FieldError(
+            f"{what}: {field} must be between {minimum} and {maximum}, not {value}", field=field
+        )
 
 
 def dataclass_keys(cls: type[Any]) -> list[str]:

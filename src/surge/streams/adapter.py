@@ -28,7 +28,16 @@ Contract (checked by ``tests/unit/streams/test_store_contract.py`` for every ada
   (``surge.streams.ops``) apply to the stored item, or to ``{}`` when it is missing (the update
   then creates it); ``validate`` (the stream's schema) sees the result and may refuse it. Any
   failure (bad op, refused result, ``if_version`` mismatch -> ``ConflictError``) changes and
-  feeds nothing. The applied change is fed like a ``set``'s (``create`` or ``update``, whole item).
+  feeds nothing. The applied change is fed like a ``set``'s (``create`` or ``update``, whole item),
+  and an ``update`` of an existing item also carries ``Change.ops`` (``ops.apply_update``: the
+  ops, unless the schema changed what they produced), on every instance of a distributed
+  adapter, so any server can send it as a delta.
+- **Windows.** ``get_group(stream, group, limit=N)`` returns the newest N items (in creation
+  order) and ``more``, an opaque cursor (a string) when older items exist; ``before=cursor``
+  returns those created before the item the cursor names, ``limit`` or all of them, with their own
+  ``more``. Cursors stay valid while items change (deleting the item a cursor names included).
+  A bad ``limit`` or cursor raises ``ValidationError``. The cost must not grow with the group's
+  size beyond a log factor for a durable adapter (a group of 100,000 opens with its last 50).
 - **Versions.** An item's version is the ``seq`` of its last change: it grows with every change of
   the item and never repeats (a delete then a re-create gets a larger one). ``if_version=N``
   applies the update only at version N; ``if_version=0`` only when the item is absent.
@@ -104,8 +113,14 @@ class StreamAdapter(Protocol):
         """Remove the item; returns the ``delete`` change, or None when there was no such item."""
         ...
 
-    async def get_group(self, stream: str, group: str) -> GroupSnapshot:
-        """Return the group's items in creation order with the matching ``seq``."""
+    async def get_group(
+        self, stream: str, group: str, *, limit: int | None = None, before: str | None = None
+    ) -> GroupSnapshot:
+        """Return the group's items in creation order with the matching ``seq``.
+
+        ``limit``: only the newest ``limit`` of them (``more``: the cursor of the older ones).
+        ``before``: only items created before the one this cursor (an earlier ``more``) names.
+        """
         ...
 
     async def get_item_snapshot(self, stream: str, group: str, id: str) -> GroupSnapshot:

@@ -30,6 +30,12 @@ class Change:
 
     ``seq`` orders changes within a (stream, group): a change with a larger ``seq`` was applied
     later, and a ``GroupSnapshot`` with ``seq >= change.seq`` already reflects the change.
+
+    ``ops``: for an ``update`` made by ``update(ops)`` on an existing item, the ops that turn the
+    item's previous state into ``item`` (``surge.streams.ops.apply_ops``), so subscribers that
+    hold the previous state can be sent them instead of the whole item (protocol.md section 4).
+    None for every other change, and when the stream's schema changed what the ops produced
+    (a coerced or defaulted field): then only the whole item is right.
     """
 
     kind: ChangeKind
@@ -38,6 +44,7 @@ class Change:
     id: str
     item: dict[str, Any]
     seq: int
+    ops: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +59,15 @@ class EphemeralEvent:
 
 @dataclass(frozen=True, slots=True)
 class GroupSnapshot:
-    """A group's items in creation order, read atomically with the group's ``seq`` then."""
+    """A group's items in creation order, read atomically with the group's ``seq`` then.
+
+    ``more``: for a windowed read (``get_group(limit=..., before=...)``), the cursor of the items
+    older than these (pass it as ``before=``), or None when there are none.
+    """
 
     items: list[dict[str, Any]]
     seq: int
+    more: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

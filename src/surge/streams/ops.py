@@ -16,7 +16,10 @@ unchanged and raises ``ValidationError`` whose ``loc`` is ``["ops", index, ...]`
 over any ``"id"`` the ops write, as with ``set``.
 
 Every store applies ops with this module (in Python, inside its atomic section): the same ops give
-the same item on memory, file and Redis, JSON numbers included.
+the same item on memory, file and Redis, JSON numbers included. Clients that receive an update as
+its ops (protocol.md section 4, "patch") apply them with ``apply_ops`` too, so they reach the
+stored item exactly: ``apply_update`` only offers the ops for that when the schema kept what the
+ops produced (``is_same_json``).
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ __all__ = [
     "UpdateResult",
     "Updated",
     "apply_ops",
+    "apply_update",
     "check_if_version",
     "check_ops",
     "check_ttl",
     "check_version_arg",
+    "is_same_json",
 ]
 
 V = TypeVar("V")
@@ -51,8 +56,9 @@ UpdateOp = Mapping[str, Any]
 
 ItemValidator = Callable[[dict[str, Any], bool], dict[str, Any]]
 """Given the updated item (with ``"id"``) and whether the update creates it, return the JSON
-object to store or raise ``ValidationError``. Stores call it inside their atomic section (the
-file store: on its writer thread), so it must be quick and must not do I/O."""
+object to store or raise ``ValidationError``; it must not change the dict it is given. Stores
+call it inside their atomic section (the file store: on its writer thread), so it must be quick
+and must not do I/O."""
 
 OP_TYPES: Final = frozenset({"set", "merge", "increment", "decrement", "append", "remove"})
 MAX_OPS: Final = 1000
@@ -221,6 +227,52 @@ def apply_ops(item: dict[str, Any] | None, ops: list[dict[str, Any]], id: str) -
                 raise _problem(index, "path", f"cannot append to {path!r}: it is a {what}")
     result["id"] = id
     return result
+
+
+def apply_update(
+    item: dict[str, Any] | None,
+    ops: list[dict[str, Any]],
+    id: str,
+    validate: ItemValidator | None,
+) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+    """What a store's ``update`` stores: the ops applied to ``item`` (a fresh copy; None:
+    missing), then checked by ``validate``.
+
+    Returns:
+        The item to store, and the ops a client holding the previous item can apply to reach
+        exactly it (the ``Change.ops`` of the update), or None: the update creates the item, or
+        the schema changed what the ops produced (a client applying them would differ).
+
+    Raises:
+        ValidationError: an op does not fit the item, or ``validate`` refused the result.
+    """
+    is_new = item is None
+    applied = apply_ops(item, ops, id)
+    stored = applied if validate is None else validate(applied, is_new)
+    if is_new or (stored is not applied and not is_same_json(stored, applied)):
+        return stored, None
+    return stored, [_wire_op(op) for op in ops]
+
+
+_WIRE_KEYS: Final = ("type", "path", "value", "by")
+
+
+def _wire_op(op: dict[str, Any]) -> dict[str, Any]:
+    """The op as subscribers get it: only the keys ``apply_ops`` reads, values copied (the
+    caller may change its own after ``update`` returned)."""
+    return {key: copy.deepcopy(op[key]) for key in _WIRE_KEYS if key in op}
+
+
+def is_same_json(a: Any, b: Any) -> bool:
+    """True when ``a`` and ``b`` are the same JSON value, types included (``1`` is not ``1.0``
+    nor ``true``, unlike ``==``); object key order does not matter."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(is_same_json(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(is_same_json, a, b))
+    return bool(a == b)
 
 
 def check_if_version(if_version: int | None, current: int | None) -> None:

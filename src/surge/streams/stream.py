@@ -14,8 +14,8 @@ item). Without one, the cost is one ``is None`` test per call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
 
@@ -27,7 +27,9 @@ from surge.streams.ops import UpdateResult, check_ops, check_ttl, check_version_
 if TYPE_CHECKING:
     from surge.steps.config import StreamConfig
 
-__all__ = ["Stream", "Streams", "UpdateResult", "ValueObserver"]
+__all__ = ["GroupPage", "Stream", "Streams", "UpdateResult", "ValueObserver"]
+
+T = TypeVar("T")
 
 ValueObserver = Callable[[str, str, str, Any], None]
 """Told (stream, group, id, value) for every value ``set`` or ``get`` returns (server plugins)."""
@@ -38,6 +40,18 @@ def _check_id(value: object, what: str) -> str:
     if problem is not None:
         raise ValidationError(problem, [{"loc": [what], "msg": problem, "type": "value_error"}])
     return value  # type: ignore[return-value]
+
+
+class GroupPage(list[T], Generic[T]):
+    """Items of a group in creation order (a ``list``), plus ``more``: the cursor of the items
+    older than these (pass it as ``get_group(..., before=page.more)``), None when there are
+    none."""
+
+    __slots__ = ("more",)
+
+    def __init__(self, items: Iterable[T] = (), more: str | None = None) -> None:
+        super().__init__(items)
+        self.more = more
 
 
 class Stream:
@@ -179,11 +193,25 @@ class Stream:
         change = await self._adapter.delete(self.name, group_id, id)
         return None if change is None else self._to_value(change.item)
 
-    async def get_group(self, group_id: str) -> list[Any]:
-        """Return the group's items in creation order."""
+    async def get_group(
+        self, group_id: str, *, limit: int | None = None, before: str | None = None
+    ) -> GroupPage[Any]:
+        """Return the group's items in creation order (a list; ``.more`` is None).
+
+        With ``limit``, only the newest ``limit`` items; with ``before`` (the ``.more`` of an
+        earlier page), only items older than that page. ``.more`` then names the next older
+        page, or is None when there is none::
+
+            page = await ctx.streams.chat.get_group("c1", limit=50)
+            while page.more:
+                page = await ctx.streams.chat.get_group("c1", limit=50, before=page.more)
+
+        Raises:
+            ValidationError: a bad group id, ``limit`` (a positive int) or cursor.
+        """
         _check_id(group_id, "groupId")
-        snapshot = await self._adapter.get_group(self.name, group_id)
-        return [self._to_value(item) for item in snapshot.items]
+        snapshot = await self._adapter.get_group(self.name, group_id, limit=limit, before=before)
+        return GroupPage([self._to_value(item) for item in snapshot.items], snapshot.more)
 
     getGroup = get_group  # Motia's spelling (ctx.streams.todo.getGroup)
 

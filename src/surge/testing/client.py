@@ -41,7 +41,7 @@ from surge.server.app import SurgeApp, create_app
 from surge.state.memory import MemoryStateStore
 from surge.streams.adapter import StreamAdapter
 from surge.streams.stores.memory import MemoryStreamAdapter
-from surge.streams.stream import Stream, Streams
+from surge.streams.stream import GroupPage, Stream, Streams
 from surge.testing.asgi import AsgiWebSocketTransport, Lifespan
 
 __all__ = [
@@ -371,9 +371,12 @@ class SyncStream:
         """``Stream.delete``: the deleted item or None."""
         return self._portal.call(self._resolve().delete(group_id, id))
 
-    def get_group(self, group_id: str) -> list[Any]:
-        """``Stream.get_group``: the items in creation order."""
-        return self._portal.call(self._resolve().get_group(group_id))
+    def get_group(
+        self, group_id: str, *, limit: int | None = None, before: str | None = None
+    ) -> GroupPage[Any]:
+        """``Stream.get_group``: the items in creation order (windowed with ``limit``/``before``,
+        ``.more`` naming the older page)."""
+        return self._portal.call(self._resolve().get_group(group_id, limit=limit, before=before))
 
     def list_groups(self) -> list[str]:
         """``Stream.list_groups``."""

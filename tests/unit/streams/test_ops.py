@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from surge.errors import ValidationError
-from surge.streams.ops import MAX_OPS, apply_ops, check_ops
+from surge.streams.ops import MAX_OPS, apply_ops, apply_update, check_ops, is_same_json
 
 
 def apply(item: dict[str, Any] | None, *ops: dict[str, Any]) -> dict[str, Any]:
@@ -81,3 +81,42 @@ def test_applying_ops_never_changes_the_ops_themselves() -> None:
     first = apply_ops({}, ops, "i")
     assert value == {"x": 1}  # the caller's object is untouched
     assert apply_ops({}, ops, "i") == first  # and the same ops give the same item again
+
+
+def test_apply_update_offers_the_ops_for_an_existing_item_the_schema_kept() -> None:
+    ops = check_ops([{"type": "append", "path": "s", "value": "b"}])
+
+    stored, delta = apply_update({"s": "a", "id": "x"}, ops, "x", lambda item, is_new: item)
+
+    assert stored == {"s": "ab", "id": "x"}
+    assert delta == ops and delta is not ops
+    assert apply_ops({"s": "a", "id": "x"}, delta, "x") == stored
+
+
+def test_apply_update_offers_no_ops_for_a_create_or_a_changed_result() -> None:
+    ops = check_ops([{"type": "set", "path": "n", "value": 1}])
+
+    _, created = apply_update(None, ops, "x", None)
+    _, coerced = apply_update({"n": 0}, ops, "x", lambda item, is_new: {**item, "n": 1.0})
+    _, defaulted = apply_update({"n": 0}, ops, "x", lambda item, is_new: {**item, "d": 0})
+    _, plain = apply_update({"n": 0}, ops, "x", None)
+
+    assert (created, coerced, defaulted) == (None, None, None)
+    assert plain == ops
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ({"a": [1, {"b": "c"}]}, {"a": [1, {"b": "c"}]}, True),
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}, True),
+        (1, 1.0, False),
+        (True, 1, False),
+        ({"a": [1]}, {"a": [1.0]}, False),
+        ({"a": None}, {}, False),
+        ([1, 2], [1], False),
+        ("1", 1, False),
+    ],
+)
+def test_is_same_json_tells_json_types_apart(a: Any, b: Any, same: bool) -> None:
+    assert is_same_json(a, b) is same

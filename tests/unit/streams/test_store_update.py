@@ -16,6 +16,7 @@ import pytest
 from surge.errors import ConflictError, ValidationError
 from surge.streams.adapter import StreamAdapter
 from surge.streams.feed import Change, FeedMessage
+from surge.streams.ops import apply_ops
 from surge.streams.stores.memory import MemoryStreamAdapter
 
 from .conftest import settle_feed, wait_until_fed
@@ -263,3 +264,85 @@ async def test_each_update_is_fed_once_in_seq_order(
     fed = changes(feed)
     assert sorted(fed, key=lambda c: c.seq) == fed
     assert sorted(c.seq for c in fed) == sorted(r.change.seq for r in results)
+
+
+# -- deltas: the ops a change carries for subscribers (protocol.md section 4) --------------------
+
+
+async def test_an_update_of_an_existing_item_carries_ops_that_rebuild_it_on_every_instance(
+    adapter: StreamAdapter,
+    adapter_factory: Callable[[], StreamAdapter],
+    feed: list[FeedMessage],
+) -> None:
+    other, other_feed = await _two_instances(adapter, adapter_factory)
+    try:
+        await adapter.set("chat", "c", "m", {"content": "Hel", "n": 1, "meta": {"a": 1}})
+        ops: list[dict[str, Any]] = [
+            {"type": "append", "path": "content", "value": "lo"},
+            {"type": "increment", "path": "n", "by": 2},
+            {"type": "merge", "path": "meta", "value": {"b": [1]}},
+            {"type": "remove", "path": "meta.a"},
+        ]
+
+        updated = await other.update("chat", "c", "m", ops)
+
+        change = updated.change
+        assert change.kind == "update" and change.ops == ops
+        assert updated.old is not None
+        assert apply_ops(updated.old, change.ops, "m") == change.item
+        # The writer's own sink, and with a distributed store every other instance's too.
+        await wait_until_fed(other, feed if other is adapter else other_feed, change)
+        if adapter.is_distributed:
+            await wait_until_fed(adapter, feed, change)
+    finally:
+        if other is not adapter:
+            await other.close()
+
+
+async def test_creates_sets_and_deletes_carry_no_ops(
+    adapter: StreamAdapter, feed: list[FeedMessage]
+) -> None:
+    created = await adapter.update("s", "g", "x", [{"type": "set", "path": "a", "value": 1}])
+    replaced = await adapter.set("s", "g", "x", {"a": 2})
+    deleted = await adapter.delete("s", "g", "x")
+
+    assert deleted is not None
+    assert (created.change.kind, created.change.ops) == ("create", None)
+    assert replaced.ops is None and deleted.ops is None
+    await settle_feed(adapter, feed)
+    assert [c.ops for c in changes(feed)] == [None, None, None]
+
+
+async def test_an_update_the_schema_changed_carries_no_ops(
+    adapter: StreamAdapter, feed: list[FeedMessage]
+) -> None:
+    await adapter.set("s", "g", "x", {"n": 1, "flag": False})
+
+    def coerce(item: dict[str, Any], is_new: bool) -> dict[str, Any]:
+        return {**item, "n": int(item["n"]), "flag": bool(item["flag"])}  # 1 -> True, 2.0 -> 2
+
+    coerced = await adapter.update(
+        "s", "g", "x", [{"type": "set", "path": "flag", "value": 1}], validate=coerce
+    )
+    kept = await adapter.update(
+        "s", "g", "x", [{"type": "increment", "path": "n", "by": 1}], validate=coerce
+    )
+
+    assert coerced.change.item["flag"] is True and coerced.change.ops is None
+    assert kept.change.item == {"n": 2, "flag": True, "id": "x"}
+    assert kept.change.ops == [{"type": "increment", "path": "n", "by": 1}]
+    await settle_feed(adapter, feed)
+    assert [c.ops for c in changes(feed)][-2:] == [None, kept.change.ops]
+
+
+async def test_the_ops_of_a_change_hold_only_what_apply_ops_reads_and_their_own_values(
+    adapter: StreamAdapter,
+) -> None:
+    await adapter.set("s", "g", "x", {"tags": []})
+    value = {"k": [1]}
+    op = {"type": "append", "path": "tags", "value": value, "note": object()}
+
+    updated = await adapter.update("s", "g", "x", [op])
+    value["k"].append(2)  # the caller's value changes afterwards
+
+    assert updated.change.ops == [{"type": "append", "path": "tags", "value": {"k": [1]}}]

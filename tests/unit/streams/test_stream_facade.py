@@ -240,3 +240,49 @@ async def test_the_stream_default_ttl_applies_to_set_and_creating_updates() -> N
 def test_a_stream_ttl_must_be_a_positive_number(bad: Any) -> None:
     with pytest.raises(ConfigError, match="ttl"):
         StreamConfig(name="reply", schema=Reply, ttl=bad)
+
+
+async def test_get_group_pages_back_with_more_and_stays_a_list() -> None:
+    notes, _ = await make(Note, "notes")
+    for n in range(5):
+        await notes.set("g", f"n{n}", {"text": str(n)})
+
+    whole = await notes.get_group("g")
+    newest = await notes.get_group("g", limit=2)
+    older = await notes.get_group("g", limit=2, before=newest.more)
+    oldest = await notes.get_group("g", limit=2, before=older.more)
+
+    assert isinstance(whole, list) and whole.more is None and len(whole) == 5
+    assert [n.text for n in newest] == ["3", "4"]
+    assert [n.text for n in older] == ["1", "2"]
+    assert ([n.text for n in oldest], oldest.more) == (["0"], None)
+    assert all(isinstance(n, Note) for n in newest)
+
+
+async def test_get_group_refuses_a_bad_limit_or_cursor() -> None:
+    notes, _ = await make(Note, "notes")
+
+    with pytest.raises(ValidationError, match="limit"):
+        await notes.get_group("g", limit=0)
+    with pytest.raises(ValidationError, match="cursor"):
+        await notes.get_group("g", before="not-a-cursor")
+
+
+@pytest.mark.parametrize("bad", [0, -5, True, 2.5, "50", 100_001])
+def test_sync_limit_must_be_a_whole_number_in_range(bad: Any) -> None:
+    with pytest.raises(ConfigError, match="syncLimit"):
+        StreamConfig(name="chat", schema=Note, sync_limit=bad)
+
+
+def test_sync_limit_is_accepted_typed_and_in_both_dict_spellings() -> None:
+    from surge.steps.config import normalize_stream_config
+
+    typed = StreamConfig(name="chat", schema=Note, sync_limit=50)
+    camel = normalize_stream_config({"name": "chat", "schema": {"type": "object"}, "syncLimit": 50})
+    snake = normalize_stream_config({"name": "chat", "schema": {"type": "object"}, "sync_limit": 7})
+
+    assert (typed.sync_limit, camel.sync_limit, snake.sync_limit) == (50, 50, 7)
+    with pytest.raises(ConfigError, match="syncLimit"):
+        normalize_stream_config({"name": "chat", "schema": {"type": "object"}, "syncLimit": "5"})
+    with pytest.raises(ConfigError, match="did you mean 'syncLimit'"):
+        normalize_stream_config({"name": "chat", "schema": {"type": "object"}, "syncLimt": 5})

@@ -11,7 +11,18 @@ import orjson
 from surge.errors import ValidationError
 from surge.streams.feed import FeedMessage, FeedSink
 
-__all__ = ["check_keys", "decode_item", "deliver", "encode_item"]
+__all__ = [
+    "MAX_CURSOR_LENGTH",
+    "check_keys",
+    "check_window",
+    "decode_item",
+    "deliver",
+    "encode_cursor",
+    "encode_item",
+]
+
+MAX_CURSOR_LENGTH = 20
+"""A cursor is the decimal creation position of an item: at most 20 digits (a 64-bit integer)."""
 
 logger = logging.getLogger("surge.streams.stores")
 
@@ -66,3 +77,36 @@ def deliver(sink: FeedSink, message: FeedMessage) -> None:
         sink(message)
     except Exception:
         logger.exception("feed sink failed on %s", type(message).__name__)
+
+
+def encode_cursor(created: int) -> str:
+    """The ``more`` cursor naming the items created before the item created at ``created``."""
+    return str(created)
+
+
+def check_window(limit: object, before: object) -> tuple[int | None, int | None]:
+    """Validate ``get_group``'s ``limit`` (None or a positive int) and ``before`` (None or a
+    cursor this store gave); return them as ints.
+
+    Raises:
+        ValidationError: naming ``limit`` or ``before``.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError(
+            f"limit must be a positive integer, not {limit!r}",
+            [{"loc": ["limit"], "msg": "positive integer", "type": "int_type"}],
+        )
+    if before is None:
+        return limit, None
+    if (
+        not isinstance(before, str)
+        or not 0 < len(before) <= MAX_CURSOR_LENGTH
+        or not before.isascii()
+        or not before.isdigit()
+    ):
+        raise ValidationError(
+            f"before must be a cursor from a previous page ('more'), not {before!r}",
+            [{"loc": ["before"], "msg": "not a cursor", "type": "value_error"}],
+        )
+    # Clamped so every store can bind it (SQLite integers are 64-bit); no position is larger.
+    return limit, min(int(before), 2**63 - 1)

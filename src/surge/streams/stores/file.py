@@ -30,6 +30,9 @@ Design:
   its snapshot ``seq`` matches its items exactly.
 - **Reads** run on separate read-only connections in a small thread pool, never on the loop. WAL
   lets them proceed while the writer commits.
+- **Windowed reads** (``get_group(limit=, before=)``) walk the ``(stream, grp, created)`` index
+  backwards from the cursor (the ``created`` of the oldest item already sent), so the newest 50
+  of a group of 100,000 cost as much as those of a group of 50.
 - **Several processes** may open the same directory: each has its own writer thread, and SQLite's
   file lock (``BEGIN IMMEDIATE`` plus ``busy_timeout``, then a few retries) serialises their
   transactions. The counter is shared, so ``seq`` stays store-wide. Each process only feeds its
@@ -64,11 +67,13 @@ from typing import Any, Final, Literal, TypeVar
 
 from surge.errors import ConfigError, StoreError
 from surge.streams.feed import Change, EphemeralEvent, FeedSink, GroupSnapshot
-from surge.streams.ops import ItemValidator, Updated, apply_ops, check_if_version, check_ops
+from surge.streams.ops import ItemValidator, Updated, apply_update, check_if_version, check_ops
 from surge.streams.stores._expiry import ExpirySweeper
 from surge.streams.stores._items import check_keys as _check_keys
+from surge.streams.stores._items import check_window as _check_window
 from surge.streams.stores._items import decode_item as _decode
 from surge.streams.stores._items import deliver as _deliver
+from surge.streams.stores._items import encode_cursor as _cursor
 from surge.streams.stores._items import encode_item as _encode
 
 __all__ = ["MAX_BATCH", "SCHEMA_VERSION", "SWEEP_BATCH", "FileStreamAdapter", "StoreStats"]
@@ -125,6 +130,11 @@ _READ_SEQ: Final = "SELECT value FROM meta WHERE key = 'seq'"
 _WRITE_SEQ: Final = "UPDATE meta SET value = ? WHERE key = 'seq'"
 _GET: Final = "SELECT data FROM items WHERE stream = ? AND grp = ? AND id = ?"
 _GET_GROUP: Final = "SELECT data FROM items WHERE stream = ? AND grp = ? ORDER BY created"
+# Windowed reads walk items_by_creation backwards from the cursor: O(limit), whatever the size.
+_GET_BEFORE: Final = """
+SELECT data, created FROM items WHERE stream = ? AND grp = ? AND created < ?
+ORDER BY created DESC LIMIT ?
+"""
 _LIST_GROUPS: Final = "SELECT DISTINCT grp FROM items WHERE stream = ? ORDER BY grp"
 
 
@@ -525,12 +535,13 @@ class FileStreamAdapter:
         data: bytes,
         seq: int,
         expires_at: float | None,
+        ops: list[dict[str, Any]] | None = None,
     ) -> Change:
         (created,) = conn.execute(
             _UPSERT, (stream, group, id, data, seq, seq, expires_at)
         ).fetchone()
         kind: Literal["create", "update"] = "create" if created == seq else "update"
-        return Change(kind, stream, group, id, _decode(data), seq)
+        return Change(kind, stream, group, id, _decode(data), seq, ops)
 
     def _update_row(
         self, conn: sqlite3.Connection, w: _Write, args: _UpdateArgs, seq: int, now: float
@@ -539,16 +550,16 @@ class FileStreamAdapter:
         row = conn.execute(_GET_ROW, (w.stream, w.group, w.id)).fetchone()
         check_if_version(args.if_version, None if row is None else int(row[1]))
         old = None if row is None else _decode(row[0])
-        new = apply_ops(None if row is None else _decode(row[0]), args.ops, w.id)
-        if args.validate is not None:
-            new = args.validate(new, row is None)
+        new, delta = apply_update(
+            None if row is None else _decode(row[0]), args.ops, w.id, args.validate
+        )
         data = _encode(w.id, new)
         ttl = args.ttl if args.ttl is not None or row is not None else args.default_ttl
         if ttl is not None:
             expires_at: float | None = now + ttl
         else:
             expires_at = None if row is None else row[2]  # keep the item's expiry
-        change = self._upsert(conn, w.stream, w.group, w.id, data, seq, expires_at)
+        change = self._upsert(conn, w.stream, w.group, w.id, data, seq, expires_at, delta)
         return Updated(old, change)
 
     @staticmethod
@@ -593,10 +604,17 @@ class FileStreamAdapter:
         _check_keys(stream, group, id)
         return await self._read(self._get_sync, stream, group, id)
 
-    async def get_group(self, stream: str, group: str) -> GroupSnapshot:
-        """Return the group's items in creation order, read atomically with the store's ``seq``."""
+    async def get_group(
+        self, stream: str, group: str, *, limit: int | None = None, before: str | None = None
+    ) -> GroupSnapshot:
+        """Return the group's items in creation order, read atomically with the store's ``seq``:
+        all of them, or the newest ``limit`` (created before the cursor ``before``) with
+        ``more``."""
         _check_keys(stream, group, None)
-        return await self._read(self._get_group_sync, stream, group)
+        count, end = _check_window(limit, before)
+        if count is None and end is None:
+            return await self._read(self._get_group_sync, stream, group)
+        return await self._read(self._get_window_sync, stream, group, count, end)
 
     async def get_item_snapshot(self, stream: str, group: str, id: str) -> GroupSnapshot:
         """Return ``[item]`` or ``[]`` read atomically with the store's ``seq``."""
@@ -629,6 +647,27 @@ class FileStreamAdapter:
 
     def _get_group_sync(self, stream: str, group: str) -> GroupSnapshot:
         return self._snapshot_sync(_GET_GROUP, (stream, group))
+
+    def _get_window_sync(
+        self, stream: str, group: str, limit: int | None, before: int | None
+    ) -> GroupSnapshot:
+        conn = self._reader()
+        end = 2**63 - 1 if before is None else before
+        # LIMIT -1 is SQLite's "no limit"; one row more than asked tells whether older ones exist.
+        fetch = -1 if limit is None else limit + 1
+        try:
+            conn.execute("BEGIN")
+            try:
+                seq = conn.execute(_READ_SEQ).fetchone()[0]
+                rows = conn.execute(_GET_BEFORE, (stream, group, end, fetch)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise _store_error(exc, "get_group") from exc
+        page = rows if limit is None else rows[:limit]
+        page.reverse()
+        more = _cursor(page[0][1]) if limit is not None and len(rows) > limit else None
+        return GroupSnapshot([_decode(data) for data, _ in page], seq, more)
 
     def _snapshot_sync(self, query: str, args: tuple[str, ...]) -> GroupSnapshot:
         conn = self._reader()

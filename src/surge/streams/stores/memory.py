@@ -9,6 +9,11 @@ Writes never ``await``, so a write is atomic per key and the sink runs before th
 ``update`` reads, applies the ops, validates and writes in one such step. An item's version is the
 store-wide ``seq`` of its last change.
 
+Windowed reads (``get_group(limit=, before=)``): each entry keeps ``created``, the ``seq`` of its
+creation, which grows along the dict's order; the cursor is that number. The newest page walks
+the dict backwards (O(limit)); a page before a cursor bisects a list of the entries (O(n) pointer
+copies, no decoding).
+
 TTL: each entry keeps its expiry (monotonic clock); a heap of (expiry, key) feeds one
 ``ExpirySweeper`` task (started by the first write with a TTL), which deletes due items. Heap
 entries made stale by a later write are skipped when they come up.
@@ -16,7 +21,9 @@ entries made stale by a later write are skipped when they come up.
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -30,11 +37,13 @@ from surge.streams.feed import (
     FeedSink,
     GroupSnapshot,
 )
-from surge.streams.ops import ItemValidator, Updated, apply_ops, check_if_version, check_ops
+from surge.streams.ops import ItemValidator, Updated, apply_update, check_if_version, check_ops
 from surge.streams.stores._expiry import ExpirySweeper
 from surge.streams.stores._items import check_keys as _check_keys
+from surge.streams.stores._items import check_window as _check_window
 from surge.streams.stores._items import decode_item as _decode
 from surge.streams.stores._items import deliver as _deliver
+from surge.streams.stores._items import encode_cursor as _cursor
 from surge.streams.stores._items import encode_item as _encode
 
 __all__ = ["MemoryStreamAdapter"]
@@ -47,6 +56,7 @@ class _Entry:
     data: bytes
     version: int
     expires_at: float | None  # time.monotonic()
+    created: int  # the seq of the item's creation: its place in the group
 
 
 class MemoryStreamAdapter:
@@ -108,14 +118,14 @@ class MemoryStreamAdapter:
         entry = self._groups.get((stream, group), {}).get(id)
         check_if_version(if_version, None if entry is None else entry.version)
         old = None if entry is None else _decode(entry.data)
-        new = apply_ops(None if entry is None else _decode(entry.data), ops, id)
-        if validate is not None:
-            new = validate(new, entry is None)
+        new, delta = apply_update(None if entry is None else _decode(entry.data), ops, id, validate)
         data = _encode(id, new)
         if ttl is None and entry is None:
             ttl = default_ttl
         expires_at = None if entry is None else entry.expires_at
-        change = self._write(sink, stream, group, id, data, ttl, keep=ttl is None, at=expires_at)
+        change = self._write(
+            sink, stream, group, id, data, ttl, keep=ttl is None, at=expires_at, ops=delta
+        )
         return Updated(old, change)
 
     def _write(
@@ -129,12 +139,15 @@ class MemoryStreamAdapter:
         *,
         keep: bool = False,
         at: float | None = None,
+        ops: list[dict[str, Any]] | None = None,
     ) -> Change:
         items = self._groups.setdefault((stream, group), {})
-        kind: ChangeKind = "update" if id in items else "create"
+        previous = items.get(id)
+        kind: ChangeKind = "update" if previous is not None else "create"
         self._seq += 1
         expires_at = at if keep else None if ttl is None else time.monotonic() + ttl
-        items[id] = _Entry(data, self._seq, expires_at)
+        created = self._seq if previous is None else previous.created
+        items[id] = _Entry(data, self._seq, expires_at, created)
         if expires_at is not None and not keep:
             heapq.heappush(self._expiries, (expires_at, stream, group, id))
             if self._sweeper is None:
@@ -142,7 +155,7 @@ class MemoryStreamAdapter:
                 self._sweeper.start()
             elif ttl is not None:
                 self._sweeper.notify(ttl)
-        change = Change(kind, stream, group, id, _decode(data), self._seq)
+        change = Change(kind, stream, group, id, _decode(data), self._seq, ops)
         _deliver(sink, change)
         return change
 
@@ -181,12 +194,29 @@ class MemoryStreamAdapter:
         _deliver(sink, change)
         return change
 
-    async def get_group(self, stream: str, group: str) -> GroupSnapshot:
-        """Return copies of the group's items in creation order with the current ``seq``."""
+    async def get_group(
+        self, stream: str, group: str, *, limit: int | None = None, before: str | None = None
+    ) -> GroupSnapshot:
+        """Return copies of the group's items in creation order with the current ``seq``: all of
+        them, or the newest ``limit`` (created before the cursor ``before``) with ``more``."""
         self._check_open()
         _check_keys(stream, group, None)
+        count, end = _check_window(limit, before)
         items = self._groups.get((stream, group), {})
-        return GroupSnapshot([_decode(entry.data) for entry in items.values()], self._seq)
+        if end is None:
+            if count is None:
+                return GroupSnapshot([_decode(entry.data) for entry in items.values()], self._seq)
+            newest = list(itertools.islice(reversed(items.values()), count + 1))
+            page = newest[:count][::-1]
+            has_more = len(newest) > count
+        else:
+            entries = list(items.values())
+            stop = bisect.bisect_left(entries, end, key=lambda entry: entry.created)
+            start = 0 if count is None else max(0, stop - count)
+            page = entries[start:stop]
+            has_more = start > 0
+        more = _cursor(page[0].created) if has_more and page else None
+        return GroupSnapshot([_decode(entry.data) for entry in page], self._seq, more)
 
     async def get_item_snapshot(self, stream: str, group: str, id: str) -> GroupSnapshot:
         """Return ``[item]`` or ``[]`` with the current ``seq``."""

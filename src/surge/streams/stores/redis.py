@@ -47,7 +47,11 @@ single-slot per script (fine on one server or a proxy that does not split script
 Feed payload (one JSON object per message on ``<prefix>:feed``)::
 
     {"kind":"create"|"update"|"delete","seq":7,"stream":"todo","group":"inbox","id":"t1","item":{..}}
+    {"kind":"update","seq":8,...,"item":{..},"ops":[{"type":"append",..}]}   an update(ops)
     {"kind":"event","stream":"todo","group":"inbox","id":null,"event":{"type":"typing","data":..}}
+
+``ops`` is the ``Change.ops`` of an update that can be sent as a delta (``apply_update``), so
+every instance, not only the writer's, can send patches to its delta subscribers.
 
 The script splices the item's JSON into the payload as a string (no cjson round trip), so the
 published item is byte-identical to the stored one.
@@ -99,11 +103,13 @@ import orjson
 from surge._redis import redis_error
 from surge.errors import ConfigError, StoreError, ValidationError
 from surge.streams.feed import Change, ChangeKind, EphemeralEvent, FeedSink, GroupSnapshot, Resync
-from surge.streams.ops import ItemValidator, Updated, apply_ops, check_if_version, check_ops
+from surge.streams.ops import ItemValidator, Updated, apply_update, check_if_version, check_ops
 from surge.streams.stores._expiry import ExpirySweeper
 from surge.streams.stores._items import check_keys as _check_keys
+from surge.streams.stores._items import check_window as _check_window
 from surge.streams.stores._items import decode_item as _decode
 from surge.streams.stores._items import deliver as _deliver
+from surge.streams.stores._items import encode_cursor as _cursor
 from surge.streams.stores._items import encode_item as _encode
 
 if TYPE_CHECKING:
@@ -144,9 +150,10 @@ _UNESCAPE: Final = re.compile(r"%([0-9A-F]{2})")
 
 # The write shared by set and the compare-and-set of update. KEYS: items, order, seq, ver,
 # expiry. ARGV: id, item JSON, payload head ("stream":..,"group":..,"id":..), feed channel,
-# ttl ('' none, 'keep', or milliseconds), expiry member. Returns {kind, seq}.
+# ttl ('' none, 'keep', or milliseconds), expiry member. ``tail`` ends the feed payload ('' or
+# ',"ops":[..]'). Returns {kind, seq}.
 _WRITE: Final = """
-local function write()
+local function write(tail)
   local existed = redis.call('HEXISTS', KEYS[1], ARGV[1])
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   local seq = redis.call('INCR', KEYS[3])
@@ -164,14 +171,15 @@ local function write()
     redis.call('ZADD', KEYS[5], now + tonumber(ARGV[5]), ARGV[6])
   end
   redis.call('PUBLISH', ARGV[4], '{"kind":"' .. kind .. '","seq":' .. string.format('%d', seq)
-    .. ',' .. ARGV[3] .. ',"item":' .. ARGV[2] .. '}')
+    .. ',' .. ARGV[3] .. ',"item":' .. ARGV[2] .. tail .. '}')
   return {kind, seq}
 end
 """
 
-_SET: Final = _WRITE + "return write()\n"
+_SET: Final = _WRITE + "return write('')\n"
 
-# As _SET, after checking ARGV[7] (expected existence, '1' or '0') and ARGV[8] (expected version).
+# As _SET, after checking ARGV[7] (expected existence, '1' or '0') and ARGV[8] (expected version);
+# ARGV[9] is the payload's tail (the update's ops for subscribers, or '').
 # Returns false when either changed since the read (the caller re-reads and retries).
 _CAS: Final = (
     _WRITE
@@ -181,7 +189,7 @@ local ver = redis.call('HGET', KEYS[4], ARGV[1]) or '0'
 if tostring(exists) ~= ARGV[7] or ver ~= ARGV[8] then
   return false
 end
-return write()
+return write(ARGV[9])
 """
 )
 
@@ -249,6 +257,35 @@ for i = 1, #ids, 1000 do
   end
 end
 return {redis.call('GET', KEYS[3]) or '0', items}
+"""
+
+# KEYS: items, order, seq. ARGV: the highest score wanted ('+inf', or '(N': below N), how many
+# (-1: all). Returns {seq, {item JSON...}, {creation score...}}, newest first.
+_GET_WINDOW: Final = """
+local found
+if tonumber(ARGV[2]) < 0 then
+  found = redis.call('ZREVRANGEBYSCORE', KEYS[2], ARGV[1], '-inf', 'WITHSCORES')
+else
+  found = redis.call('ZREVRANGEBYSCORE', KEYS[2], ARGV[1], '-inf', 'WITHSCORES',
+    'LIMIT', 0, tonumber(ARGV[2]))
+end
+local ids, scores = {}, {}
+for i = 1, #found, 2 do
+  ids[#ids + 1] = found[i]
+  scores[#scores + 1] = found[i + 1]
+end
+local items, kept = {}, {}
+for i = 1, #ids, 1000 do
+  local last = math.min(i + 999, #ids)
+  local chunk = redis.call('HMGET', KEYS[1], unpack(ids, i, last))
+  for j = 1, #chunk do
+    if chunk[j] then
+      items[#items + 1] = chunk[j]
+      kept[#kept + 1] = scores[i + j - 1]
+    end
+  end
+end
+return {redis.call('GET', KEYS[3]) or '0', items, kept}
 """
 
 # KEYS: items, seq. ARGV: id. Returns {seq, item JSON or nil}.
@@ -327,10 +364,14 @@ def _decode_feed(data: bytes) -> Change | EphemeralEvent:
         return EphemeralEvent(stream, group, id, event)
     if kind not in ("create", "update", "delete"):
         raise ValueError(f"unknown kind {kind!r}")
-    item, seq = message.get("item"), message.get("seq")
+    item, seq, ops = message.get("item"), message.get("seq"), message.get("ops")
     if not isinstance(id, str) or not isinstance(item, dict) or not isinstance(seq, int):
         raise ValueError("bad change")
-    return Change(kind, stream, group, id, item, seq)
+    if ops is not None and (
+        kind != "update" or not isinstance(ops, list) or not all(isinstance(op, dict) for op in ops)
+    ):
+        raise ValueError("bad ops")
+    return Change(kind, stream, group, id, item, seq, ops)
 
 
 class RedisStreamAdapter:
@@ -345,6 +386,7 @@ class RedisStreamAdapter:
     _sweep_script: AsyncScript
     _delete_script: AsyncScript
     _group_script: AsyncScript
+    _window_script: AsyncScript
     _item_script: AsyncScript
 
     def __init__(
@@ -486,6 +528,7 @@ class RedisStreamAdapter:
             self._sweep_script = client.register_script(_SWEEP)
             self._delete_script = client.register_script(_DELETE)
             self._group_script = client.register_script(_GET_GROUP)
+            self._window_script = client.register_script(_GET_WINDOW)
             self._item_script = client.register_script(_GET_ITEM_SNAPSHOT)
             self._listener = asyncio.create_task(self._run_feed(), name="surge-redis-feed")
             try:
@@ -583,10 +626,9 @@ class RedisStreamAdapter:
             version = None if raw is None else int(raw_version or 0)
             check_if_version(if_version, version)
             old = None if raw is None else _decode(raw)
-            new = apply_ops(None if raw is None else _decode(raw), ops, id)
-            if validate is not None:
-                new = validate(new, raw is None)
+            new, delta = apply_update(None if raw is None else _decode(raw), ops, id, validate)
             data = _encode(id, new)
+            tail = b"" if delta is None else b',"ops":' + orjson.dumps(delta)
             if ttl is not None:
                 ttl_arg = _ttl_arg(ttl)
             elif raw is not None:
@@ -595,12 +637,12 @@ class RedisStreamAdapter:
                 ttl_arg = _ttl_arg(default_ttl)
             args: list[bytes | str] = [
                 *(id, data, head, self.feed_channel, ttl_arg, member),
-                *("0" if raw is None else "1", "0" if raw is None else str(version)),
+                *("0" if raw is None else "1", "0" if raw is None else str(version), tail),
             ]
             reply = await self._call("update", self._cas_script(keys, args))
             if reply is None:
                 continue  # another write got in between: read again
-            change = self._change_from(reply, stream, group, id, data)
+            change = self._change_from(reply, stream, group, id, data, delta)
             if change is None:
                 raise StoreError(f"update: unexpected reply from Redis: {reply!r}")
             self._notify_expiry(ttl if ttl is not None else default_ttl if raw is None else None)
@@ -610,11 +652,18 @@ class RedisStreamAdapter:
         )
 
     @staticmethod
-    def _change_from(reply: Any, stream: str, group: str, id: str, data: bytes) -> Change | None:
+    def _change_from(
+        reply: Any,
+        stream: str,
+        group: str,
+        id: str,
+        data: bytes,
+        ops: list[dict[str, Any]] | None = None,
+    ) -> Change | None:
         if not isinstance(reply, list) or len(reply) != 2:
             return None
         kind: ChangeKind = "create" if reply[0] == b"create" else "update"
-        return Change(kind, stream, group, id, _decode(data), int(reply[1]))
+        return Change(kind, stream, group, id, _decode(data), int(reply[1]), ops)
 
     def _notify_expiry(self, ttl: float | None) -> None:
         if ttl is not None and self._sweeper is not None:
@@ -675,18 +724,42 @@ class RedisStreamAdapter:
             return None
         return _decode(data if isinstance(data, bytes) else data.encode())
 
-    async def get_group(self, stream: str, group: str) -> GroupSnapshot:
-        """Return the group's items in creation order, read atomically with the group's ``seq``.
+    async def get_group(
+        self, stream: str, group: str, *, limit: int | None = None, before: str | None = None
+    ) -> GroupSnapshot:
+        """Return the group's items in creation order, read atomically with the group's ``seq``:
+        all of them, or the newest ``limit`` (created before the cursor ``before``) with
+        ``more`` (the ``order`` ZSET read backwards from the cursor: O(log n + limit)).
 
         Returns only after the feed has delivered every change the snapshot reflects.
         """
         self._check_open()
         _check_keys(stream, group, None)
+        count, end = _check_window(limit, before)
         keys = self.group_keys(stream, group)
-        reply = await self._call("get_group", self._group_script(keys))
-        if not isinstance(reply, list) or len(reply) != 2 or not isinstance(reply[1], list):
-            raise StoreError(f"get_group: unexpected reply from Redis: {reply!r}")
-        snapshot = GroupSnapshot([_decode(data) for data in reply[1]], int(reply[0]))
+        if count is None and end is None:
+            reply = await self._call("get_group", self._group_script(keys))
+            if not isinstance(reply, list) or len(reply) != 2 or not isinstance(reply[1], list):
+                raise StoreError(f"get_group: unexpected reply from Redis: {reply!r}")
+            snapshot = GroupSnapshot([_decode(data) for data in reply[1]], int(reply[0]))
+        else:
+            top = "+inf" if end is None else f"({end}"
+            args: list[str | int] = [top, -1 if count is None else count + 1]
+            reply = await self._call("get_group", self._window_script(keys, args))
+            if (
+                not isinstance(reply, list)
+                or len(reply) != 3
+                or not isinstance(reply[1], list)
+                or not isinstance(reply[2], list)
+            ):
+                raise StoreError(f"get_group: unexpected reply from Redis: {reply!r}")
+            rows, scores = reply[1], reply[2]
+            has_more = count is not None and len(rows) > count
+            if has_more:
+                rows, scores = rows[:count], scores[:count]
+            more = _cursor(int(float(scores[-1]))) if has_more else None
+            items = [_decode(data) for data in reversed(rows)]
+            snapshot = GroupSnapshot(items, int(reply[0]), more)
         await self._catch_up()
         return snapshot
 
