@@ -123,11 +123,13 @@ class TimedAdapter:
         finally:
             self._observe("delete", time.perf_counter() - start, ok)
 
-    async def get_group(self, stream: str, group: str) -> GroupSnapshot:
+    async def get_group(
+        self, stream: str, group: str, *, limit: int | None = None, before: str | None = None
+    ) -> GroupSnapshot:
         """``inner.get_group``, timed."""
         start, ok = time.perf_counter(), False
         try:
-            snapshot = await self.inner.get_group(stream, group)
+            snapshot = await self.inner.get_group(stream, group, limit=limit, before=before)
             ok = True
             return snapshot
         finally:
