@@ -55,8 +55,13 @@ def create_app(
 def worker_app() -> SurgeApp:
     """Factory of ``surge start --workers N``'s processes: the project in ``$SURGE_PROJECT_DIR``,
     with the plugins ``surge start`` installs (metrics when on, OpenAPI when configured)."""
+    from surge.server.logs import LOG_FORMAT_ENV, LOG_LEVEL_ENV, configure_logging
     from surge.server.serve import PROJECT_DIR_ENV
 
+    # A spawned worker starts with uvicorn's logging only: the project's loggers need a handler.
+    log_format = os.environ.get(LOG_FORMAT_ENV)
+    if log_format is not None:
+        configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"), log_format)
     app = create_app(os.environ.get(PROJECT_DIR_ENV, "."))
     app.tune_gc = True
     return app

@@ -129,6 +129,9 @@ class Config:
     # take metrics_port .. metrics_port + N - 1, one each.
     metrics_port: int | None = None
     metrics_host: str | None = None
+    # "plain" lines or "json" (one object per line) for `surge start` and `surge dev`;
+    # `--log-format` and SURGE_LOG_FORMAT win over it.
+    log_format: str = "plain"
     events: EventSettings = field(default_factory=lambda: EventSettings())
 
 

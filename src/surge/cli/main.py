@@ -44,10 +44,16 @@ SURGE_SOURCE_ENV = "SURGE_CREATE_SOURCE"
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
-def _setup_logging(level: str, *, pretty: bool) -> None:
+def _setup_logging(level: str, *, pretty: bool, log_format: str = "plain") -> None:
     """Rich output for `surge dev` on a terminal; plain lines otherwise (Rich costs ~1 ms a record,
     which at info level was most of a POST's CPU: bench/README.md; and off a terminal it would
-    wrap every record at 80 columns, folding paths that get copied and grepped)."""
+    wrap every record at 80 columns, folding paths that get copied and grepped); JSON lines with
+    ``--log-format json`` (``surge.server.logs.JsonFormatter``)."""
+    if log_format == "json":
+        from surge.server.logs import configure_logging
+
+        configure_logging(level, "json")
+        return
     handler: logging.Handler
     if pretty and console.is_terminal:
         handler = RichHandler(console=console, show_path=False, rich_tracebacks=True)
@@ -58,9 +64,40 @@ def _setup_logging(level: str, *, pretty: bool) -> None:
     logging.basicConfig(level=level.upper(), format=fmt, handlers=[handler], force=True)
 
 
+_json_output = False  # --log-format json: what the CLI itself says goes out as JSON lines too
+_cli_logger = logging.getLogger("surge.cli")
+
+
 def _error(message: str) -> None:
     """One ``error: ...`` line (markup in ``message`` is not interpreted)."""
+    if _json_output:
+        _cli_logger.error("%s", message)
+        return
     console.print(f"[bold red]error:[/] {escape(message)}")
+
+
+def _say(markup: str) -> None:
+    """A line of the banner: Rich markup on the console, or a JSON log line."""
+    if _json_output:
+        from rich.text import Text
+
+        _cli_logger.info("%s", Text.from_markup(markup).plain)
+        return
+    console.print(markup)
+
+
+def _log_format(option: str | None) -> str | None:
+    """``--log-format``, else ``$SURGE_LOG_FORMAT``, else None (the project's Config decides)."""
+    from surge.server.logs import LOG_FORMAT_ENV, LOG_FORMATS
+
+    value = option or os.environ.get(LOG_FORMAT_ENV) or None
+    if value is not None and value not in LOG_FORMATS:
+        console.print(
+            f"[bold red]error:[/] --log-format must be one of {', '.join(LOG_FORMATS)}, "
+            f"not {escape(value)!r}"
+        )
+        raise typer.Exit(2)
+    return value
 
 
 def one_line(exc: BaseException) -> str:
@@ -119,12 +156,17 @@ def _serve(
     workbench: bool = False,
     metrics_port: int | None = None,
     metrics_host: str | None = None,
+    log_format: str | None = None,
 ) -> None:
+    global _json_output
     from surge.app import create_app
+    from surge.server.logs import LOG_FORMAT_ENV, LOG_FORMATS, LOG_LEVEL_ENV
     from surge.server.metrics_settings import METRICS_HOST_ENV, METRICS_PORT_ENV, WORKERS_ENV
     from surge.server.serve import PROJECT_DIR_ENV, uvicorn_config
 
-    _setup_logging(log_level, pretty=reload)
+    chosen_format = _log_format(log_format)
+    _json_output = chosen_format == "json"
+    _setup_logging(log_level, pretty=reload, log_format=chosen_format or "plain")
     # Through the environment, so that --workers' processes see them too.
     os.environ[WORKERS_ENV] = str(workers)
     if metrics_port is not None:
@@ -139,6 +181,18 @@ def _serve(
         _error(one_line(exc))
         raise typer.Exit(1) from exc
     surge_app.tune_gc = True
+    if chosen_format is None:  # surge.config.py may ask for JSON lines
+        chosen_format = surge_app.runtime.config.log_format
+        if chosen_format not in LOG_FORMATS:
+            _error(f"Config.log_format must be one of {', '.join(LOG_FORMATS)}")
+            raise typer.Exit(2)
+        if chosen_format == "json":
+            _json_output = True
+            _setup_logging(log_level, pretty=reload, log_format="json")
+    os.environ[LOG_FORMAT_ENV] = chosen_format  # for --workers' processes
+    os.environ[LOG_LEVEL_ENV] = log_level
+    # JSON: uvicorn's loggers get no handlers of their own and reach the root's JSON handler.
+    log_config = {"log_config": None} if chosen_format == "json" else {}
     registry = surge_app.runtime.registry
     if workers > 1 and not getattr(surge_app.runtime.adapter, "is_distributed", False):
         _error(
@@ -153,7 +207,7 @@ def _serve(
     netloc = f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}"
 
     def banner() -> None:
-        console.print(
+        _say(
             f"[bold]surge[/] serving [cyan]{escape(str(directory))}[/]: "
             f"{len(registry.streams)} stream(s), "
             f"{len(registry.routes)} API step(s), {len(registry.events)} event step(s), "
@@ -161,19 +215,19 @@ def _serve(
             f"(WebSocket on the same port){' with hot reload' if reload else ''}"
         )
         for route in registry.routes:
-            console.print(
+            _say(
                 f"  {route.config.method:<6} {escape(route.config.path)}  "
                 f"[dim]{escape(route.config.name)}[/]"
             )
         if workbench:
-            console.print(f"  Workbench: [green]http://{netloc}/__surge/workbench/[/]")
+            _say(f"  Workbench: [green]http://{netloc}/__surge/workbench/[/]")
         if workers > 1:
-            console.print(f"  {workers} worker processes")
+            _say(f"  {workers} worker processes")
         if metrics_port is not None:
             mhost = os.environ.get(METRICS_HOST_ENV, host)
             mnet = f"[{mhost}]" if ":" in mhost else mhost
             last = f"-{metrics_port + workers - 1}" if workers > 1 else ""
-            console.print(
+            _say(
                 f"  Metrics: [green]http://{mnet}:{metrics_port}{last}/metrics[/]"
                 f"{' (one port per worker)' if workers > 1 else ''}"
             )
@@ -189,13 +243,16 @@ def _serve(
             limits=surge_app.runtime.config.limits,
             factory=True,
             workers=workers,
+            **log_config,
         )
         from uvicorn.supervisors import Multiprocess
 
         banner()  # the socket is bound; each worker reports its own startup
         Multiprocess(config, sockets=[sock]).run()
         return
-    config = uvicorn_config(surge_app, host=host, port=bound_port, log_level=log_level)
+    config = uvicorn_config(
+        surge_app, host=host, port=bound_port, log_level=log_level, **log_config
+    )
     if reload:  # surge dev: one access line per HTTP request
         config.app = AccessLog(surge_app)
     server = _Server(config, on_started=banner)
@@ -216,6 +273,14 @@ MetricsPort = Annotated[
         help="Serve /metrics on this port instead of the app's (with --workers N: N ports).",
     ),
 ]
+LogFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="plain or json (one JSON object per line); default: $SURGE_LOG_FORMAT, "
+        "else Config.log_format, else plain.",
+    ),
+]
 MetricsHost = Annotated[
     str | None,
     typer.Option("--metrics-host", help="Interface of the metrics port (default: --host)."),
@@ -230,6 +295,7 @@ def dev(
     log_level: LogLevel = "info",
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = None,
+    log_format: LogFormat = None,
 ) -> None:
     """Serve the project with hot reload of steps/ and the Workbench at /__surge/workbench/."""
     _serve(
@@ -241,6 +307,7 @@ def dev(
         workbench=True,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        log_format=log_format,
     )
 
 
@@ -253,6 +320,7 @@ def start(
     log_level: LogLevel = "info",
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = None,
+    log_format: LogFormat = None,
 ) -> None:
     """Serve the project for production (no reload)."""
     if workers < 1:
@@ -267,6 +335,7 @@ def start(
         workers=workers,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        log_format=log_format,
     )
 
 

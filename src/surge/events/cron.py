@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from surge.errors import ConfigError, StoreError
 from surge.events.runner import ContextFactory
+from surge.log_context import log_context
 from surge.steps.config import CronConfig
 from surge.steps.registry import CronStep, Registry
 
@@ -319,6 +320,10 @@ class CronScheduler:
 
     async def _run(self, step: CronStep, token: str) -> None:
         trace_id = uuid.uuid4().hex
+        with log_context(trace_id=trace_id, step=step.name):
+            await self._run_traced(step, token, trace_id)
+
+    async def _run_traced(self, step: CronStep, token: str, trace_id: str) -> None:
         ctx = self._context(step.name, step.config.emits, step.source, trace_id)
         keeper = asyncio.ensure_future(self._keep(step, token))
         try:

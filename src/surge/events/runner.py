@@ -35,6 +35,7 @@ from typing import Any
 
 from surge.errors import ValidationError
 from surge.events.observers import DeliveryEvent, DeliveryKind, DeliveryObserver, notify
+from surge.log_context import log_context
 from surge.queues.base import Delivery, MessageQueue
 from surge.steps.context import FlowContext
 from surge.steps.registry import EventStep, Registry
@@ -227,6 +228,10 @@ class EventRunner:
 
     async def handle(self, step: EventStep, delivery: Delivery) -> None:
         """Run one delivery to its end: ack, retry or dead-letter. Never raises (but cancels)."""
+        with log_context(trace_id=delivery.envelope.trace_id, step=step.name):
+            await self._handle(step, delivery)
+
+    async def _handle(self, step: EventStep, delivery: Delivery) -> None:
         trace_id = delivery.envelope.trace_id
         config = step.config
         try:

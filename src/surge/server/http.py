@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 from surge._asgi import BodyTimeout, BodyTooLarge, read_body
 from surge.config import Limits
 from surge.errors import StoreError, ValidationError, error_mapping
+from surge.log_context import STEP, TRACE_ID
 from surge.server.asgi import request_headers, route_path
 from surge.server.logs import CLIENT_MISTAKES
 from surge.steps.context import ApiRequest, FlowContext, StepLogger
@@ -118,6 +119,9 @@ async def serve_http(
             return
     headers = request_headers(scope)
     trace_id = uuid.uuid4().hex
+    # On every line logged while this request is handled (reset below; uvicorn runs each
+    # request in a task of its own, so an exception leaving early leaks nothing either).
+    log_tokens = (TRACE_ID.set(trace_id), STEP.set(route.config.name))
     request = ApiRequest(
         body=body,
         path_params=path_params,
@@ -168,6 +172,8 @@ async def serve_http(
         elapsed = time.perf_counter() - started
         for observe in observers:
             observe(route.config.name, response.status_code, elapsed)
+    STEP.reset(log_tokens[1])
+    TRACE_ID.reset(log_tokens[0])
 
 
 async def _call(handler: Handler, chain: tuple[Middleware, ...], request: Any, ctx: Any) -> Any:

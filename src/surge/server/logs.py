@@ -10,6 +10,12 @@ Workbench registers its key's parameter). The subprotocol form is redacted where
 The filter sits on uvicorn's loggers and on every handler of the root logger, so records of any
 logger that reach a handler are clean.
 
+**JSON lines.** ``JsonFormatter`` (``--log-format json``) writes one JSON object per record:
+``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message`` and, where the record was logged
+inside such work, ``trace_id``, ``step`` and ``connection_id`` (``surge.log_context``), plus
+``exception`` with the traceback. The message and the traceback go through the same redaction,
+so JSON lines are as clean as plain ones.
+
 **Budgets.** ``LogBudget`` caps lines about client mistakes (bad frames, refused heads, dropped
 peers) per minute; the lines past the budget are counted and reported with the next one allowed.
 """
@@ -18,14 +24,25 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 import time
-from typing import Any
+from datetime import UTC, datetime
+from typing import IO, Any
 from urllib.parse import unquote_plus
+
+import orjson
+
+from surge.log_context import CONNECTION_ID, STEP, TRACE_ID
 
 __all__ = [
     "CLIENT_MISTAKES",
+    "LOG_FORMATS",
+    "LOG_FORMAT_ENV",
+    "LOG_LEVEL_ENV",
+    "JsonFormatter",
     "LogBudget",
+    "configure_logging",
     "install_token_redaction",
     "redact_tokens",
     "register_sensitive_param",
@@ -98,6 +115,59 @@ def install_token_redaction() -> None:
     for handler in logging.getLogger().handlers:
         if _FILTER not in handler.filters:
             handler.addFilter(_FILTER)
+
+
+LOG_FORMAT_ENV = "SURGE_LOG_FORMAT"
+"""``plain`` or ``json`` (``--log-format``; also how ``--workers``' processes learn it)."""
+LOG_LEVEL_ENV = "SURGE_LOG_LEVEL"
+LOG_FORMATS = ("plain", "json")
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record (see the module docstring for the fields)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact_tokens(record.getMessage()),
+        }
+        trace_id = getattr(record, "trace_id", None) or TRACE_ID.get()
+        if trace_id:
+            entry["trace_id"] = trace_id
+        step = getattr(record, "step", None) or STEP.get()
+        if step:
+            entry["step"] = step
+        connection_id = CONNECTION_ID.get()
+        if connection_id is not None:
+            entry["connection_id"] = connection_id
+        if record.exc_info and record.exc_info[1] is not None:
+            entry["exception"] = redact_tokens(self.formatException(record.exc_info))
+        elif record.exc_text:
+            entry["exception"] = redact_tokens(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = redact_tokens(self.formatStack(record.stack_info))
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str, log_format: str, stream: IO[str] | None = None) -> None:
+    """Send every logger's records to ``stream`` (stderr) as plain or JSON lines, redacted.
+
+    Raises:
+        ValueError: ``log_format`` is not one of ``LOG_FORMATS``.
+    """
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(PLAIN_FORMAT)
+    )
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    install_token_redaction()
 
 
 class LogBudget:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import Receive, Scope, Send
 
+from surge.log_context import CONNECTION_ID
 from surge.protocol.codec import encode_error
 from surge.protocol.codes import SYNC_TOO_LARGE, CloseCode
 from surge.protocol.messages import SubscriptionRequest
@@ -98,6 +99,7 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
     runtime.connections.add(conn)
     STATS.connections_opened += 1
     endpoint: _Endpoint | None = None
+    connection_token = CONNECTION_ID.set(conn.id)  # on this connection's log lines
     try:
         async with asyncio.TaskGroup() as tasks:
             endpoint = _Endpoint(runtime, conn, tasks)
@@ -114,6 +116,7 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
         STATS.closed_by_code[code or CloseCode.ABNORMAL] += 1
         conn.outbox.stop()
         runtime.connections.discard(conn)
+        CONNECTION_ID.reset(connection_token)
 
 
 async def _write(conn: Connection) -> None:
