@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from surge.queues.base import MessageQueue
@@ -67,6 +67,10 @@ class Limits:
             once: queued frames are dropped and the connection is closed with 1013; a sync that
             alone is larger is refused with ``SYNC_TOO_LARGE``.
         close_timeout: a peer that does not take the close within this time is dropped.
+        slow_consumer: the slow-consumer policy of streams that do not choose one
+            (``StreamConfig.slow_consumer``): ``"resync"`` (above) or ``"latest"``: first
+            collapse the queued changes of each item of those streams into the newest, and
+            apply ``"resync"`` only when that does not free enough (README: "Slow consumers").
         access_check_timeout: how long ``can_access`` may take before the join is denied.
         compression: permessage-deflate (off: see the README).
 
@@ -86,6 +90,7 @@ class Limits:
     outbox_capacity: int = 4096
     max_outbound_bytes: int = 4 * 1024 * 1024
     close_timeout: float = 5.0
+    slow_consumer: Literal["resync", "latest"] = "resync"
     access_check_timeout: float = 10.0
     # permessage-deflate costs CPU and ~10s of KB per connection for little gain on small JSON
     # frames, and rules out writing one pre-built frame to every connection: off by default.

@@ -52,13 +52,18 @@ class Frame:
 
     ``wire`` is the complete WebSocket text frame (header and UTF-8 payload, unmasked as server
     frames are), built once on first use and then written as is to every connection.
+
+    ``change`` is ``(stream, group, id, kind)`` for an item change (``create``/``update``/
+    ``delete``), None for every other frame: what the latest-value slow-consumer policy reads to
+    collapse one item's queued changes (``server/outbox.py``).
     """
 
-    __slots__ = ("_size", "_wire", "text", "ts")
+    __slots__ = ("_size", "_wire", "change", "text", "ts")
 
-    def __init__(self, ts: int, text: str) -> None:
+    def __init__(self, ts: int, text: str, change: tuple[str, str, str, str] | None = None) -> None:
         self.ts = ts
         self.text = text
+        self.change = change
         self._wire: bytes | None = None
         self._size = -1
 
@@ -97,7 +102,7 @@ class Frame:
     def restamped(self, ts: int) -> Frame:
         """The same message with another timestamp (the rest of the text is reused as is)."""
         rest = self.text[len(_TS_PREFIX) + len(str(self.ts)) :]
-        return Frame(ts, f"{_TS_PREFIX}{ts}{rest}")
+        return Frame(ts, f"{_TS_PREFIX}{ts}{rest}", self.change)
 
 
 def _frame(ts: int, body: dict[str, Any]) -> Frame:
@@ -135,7 +140,7 @@ class EventMessage(Protocol):
 
 def encode_change(change: ChangeMessage, ts: int) -> Frame:
     """Encode a create/update/delete for item ``change.id``."""
-    return _frame(
+    frame = _frame(
         ts,
         {
             "streamName": change.stream,
@@ -144,6 +149,8 @@ def encode_change(change: ChangeMessage, ts: int) -> Frame:
             "event": {"type": change.kind, "data": change.item},
         },
     )
+    frame.change = (change.stream, change.group, change.id, change.kind)
+    return frame
 
 
 def encode_event(event: EventMessage, ts: int) -> Frame:

@@ -138,6 +138,11 @@ class _ServerCollector:
             "surge_outbox_overflows", "Slow consumers closed with 1013.", stats.overflows
         )
         yield CounterMetricFamily(
+            "surge_outbox_collapsed",
+            "Queued item changes a slow consumer skipped under the latest-value policy.",
+            stats.collapsed,
+        )
+        yield CounterMetricFamily(
             "surge_resyncs", "Subscriptions re-synced after a storage feed gap.", stats.resyncs
         )
         yield CounterMetricFamily(

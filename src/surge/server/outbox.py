@@ -19,6 +19,17 @@ clients reconnect after 2 s and re-join, and the fresh sync heals the state. So 
 costs at most ``max_bytes`` of memory for at most ``close_timeout`` seconds, and never stalls the
 fan-out.
 
+Latest-value policy (streams in ``latest_value``, see ``StreamConfig.slow_consumer``): before a
+full outbox overflows, the queued changes of each item of those streams collapse into the newest
+state. Walking the queue from its end, an ``update`` (or a ``patch``) of an item is dropped when
+a later ``update`` or ``delete`` of the same item is queued; creates and deletes are never
+dropped, other frames (syncs, events, other streams) are never touched, and nothing is moved, so
+every item's own changes keep their order and the client ends in the server's state. When that
+does not bring the outbox under three quarters of its caps (the bytes the transport already holds
+cannot collapse: they count against the byte cap first), the resync policy applies after all
+(the connection is too slow for this many distinct items): memory stays bounded, and the cost of
+a collapse (one pass over the queue) is paid at most once per quarter of the capacity.
+
 Timestamps stay strictly increasing on the connection: a frame that is not newer than the last one
 written is restamped (frames queued behind a sync, or several messages in one millisecond).
 """
@@ -28,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Container
 
 from surge.protocol.codec import Frame
 from surge.protocol.session import CLOSE_TRY_AGAIN_LATER
@@ -88,6 +100,7 @@ class Outbox:
         "_frames",
         "_inline",
         "_is_dirty",
+        "_latest",
         "_transport",
         "_wakeup",
         "capacity",
@@ -106,6 +119,7 @@ class Outbox:
         close_timeout: float | None = None,
         transport: Transport | None = None,
         flusher: Flusher | None = None,
+        latest_value: Container[str] = (),
     ) -> None:
         self.capacity = capacity
         self.max_bytes = max_bytes
@@ -121,6 +135,7 @@ class Outbox:
         self._flusher = flusher if transport is not None else None
         self._abort_timer: asyncio.TimerHandle | None = None
         self._is_dirty = False
+        self._latest = latest_value
         self.is_overflowed = False
         self.is_done = False
         self.last_ts = 0
@@ -158,9 +173,10 @@ class Outbox:
         if self._close is not None or self.is_done:
             return False
         size = frame.size
-        if len(self._frames) >= self.capacity or (
-            self._bytes + self._buffered + size > self.max_bytes and self._is_over_cap(size)
-        ):
+        if (
+            len(self._frames) >= self.capacity
+            or (self._bytes + self._buffered + size > self.max_bytes and self._is_over_cap(size))
+        ) and not (self._latest and self._collapse(size)):
             self.overflow()
             return False
         self._frames.append(frame)
@@ -180,6 +196,40 @@ class Outbox:
         transport = self._transport
         self._buffered = transport.buffered_bytes if transport is not None else 0
         return self._bytes + self._buffered + size > self.max_bytes
+
+    def _collapse(self, size: int) -> bool:
+        """The latest-value policy (module docstring); True when there is room again."""
+        latest = self._latest
+        frames = self._frames
+        superseded: set[tuple[str, str, str]] = set()
+        kept: list[Frame] = []
+        freed = 0
+        for frame in reversed(frames):
+            change = frame.change
+            if change is not None and change[0] in latest:
+                kind = change[3]
+                if kind in ("update", "patch", "delete"):
+                    key = (change[0], change[1], change[2])
+                    if kind != "delete" and key in superseded:
+                        freed += frame.size
+                        continue
+                    if kind != "patch":  # a patch needs every earlier state of its item
+                        superseded.add(key)
+            kept.append(frame)
+        dropped = len(frames) - len(kept)
+        if dropped:
+            kept.reverse()
+            frames.clear()
+            frames.extend(kept)
+            self._bytes -= freed
+            STATS.collapsed += dropped
+        transport = self._transport
+        self._buffered = transport.buffered_bytes if transport is not None else 0
+        # Room for a quarter of the caps again (what the transport holds cannot collapse).
+        return (
+            len(frames) < self.capacity * 3 // 4
+            and self._bytes + size <= (self.max_bytes - self._buffered) * 3 // 4
+        )
 
     def overflow(self) -> None:
         """Apply the slow-consumer policy: drop what is queued and close with 1013."""

@@ -40,6 +40,20 @@ class Runtime:
         """What plugins registered (``surge.server.plugins``); filled before the app serves."""
         self.registry = registry
         self.streams = self._build_streams(registry)
+        self.latest_value_streams: set[str] = set()
+        """Streams under the latest-value slow-consumer policy; every outbox holds this set
+        (updated in place when the registry is swapped)."""
+        self._update_policies(registry)
+
+    def _update_policies(self, registry: Registry) -> None:
+        default = self.config.limits.slow_consumer
+        latest = {
+            name
+            for name, cfg in registry.streams.items()
+            if (cfg.slow_consumer or default) == "latest"
+        }
+        self.latest_value_streams.intersection_update(latest)
+        self.latest_value_streams.update(latest)
 
     def _build_streams(self, registry: Registry) -> Streams:
         ext = self.extensions
@@ -73,6 +87,7 @@ class Runtime:
         registry = self.extensions.filter_registry(registry)
         streams = self._build_streams(registry)
         self.registry, self.streams = registry, streams
+        self._update_policies(registry)
         logger.info(
             "loaded %d stream(s) and %d API step(s)", len(registry.streams), len(registry.routes)
         )

@@ -19,6 +19,7 @@ class ServerStats:
     __slots__ = (
         "bytes_sent",
         "closed_by_code",
+        "collapsed",
         "connections_opened",
         "frames_sent",
         "overflows",
@@ -35,6 +36,7 @@ class ServerStats:
         self.bytes_sent = 0
         self.writes = 0
         self.overflows = 0
+        self.collapsed = 0
         self.resyncs = 0
         self.resumes = 0
         """Subscriptions resumed from an offset (the changes since, not a fresh sync)."""

@@ -93,6 +93,7 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
             close_timeout=limits.close_timeout,
             transport=transport,
             flusher=runtime.flusher,
+            latest_value=runtime.latest_value_streams,
         ),
         decision.auth_context,
     )

@@ -36,12 +36,14 @@ from surge.streams.schema import Schema, schema_from
 __all__ = [
     "HTTP_METHODS",
     "MAX_SYNC_LIMIT",
+    "SLOW_CONSUMER_POLICIES",
     "STEP_TYPES",
     "ApiRouteConfig",
     "CanAccess",
     "CronConfig",
     "EventConfig",
     "FieldError",
+    "SlowConsumerPolicy",
     "StreamConfig",
     "Subscription",
     "normalize_api_config",
@@ -53,6 +55,8 @@ __all__ = [
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 MAX_SYNC_LIMIT = 100_000
+SlowConsumerPolicy = Literal["resync", "latest"]
+SLOW_CONSUMER_POLICIES: tuple[SlowConsumerPolicy, ...] = ("resync", "latest")
 STEP_TYPES = ("api", "event", "cron")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -94,6 +98,11 @@ class StreamConfig(StrictKeywords):
     sync_limit: int | None = None
     """Windowed groups: a group join's sync carries only the newest ``sync_limit`` items (and a
     ``more`` cursor for clients that page back); None: the whole group (protocol.md section 5)."""
+    slow_consumer: SlowConsumerPolicy | None = None
+    """What a connection too slow for this stream's changes gets (README: "Slow consumers"):
+    ``"resync"`` (closed with 1013, resynced on reconnect: every intermediate value or none) or
+    ``"latest"`` (its queued changes of one item collapse into the newest). None: the server's
+    ``Limits.slow_consumer``."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -119,6 +128,11 @@ class StreamConfig(StrictKeywords):
                 field="syncLimit",
                 minimum=1,
                 maximum=MAX_SYNC_LIMIT,
+            )
+        if self.slow_consumer is not None and self.slow_consumer not in SLOW_CONSUMER_POLICIES:
+            raise ConfigError(
+                f"stream {self.name!r}: slow_consumer must be one of "
+                f"{', '.join(map(repr, SLOW_CONSUMER_POLICIES))}, not {self.slow_consumer!r}"
             )
 
     @cached_property

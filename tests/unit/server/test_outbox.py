@@ -12,10 +12,11 @@ from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 from websockets.protocol import State
 
-from surge.protocol.codec import Frame
+from surge.protocol.codec import Frame, encode_change
 from surge.server import outbox as outbox_module
 from surge.server.outbox import Flusher, Outbox
 from surge.server.transport import AsgiTransport, DirectTransport
+from surge.streams.feed import Change
 
 
 class FakeTransport:
@@ -281,3 +282,108 @@ async def test_asgi_path_counts_undrained_frames_against_the_byte_cap() -> None:
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(writer, 1)  # the peer never took its close: aborted
     assert aborted == [True] and transport.is_gone and transport.buffered_bytes == 0
+
+
+# -- latest-value policy ------------------------------------------------------------------------
+
+
+def change_frame(kind: str, id: str, n: int, stream: str = "todo", ts: int = 1) -> Frame:
+    return encode_change(Change(kind, stream, "g", id, {"id": id, "n": n}, n), ts)  # type: ignore[arg-type]
+
+
+def latest_box(capacity: int = 8, **kw: Any) -> tuple[Outbox, FakeProtocol]:
+    protocol = FakeProtocol()
+    box = Outbox(
+        capacity,
+        transport=DirectTransport(protocol),
+        flusher=Flusher(),
+        latest_value={"todo"},
+        **kw,
+    )
+    return box, protocol
+
+
+async def test_latest_value_collapses_each_items_queued_updates_into_the_newest() -> None:
+    box, protocol = latest_box()
+    protocol.writable.clear()  # the peer is not reading
+    assert box.put(change_frame("create", "a", 0))
+    for n in range(1, 41):  # 40 updates, 5x the capacity
+        assert box.put(change_frame("update", "a" if n % 2 else "b", n))
+    assert not box.is_overflowed
+    assert len(box) <= 8
+    protocol.writable.set()
+    box.flush()
+    written = [
+        (f["event"]["type"], f["id"], f["event"]["data"]["n"])
+        for f in decode(b"".join(protocol.transport.writes))
+    ]
+    # The create is kept; each item ends at its newest value; per item, order is kept.
+    assert written[0] == ("create", "a", 0)
+    assert written[-2:] == [("update", "a", 39), ("update", "b", 40)]
+    for item in ("a", "b"):
+        ns = [n for _, i, n in written if i == item]
+        assert ns == sorted(ns)
+    box.stop()
+
+
+async def test_latest_value_never_drops_creates_deletes_or_other_frames() -> None:
+    box, protocol = latest_box(capacity=12)
+    protocol.writable.clear()
+    box.put(change_frame("update", "a", 1))
+    box.put(change_frame("delete", "a", 2))  # supersedes the update before it
+    box.put(change_frame("create", "a", 3))
+    box.put(frame(1, 99))  # an event or a sync: never touched
+    box.put(change_frame("update", "x", 4, stream="other"))  # a resync-policy stream
+    box.put(change_frame("update", "a", 5))
+    for n in range(6, 20):
+        assert box.put(change_frame("update", "a", n))
+    protocol.writable.set()
+    box.flush()
+    written = decode(b"".join(protocol.transport.writes))
+    kinds = [(f["event"]["type"], f["id"]) if "event" in f else ("other", f["n"]) for f in written]
+    # The update before the delete is gone; the delete, the create, the event and the other
+    # stream's update are all there, in order; a's later updates follow, ascending, to 19.
+    assert [k for k in kinds if k != ("update", "a")] == [
+        ("delete", "a"),
+        ("create", "a"),
+        ("other", 99),
+        ("update", "x"),
+    ]
+    assert kinds.index(("update", "a")) > kinds.index(("create", "a"))
+    ns = [f["event"]["data"]["n"] for f in written if "event" in f and f["id"] == "a"]
+    assert ns[2:] == sorted(ns[2:]) and ns[-1] == 19 and len(written) <= 12
+    box.stop()
+
+
+async def test_latest_value_keeps_what_a_patch_builds_on() -> None:
+    box, protocol = latest_box(capacity=8)
+    protocol.writable.clear()
+
+    def queued(id: str) -> list[tuple[str, int]]:
+        return [
+            (f.change[3], orjson.loads(f.text)["event"]["data"]["n"])
+            for f in box._frames
+            if f.change and f.change[2] == id
+        ]
+
+    box.put(change_frame("update", "a", 1))
+    box.put(change_frame("patch", "a", 2))  # applies to update 1: both must stay
+    for n in range(3, 10):  # the 9th frame makes the outbox collapse b's updates
+        assert box.put(change_frame("update", "b", n))
+    assert queued("a") == [("update", 1), ("patch", 2)]
+    assert queued("b") == [("update", 8), ("update", 9)]
+    assert box.put(change_frame("update", "a", 10))  # a full state: now 1 and 2 can go
+    for n in range(11, 20):
+        assert box.put(change_frame("update", "b", n))
+    assert not box.is_overflowed
+    assert queued("a") == [("update", 10)]
+    box.stop()
+
+
+async def test_latest_value_falls_back_to_resync_when_distinct_items_fill_the_outbox() -> None:
+    box, protocol = latest_box(capacity=8)
+    protocol.writable.clear()
+    accepted = [box.put(change_frame("update", f"i{n}", n)) for n in range(9)]
+    assert accepted == [True] * 8 + [False]  # nothing to collapse: bounded, closed with 1013
+    assert box.is_overflowed and box.close_code == 1013
+    box.stop()

@@ -13,9 +13,11 @@ from surge.errors import ConfigError
 from surge.steps.config import (
     CronConfig,
     EventConfig,
+    StreamConfig,
     normalize_api_config,
     normalize_cron_config,
     normalize_event_config,
+    normalize_stream_config,
 )
 from surge.steps.discovery import discover
 
@@ -273,3 +275,15 @@ def test_step_names_are_unique_across_api_event_and_cron_steps(tmp_path: Path) -
     write(tmp_path, "steps/other_step.py", CRON.replace('"Tick"', '"RunJob"'))
     with pytest.raises(ConfigError, match="step name 'RunJob' is used twice"):
         discover(tmp_path)
+
+
+class _Item(BaseModel):
+    id: str
+
+
+def test_slow_consumer_policy_in_typed_and_dict_stream_configs() -> None:
+    assert StreamConfig(name="s", schema=_Item, slow_consumer="latest").slow_consumer == "latest"
+    raw = {"name": "s", "schema": _Item, "slowConsumer": "latest"}
+    assert normalize_stream_config(raw).slow_consumer == "latest"
+    with pytest.raises(ConfigError, match="slow_consumer must be one of 'resync', 'latest'"):
+        StreamConfig(name="s", schema=_Item, slow_consumer="lastest")  # type: ignore[arg-type]
