@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+
+from starlette.types import Receive
 
 __all__ = ["BodyTimeout", "BodyTooLarge", "read_body"]
 
@@ -16,7 +17,7 @@ class BodyTimeout(Exception):
     """The next piece of the body did not arrive within the idle timeout."""
 
 
-async def read_body(receive: Any, *, limit: int, idle: float) -> bytes | None:
+async def read_body(receive: Receive, *, limit: int, idle: float) -> bytes | None:
     """The whole body, or None when the client went away before sending it.
 
     Raises:

@@ -1,16 +1,22 @@
-"""Small helpers at the ASGI edge: one place that turns a scope's raw headers into a mapping."""
+"""Small helpers at the ASGI edge: the one place that decodes a scope's raw headers and query."""
 
 from __future__ import annotations
 
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
-__all__ = ["request_headers", "route_path"]
+__all__ = ["query_string", "request_headers", "route_path"]
 
 
 def request_headers(scope: Scope) -> dict[str, str]:
     """The request's headers, lower-case names, latin-1 values (the last of repeated names)."""
     return dict(Headers(scope=scope).items())
+
+
+def query_string(scope: Scope) -> str:
+    """The request's raw query string (``a=1&b=2``), latin-1 decoded as ASGI servers send it."""
+    raw: bytes = scope.get("query_string", b"")
+    return raw.decode("latin-1")
 
 
 def route_path(scope: Scope) -> str:

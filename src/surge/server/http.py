@@ -30,7 +30,7 @@ from surge._asgi import BodyTimeout, BodyTooLarge, read_body
 from surge.config import Limits
 from surge.errors import StoreError, ValidationError, error_mapping
 from surge.log_context import STEP, TRACE_ID
-from surge.server.asgi import request_headers, route_path
+from surge.server.asgi import query_string, request_headers, route_path
 from surge.server.logs import CLIENT_MISTAKES
 from surge.steps.context import ApiRequest, FlowContext, StepLogger
 from surge.steps.middleware import Middleware, run_with_middleware
@@ -60,7 +60,7 @@ def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> R
 
 
 def _query(scope: Scope) -> dict[str, str | list[str]]:
-    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    parsed = parse_qs(query_string(scope), keep_blank_values=True)
     return {k: v[0] if len(v) == 1 else v for k, v in parsed.items()}
 
 

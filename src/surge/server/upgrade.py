@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from starlette.types import Scope
 
 from surge.errors import ValidationError
-from surge.server.asgi import request_headers
+from surge.server.asgi import query_string, request_headers
 from surge.server.auth import AuthRequest, extract_auth_token
 from surge.server.decisions import Refusal, UpgradeDecision
 
@@ -39,7 +39,7 @@ def _redact(text: str, secret: str | None) -> str:
 async def authorize_upgrade(runtime: Runtime, scope: Scope) -> UpgradeDecision:
     """Run the origin check and ``authenticate`` for one upgrade request."""
     headers = request_headers(scope)
-    query = scope.get("query_string", b"").decode("latin-1")
+    query = query_string(scope)
     extensions = runtime.extensions
     for gate in extensions.upgrade_gates:
         decision = await gate(scope, headers)

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import Scope
 
+from surge.server.asgi import query_string
 from surge.server.decisions import UpgradeDecision
 from surge.server.logs import register_sensitive_param
 from surge.server.plugins import HttpRoute
@@ -47,7 +48,7 @@ class WorkbenchPlugin:
         hosts = runtime.config.workbench_hosts
 
         async def gate(scope: Scope, headers: Any) -> UpgradeDecision | None:
-            query = scope.get("query_string", b"").decode("latin-1")
+            query = query_string(scope)
             if WORKBENCH_QUERY not in query:
                 return None
             offered = parse_qs(query).get(WORKBENCH_QUERY)
