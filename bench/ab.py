@@ -11,6 +11,12 @@ must come from there), AFTER with the venv's editable install. Alternating cance
 the machine's load; ``/proc/loadavg`` is recorded before and after every run. Results go to
 ``<out>-before.jsonl`` / ``<out>-after.jsonl`` (one line per run, ``side``, ``round`` and
 ``loadavg`` added) and a side-by-side summary is printed at the end.
+
+One tree, two settings: without ``--before`` both sides run this tree, and ``--before-env`` /
+``--after-env KEY=VALUE`` (repeatable) set what differs, e.g. the cost of metrics:
+
+    .venv/bin/python bench/ab.py --after-env SURGE_METRICS=1 --rounds 2 \
+        --out bench/results/ab-metrics "fanout --subs 1000 --duration 10"
 """
 
 from __future__ import annotations
@@ -37,12 +43,18 @@ def loadavg() -> str:
         return " ".join(f.read().split()[:3])
 
 
-def side_env(src: str | None) -> dict[str, str]:
-    """The environment of one side: PYTHONPATH=<src> for BEFORE, unchanged for AFTER."""
+def side_env(src: str | None, settings: list[str] | None = None) -> dict[str, str]:
+    """The environment of one side: PYTHONPATH=<src> for BEFORE, unchanged for AFTER, plus the
+    side's ``KEY=VALUE`` settings."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     if src is not None:
         env["PYTHONPATH"] = src
+    for setting in settings or ():
+        key, sep, value = setting.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"expected KEY=VALUE, got {setting!r}")
+        env[key] = value
     return env
 
 
@@ -97,7 +109,11 @@ def key_numbers(r: dict[str, Any]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", nargs="+", help='run.py arguments, e.g. "fanout --subs 1000"')
-    parser.add_argument("--before", required=True, help="the BEFORE tree's src/ directory")
+    parser.add_argument(
+        "--before", help="the BEFORE tree's src/ directory (default: this tree on both sides)"
+    )
+    parser.add_argument("--before-env", action="append", help="KEY=VALUE for the BEFORE side")
+    parser.add_argument("--after-env", action="append", help="KEY=VALUE for the AFTER side")
     parser.add_argument(
         "--after",
         help="the AFTER tree's src/ (default: the venv's install, i.e. this working tree, "
@@ -107,7 +123,12 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/ab", help="prefix of the JSONL files")
     args = parser.parse_args()
 
-    sides = {"before": side_env(args.before), "after": side_env(args.after)}
+    if args.before is None and not (args.before_env or args.after_env or args.after):
+        raise SystemExit("give --before, or --before-env/--after-env to compare two settings")
+    sides = {
+        "before": side_env(args.before, args.before_env),
+        "after": side_env(args.after, args.after_env),
+    }
     trees = {"before": args.before, "after": args.after}
     for name, env in sides.items():
         where = imported_from(env)
@@ -115,7 +136,7 @@ def main() -> None:
         tree = trees[name]
         if tree is not None and not where.startswith(str(Path(tree).resolve())):
             raise SystemExit(f"{name} side imports the wrong tree: {where}")
-        if tree is None and where.startswith(str(Path(args.before).resolve())):
+        if tree is None and args.before and where.startswith(str(Path(args.before).resolve())):
             raise SystemExit(f"{name} side imports the BEFORE tree: {where}")
 
     rows: dict[tuple[str, str], list[dict[str, float]]] = {}

@@ -3,6 +3,8 @@
 This sits above ``surge.server``, ``surge.workbench`` and ``surge.openapi`` (the server imports
 none of them); ``surge dev`` calls it with ``workbench=True``, which also serves the OpenAPI
 document and docs page; ``surge start`` serves those only with ``Config(openapi=True)``.
+Metrics (``surge.server.metrics``) when ``surge.server.metrics_settings`` says so, and the
+read-only admin view (``surge.server.admin``) when ``$SURGE_ADMIN_TOKEN`` is set.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from starlette.types import Scope
 
+from surge.server.admin import AdminPlugin, admin_token
 from surge.server.app import SurgeApp
 from surge.server.app import create_app as _create_server_app
 from surge.server.asgi import route_path
@@ -44,6 +47,9 @@ def create_app(
     app = _create_server_app(project_dir, plugins=plugins, **kwargs)
     if workbench or app.runtime.config.openapi:
         OpenApiPlugin().install(app)
+    token = admin_token()  # $SURGE_ADMIN_TOKEN: the read-only admin view
+    if token is not None:
+        AdminPlugin(token).install(app)
     metrics = metrics_settings(app.runtime.config, always=workbench)
     if metrics.is_on:
         from surge.server.metrics import MetricsPlugin  # prometheus_client: only when on

@@ -15,6 +15,7 @@ older change after a newer sync, and never misses a newer one.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -128,6 +129,16 @@ class Hub:
         for key, by_conn in self._routes.items():
             counts[key[0]] = counts.get(key[0], 0) + sum(len(subs) for subs in by_conn.values())
         return counts
+
+    def top_groups(self, limit: int) -> list[tuple[str, str, int]]:
+        """The ``limit`` (stream, group) pairs with the most subscriptions (group and item level
+        together), most first: for the admin view, never for metrics (one entry per group)."""
+        counts: dict[tuple[str, str], int] = {}
+        for key, by_conn in self._routes.items():
+            pair = (key[0], key[1])
+            counts[pair] = counts.get(pair, 0) + sum(len(subs) for subs in by_conn.values())
+        top = heapq.nlargest(limit, counts.items(), key=lambda entry: (entry[1], entry[0]))
+        return [(stream, group, count) for (stream, group), count in top]
 
     def subscriber_count(self, key: SubscriptionKey) -> int:
         """How many connections subscribe to ``key`` (for tests and the workbench)."""
