@@ -11,10 +11,13 @@ Every field is optional; ``Config()`` is the default project (file storage, no a
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from surge.errors import ConfigError
 
 if TYPE_CHECKING:
     from surge.queues.base import MessageQueue
@@ -74,6 +77,27 @@ class Limits:
         access_check_timeout: how long ``can_access`` may take before the join is denied.
         compression: permessage-deflate (off: see the README).
 
+    Rate limits of one WebSocket connection (token buckets: ``*_per_second`` refills, ``*_burst``
+    is what may arrive at once; None turns that limit off). The defaults let a client re-send
+    ``max_subscriptions`` joins at once when it reconnects. A frame over a limit is dropped;
+    the first one gets a ``RATE_LIMITED`` error event (a join over the join limit gets it each
+    time, addressed like the join), and a client that sends ``rate_limit_strikes`` more within
+    ``RATE_LIMIT_STRIKE_WINDOW`` seconds (``surge.server.ratelimit``) is closed with 4029:
+        frames_per_second, frame_burst: client frames of any kind.
+        joins_per_second, join_burst: joins (a join counts as a frame too).
+        bytes_in_per_second, bytes_in_burst: UTF-8 bytes of client frames (the burst must hold
+            at least one ``max_frame_bytes`` frame).
+        rate_limit_strikes: frames over a limit, after the first, before the close.
+
+    Upgrades, per client IP address (``scope["client"]``; behind a proxy, let the server take
+    the address from ``X-Forwarded-For``, e.g. uvicorn's ``--forwarded-allow-ips``):
+        connects_per_ip_per_second, connect_burst_per_ip: WebSocket upgrade attempts; over it the
+            upgrade gets HTTP 429 with ``Retry-After`` before any ``authenticate``.
+        max_tracked_ips: addresses remembered (least recently seen forgotten first), so the
+            table's memory is bounded.
+        connect_limit_exempt: networks never limited (default: loopback, where a local proxy
+            or health checker connects from).
+
     HTTP (and the upgrade request):
         max_header_bytes: request line plus headers (more: 431 and the connection is closed).
         header_timeout: a request's head must arrive within this time (slowloris: 408, closed).
@@ -101,6 +125,51 @@ class Limits:
     body_timeout: float = 30.0
     keep_alive_timeout: float = 5.0
     max_connections: int | None = None
+    frames_per_second: float | None = 100.0
+    frame_burst: int = 500
+    joins_per_second: float | None = 50.0
+    join_burst: int = 300
+    bytes_in_per_second: float | None = 256 * 1024
+    bytes_in_burst: int = 1024 * 1024
+    rate_limit_strikes: int = 32
+    connects_per_ip_per_second: float | None = 20.0
+    connect_burst_per_ip: int = 200
+    max_tracked_ips: int = 10_000
+    connect_limit_exempt: Sequence[str] = ("127.0.0.0/8", "::1/128")
+
+    def __post_init__(self) -> None:
+        for name in (
+            "frames_per_second",
+            "joins_per_second",
+            "bytes_in_per_second",
+            "connects_per_ip_per_second",
+        ):
+            rate = getattr(self, name)
+            if rate is not None and not (isinstance(rate, (int, float)) and rate > 0):
+                raise ConfigError(f"Limits.{name} must be a positive number or None, not {rate!r}")
+        for name in (
+            "frame_burst",
+            "join_burst",
+            "bytes_in_burst",
+            "rate_limit_strikes",
+            "connect_burst_per_ip",
+            "max_tracked_ips",
+        ):
+            count = getattr(self, name)
+            if not (isinstance(count, int) and count >= 1):
+                raise ConfigError(f"Limits.{name} must be a positive integer, not {count!r}")
+        if self.bytes_in_per_second is not None and self.bytes_in_burst < self.max_frame_bytes:
+            raise ConfigError(
+                f"Limits.bytes_in_burst ({self.bytes_in_burst}) must be at least "
+                f"max_frame_bytes ({self.max_frame_bytes}), or no full-size frame could pass"
+            )
+        if isinstance(self.connect_limit_exempt, str):
+            raise ConfigError("Limits.connect_limit_exempt must be a list of networks, not a str")
+        for network in self.connect_limit_exempt:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"Limits.connect_limit_exempt: {exc}") from exc
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,11 @@ Errors are grouped by who must react to them:
 - ``ProtocolError``: a client sent a frame that breaks the wire protocol. The connection gets an
   error event or a close code; nothing else is affected.
 - ``AuthError``: a connection could not be authenticated (HTTP 401 on the upgrade).
+  ``TokenExpiredError``: its token expired (the auth context's ``exp``): an upgrade gets 401, a
+  live connection is closed with 4001 so the client refreshes its token and reconnects.
+  ``AccessRevokedError``: the server revoked its access (``streams.revoke``): close 4003.
+- ``RateLimitError``: a client went over a rate limit (``Limits``): 429 on the upgrade (with
+  ``retry_after`` seconds), a ``RATE_LIMITED`` error event on a connection, then close 4029.
 - ``ConflictError``: an ``update(..., if_version=...)`` found the item at another version
   (``expected``, ``actual``; ``actual`` None when the item is absent). Re-read and retry. HTTP 409.
 - ``StoreError``: the storage backend failed. ``retryable`` says whether trying again may work
@@ -32,18 +37,22 @@ from surge.protocol.codes import (
     CONFLICT,
     INTERNAL_ERROR,
     INVALID_MESSAGE,
+    RATE_LIMITED,
     STORE_UNAVAILABLE,
     CloseCode,
 )
 
 __all__ = [
+    "AccessRevokedError",
     "AuthError",
     "ConfigError",
     "ConflictError",
     "ErrorMapping",
     "ProtocolError",
+    "RateLimitError",
     "StoreError",
     "SurgeError",
+    "TokenExpiredError",
     "ValidationError",
     "error_mapping",
 ]
@@ -83,6 +92,22 @@ class AuthError(SurgeError):
     """A connection could not be authenticated."""
 
 
+class TokenExpiredError(AuthError):
+    """The connection's token expired: refresh it and connect again."""
+
+
+class AccessRevokedError(AuthError):
+    """The server revoked the connection's access."""
+
+
+class RateLimitError(SurgeError):
+    """A client went over a rate limit; ``retry_after`` says when trying again may work."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class ConflictError(SurgeError):
     """An optimistic-concurrency guard failed: the item is not at the ``expected`` version."""
 
@@ -113,7 +138,10 @@ _INTERNAL = ErrorMapping(500, INTERNAL_ERROR, CloseCode.INTERNAL_ERROR)
 _TABLE: dict[type[SurgeError], ErrorMapping] = {
     ValidationError: ErrorMapping(400, INVALID_MESSAGE, CloseCode.POLICY_VIOLATION),
     ProtocolError: ErrorMapping(400, INVALID_MESSAGE, CloseCode.POLICY_VIOLATION),
+    TokenExpiredError: ErrorMapping(401, ACCESS_DENIED, CloseCode.TOKEN_EXPIRED),
+    AccessRevokedError: ErrorMapping(403, ACCESS_DENIED, CloseCode.ACCESS_REVOKED),
     AuthError: ErrorMapping(401, ACCESS_DENIED, CloseCode.POLICY_VIOLATION),
+    RateLimitError: ErrorMapping(429, RATE_LIMITED, CloseCode.RATE_LIMITED),
     ConflictError: ErrorMapping(409, CONFLICT, CloseCode.POLICY_VIOLATION),
     ConfigError: _INTERNAL,
     StoreError: _INTERNAL,

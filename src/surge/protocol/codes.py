@@ -15,6 +15,7 @@ __all__ = [
     "CONFLICT",
     "INTERNAL_ERROR",
     "INVALID_MESSAGE",
+    "RATE_LIMITED",
     "STORE_UNAVAILABLE",
     "SYNC_TOO_LARGE",
     "TOO_MANY_SUBSCRIPTIONS",
@@ -32,6 +33,9 @@ STORE_UNAVAILABLE: Final = "STORE_UNAVAILABLE"
 """The storage failed while serving a join; retrying later may work."""
 SYNC_TOO_LARGE: Final = "SYNC_TOO_LARGE"
 """A join whose sync alone exceeds the connection's byte cap (``Limits.max_outbound_bytes``)."""
+RATE_LIMITED: Final = "RATE_LIMITED"
+"""A frame or join over one of the connection's rate limits (``Limits``); it was dropped.
+A client that keeps going is closed with ``CloseCode.RATE_LIMITED``."""
 CONFLICT: Final = "CONFLICT"
 """A write whose ``if_version`` guard did not match the item's version (HTTP 409)."""
 INTERNAL_ERROR: Final = "INTERNAL_ERROR"
@@ -60,3 +64,13 @@ class CloseCode(IntEnum):
     """The server is restarting: reconnect."""
     TRY_AGAIN_LATER = 1013
     """A slow consumer: the outbox overflowed; reconnect and resync."""
+
+    # Application codes (RFC 6455: 4000-4999 are private use). 4000 + the HTTP status they echo.
+    TOKEN_EXPIRED = 4001
+    """The connection's token expired (the auth context's ``exp``): refresh it and reconnect."""
+    ACCESS_REVOKED = 4003
+    """The server revoked this connection's access (``streams.revoke``): do not reconnect with
+    the same credentials."""
+    RATE_LIMITED = 4029
+    """The client kept sending over its rate limits after a ``RATE_LIMITED`` error event:
+    reconnect later, slower."""

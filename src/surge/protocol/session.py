@@ -158,11 +158,30 @@ class Session:
         self.subscriptions[request.subscription_id] = request
         return [Subscribe(request)]
 
-    def access_denied(self, request: SubscriptionRequest, reason: str) -> list[Action]:
-        """Refuse a join: the client gets STREAM_ACCESS_DENIED and no subscription exists."""
+    def access_denied(
+        self, request: SubscriptionRequest, reason: str, code: str = ACCESS_DENIED
+    ) -> list[Action]:
+        """Refuse a join: the client gets ``code`` (STREAM_ACCESS_DENIED) and no subscription."""
         if not self._settle(request) or self.closed:
             return []
-        return [SendError(ACCESS_DENIED, reason, request)]
+        return [SendError(code, reason, request)]
+
+    def revoke(self, request: SubscriptionRequest, reason: str) -> list[Action]:
+        """End a live subscription the server no longer allows: STREAM_ACCESS_DENIED for it.
+
+        Nothing happens when ``request`` is no longer this session's subscription (the client
+        left or replaced it meanwhile).
+        """
+        if self.closed or self.subscriptions.get(request.subscription_id) != request:
+            return []
+        del self.subscriptions[request.subscription_id]
+        return [Unsubscribe(request), SendError(ACCESS_DENIED, reason, request)]
+
+    def close(self, code: int, reason: str) -> list[Action]:
+        """Close the connection from the server's side (rate limits, token expiry, revocation)."""
+        if self.closed:
+            return []
+        return self._close(code, reason)
 
     def forget(self, request: SubscriptionRequest) -> None:
         """Drop a recorded subscription that could not be served (e.g. its sync failed)."""

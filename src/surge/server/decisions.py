@@ -21,6 +21,8 @@ class Refusal:
 
     status: int
     reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra response headers (``Retry-After`` on a 429)."""
 
     async def send(self, scope: Scope, send: Send) -> None:
         """Send it as an HTTP response when the server supports that, else a plain 403 close."""
@@ -33,6 +35,7 @@ class Refusal:
                     "headers": [
                         (b"content-type", b"text/plain; charset=utf-8"),
                         (b"content-length", str(len(body)).encode()),
+                        *((k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers),
                     ],
                 }
             )

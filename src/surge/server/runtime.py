@@ -10,6 +10,7 @@ from surge.config import Config
 from surge.server.hub import Hub
 from surge.server.outbox import Flusher
 from surge.server.plugins import ServerExtensions
+from surge.server.ratelimit import UpgradeLimiter
 from surge.server.sync import Syncer
 from surge.steps.registry import Registry
 from surge.streams.adapter import StreamAdapter
@@ -36,6 +37,8 @@ class Runtime:
         self.syncer = Syncer(self.hub, adapter)
         self.flusher = Flusher()
         self.connections: set[Connection] = set()
+        self.upgrade_limiter = UpgradeLimiter.for_limits(config.limits)
+        """Upgrade attempts per client address (``Limits.connects_per_ip_per_second``)."""
         self.extensions = ServerExtensions()
         """What plugins registered (``surge.server.plugins``); filled before the app serves."""
         self.registry = registry

@@ -1,4 +1,8 @@
-"""Deciding a WebSocket upgrade: plugins' gates, the origin allow-list, then ``authenticate``.
+"""Deciding a WebSocket upgrade: the per-IP rate limit, plugins' gates, the origin allow-list,
+then ``authenticate``.
+
+The rate limit comes first so that a flood of upgrades costs no ``authenticate`` call: over
+``Limits.connects_per_ip_per_second`` an address gets HTTP 429 with ``Retry-After``.
 
 A refusal is an HTTP response on the upgrade (401 for authentication, 403 for origin) with a short
 plain-text reason; the exception and the token never reach the client, and the token never
@@ -13,14 +17,18 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
+import time
 from typing import TYPE_CHECKING
 
 from starlette.types import Scope
 
-from surge.errors import ValidationError
+from surge.errors import RateLimitError, ValidationError, error_mapping
 from surge.server.asgi import query_string, request_headers
 from surge.server.auth import AuthRequest, extract_auth_token
 from surge.server.decisions import Refusal, UpgradeDecision
+from surge.server.logs import CLIENT_MISTAKES
+from surge.server.stats import STATS
 
 if TYPE_CHECKING:
     from surge.server.runtime import Runtime
@@ -37,7 +45,14 @@ def _redact(text: str, secret: str | None) -> str:
 
 
 async def authorize_upgrade(runtime: Runtime, scope: Scope) -> UpgradeDecision:
-    """Run the origin check and ``authenticate`` for one upgrade request."""
+    """Run the rate limit, the origin check and ``authenticate`` for one upgrade request."""
+    limiter = runtime.upgrade_limiter
+    if limiter is not None:
+        client = scope.get("client")
+        address = client[0] if client else None
+        wait = limiter.check(address, time.monotonic())
+        if wait is not None:
+            return _rate_limited(address, wait)
     headers = request_headers(scope)
     query = query_string(scope)
     extensions = runtime.extensions
@@ -82,3 +97,18 @@ async def authorize_upgrade(runtime: Runtime, scope: Scope) -> UpgradeDecision:
             logger.warning("authenticate returned a context that fails context_schema: %s", exc)
             return UpgradeDecision(refusal=Refusal(401, "authentication failed"))
     return UpgradeDecision(auth_context=context)
+
+
+def _rate_limited(address: str | None, wait: float) -> UpgradeDecision:
+    STATS.rate_limited["connections"] += 1
+    if CLIENT_MISTAKES.allow():
+        logger.info("WebSocket upgrade refused: too many attempts from %s", address)
+    refused = RateLimitError("too many connection attempts", retry_after=wait)
+    retry_after = str(max(1, math.ceil(refused.retry_after)))
+    return UpgradeDecision(
+        refusal=Refusal(
+            error_mapping(refused).http_status,
+            "too many connection attempts, retry later",
+            (("retry-after", retry_after),),
+        )
+    )

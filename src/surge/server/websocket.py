@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from surge.log_context import CONNECTION_ID
 from surge.protocol.codec import encode_error
-from surge.protocol.codes import SYNC_TOO_LARGE, CloseCode
+from surge.protocol.codes import RATE_LIMITED, SYNC_TOO_LARGE, CloseCode
 from surge.protocol.messages import SubscriptionRequest
 from surge.protocol.session import (
     Action,
@@ -42,6 +43,7 @@ from surge.protocol.session import (
 from surge.server.connection import Connection
 from surge.server.logs import CLIENT_MISTAKES
 from surge.server.outbox import Outbox
+from surge.server.ratelimit import ConnectionLimiter, Verdict
 from surge.server.stats import STATS
 from surge.server.transport import AsgiTransport, DirectTransport, Transport
 from surge.server.upgrade import authorize_upgrade
@@ -103,7 +105,9 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
     connection_token = CONNECTION_ID.set(conn.id)  # on this connection's log lines
     try:
         async with asyncio.TaskGroup() as tasks:
-            endpoint = _Endpoint(runtime, conn, tasks)
+            endpoint = _Endpoint(
+                runtime, conn, tasks, ConnectionLimiter.for_limits(limits, time.monotonic())
+            )
             tasks.create_task(_write(conn))
             try:
                 await endpoint.read(receive)
@@ -131,12 +135,19 @@ async def _write(conn: Connection) -> None:
 class _Endpoint:
     """Performs one connection's session actions."""
 
-    __slots__ = ("_checks", "_tasks", "conn", "peer_close_code", "runtime")
+    __slots__ = ("_checks", "_tasks", "conn", "limiter", "peer_close_code", "runtime")
 
-    def __init__(self, runtime: Runtime, conn: Connection, tasks: asyncio.TaskGroup) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        conn: Connection,
+        tasks: asyncio.TaskGroup,
+        limiter: ConnectionLimiter | None = None,
+    ) -> None:
         self.runtime = runtime
         self.conn = conn
         self._tasks = tasks
+        self.limiter = limiter
         # subscriptionId -> the task awaiting that join's async can_access.
         self._checks: dict[str, asyncio.Task[None]] = {}
         self.peer_close_code: int | None = None
@@ -156,7 +167,16 @@ class _Endpoint:
                 # any work: a reset after 256 joins must not cost 256 snapshot reads.
                 continue
             text = message.get("text")
-            actions = session.receive_text(text) if text is not None else session.receive_binary()
+            if text is not None:
+                limiter = self.limiter
+                if limiter is not None:
+                    verdict = limiter.frame(text, time.monotonic())
+                    if verdict is not Verdict.OK:
+                        await self._rate_limited(verdict, None)
+                        continue  # dropped unparsed: a flood costs no decoding
+                actions = session.receive_text(text)
+            else:
+                actions = session.receive_binary()
             if actions:
                 await self.perform(actions)
 
@@ -173,6 +193,12 @@ class _Endpoint:
     async def perform(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, CheckAccess):
+                limiter = self.limiter
+                if limiter is not None:
+                    verdict = limiter.join(time.monotonic())
+                    if verdict is not Verdict.OK:
+                        await self._rate_limited(verdict, action.request)
+                        continue
                 await self._check_access(action.request)
             elif isinstance(action, CancelCheck):
                 check = self._checks.pop(action.request.subscription_id, None)
@@ -195,6 +221,21 @@ class _Endpoint:
                         action.reason,
                     )
                 self.conn.outbox.close(action.code, action.reason)
+
+    async def _rate_limited(self, verdict: Verdict, join: SubscriptionRequest | None) -> None:
+        """A frame (or, with ``join``, a join) went over a rate limit; it is dropped."""
+        limiter = self.limiter
+        assert limiter is not None  # only called with a limiter's verdict
+        STATS.rate_limited[limiter.kind] += 1
+        session = self.conn.session
+        message = f"{limiter.what}: dropped, slow down"
+        if join is not None:
+            # Every refused join is answered, so a client never waits for a sync forever.
+            await self.perform(session.access_denied(join, message, RATE_LIMITED))
+        elif verdict is Verdict.WARN:
+            self.send_error(RATE_LIMITED, message, None)
+        if verdict is Verdict.CLOSE:
+            await self.perform(session.close(CloseCode.RATE_LIMITED, "rate limit exceeded"))
 
     async def _check_access(self, request: SubscriptionRequest) -> None:
         stream = self.runtime.registry.streams.get(request.stream)

@@ -455,3 +455,56 @@ def test_close_unsubscribes_only_live_subscriptions_not_pending_ones() -> None:
     actions = session.receive_binary()
     assert [a for a in actions if isinstance(a, Unsubscribe)] == [Unsubscribe(request("live"))]
     assert [a for a in actions if isinstance(a, CancelCheck)] == [CancelCheck(request("pending"))]
+
+
+# --- server-side decisions (rate limits, expiry, reauthorize) --------------------------------
+
+
+def test_denied_join_may_carry_another_code_such_as_rate_limited() -> None:
+    session = Session()
+    req = request()
+    join(session, req)
+    assert session.access_denied(req, "slow down", "RATE_LIMITED") == [
+        SendError("RATE_LIMITED", "slow down", req)
+    ]
+    assert session.subscriptions == {}
+
+
+def test_server_close_cancels_checks_unsubscribes_everything_and_happens_once() -> None:
+    session = Session()
+    live, waiting = request("a"), request("b", group="other")
+    subscribed(session, live)
+    join(session, waiting)
+    assert session.close(4001, "token expired") == [
+        CancelCheck(waiting),
+        Unsubscribe(live),
+        Close(4001, "token expired"),
+    ]
+    assert session.closed and session.subscriptions == {}
+    assert session.close(4003, "again") == []
+    assert session.access_granted(waiting) == []
+
+
+def test_revoke_removes_exactly_that_subscription_with_access_denied() -> None:
+    session = Session()
+    kept, revoked = request("a"), request("b", group="secret")
+    subscribed(session, kept)
+    subscribed(session, revoked)
+    assert session.revoke(revoked, "access revoked") == [
+        Unsubscribe(revoked),
+        SendError(ACCESS_DENIED, "access revoked", revoked),
+    ]
+    assert session.subscriptions == {"a": kept}
+
+
+def test_revoke_of_a_subscription_left_or_replaced_meanwhile_does_nothing() -> None:
+    session = Session()
+    old = request("a")
+    subscribed(session, old)
+    replacement = request("a", group="elsewhere")
+    subscribed_again = join(session, replacement)
+    assert subscribed_again == [Unsubscribe(old), CheckAccess(replacement)]
+    session.access_granted(replacement)
+    assert session.revoke(old, "access revoked") == []
+    leave(session, replacement)
+    assert session.revoke(replacement, "access revoked") == []
