@@ -8,6 +8,7 @@ __all__ = [
     "DOUBLE_UPDATE_STEP",
     "PRIVATE_STREAM",
     "REACT_STEP",
+    "SMALL_LATEST_OUTBOX_CONFIG",
     "SMALL_OUTBOX_CONFIG",
     "SPAM_STEP",
 ]
@@ -189,6 +190,12 @@ SMALL_OUTBOX_CONFIG = """
 from surge import Config, Limits
 
 config = Config(limits=Limits(outbox_capacity=64))
+"""
+
+SMALL_LATEST_OUTBOX_CONFIG = """
+from surge import Config, Limits
+
+config = Config(limits=Limits(outbox_capacity=64, slow_consumer="latest"))
 """
 
 

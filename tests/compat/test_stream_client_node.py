@@ -31,6 +31,7 @@ from compat.extra_steps import (
     DOUBLE_UPDATE_STEP,
     PRIVATE_STREAM,
     REACT_STEP,
+    SMALL_LATEST_OUTBOX_CONFIG,
     SMALL_OUTBOX_CONFIG,
     SPAM_STEP,
 )
@@ -549,4 +550,33 @@ def test_a_stalled_client_is_closed_with_1013_and_heals_by_its_own_reconnect_and
     assert close["code"] == 1013
     client.wait_for(lambda m: m["type"] == "socket" and m["state"] == "open", timeout=10)
     assert client.wait_state("g", lambda s: s[0]["description"] == "final", timeout=10) == [final]
+    assert client.errors() == []
+
+
+def test_a_stalled_client_under_the_latest_value_policy_stays_connected_and_ends_current(
+    tmp_path: Path, surge_server: ServerFactory, node_client: NodeFactory
+) -> None:
+    # The same stall as above, with Limits(slow_consumer="latest"): the 3,000 queued updates of
+    # the one item collapse into the newest instead of closing the connection.
+    project = project_with_steps(tmp_path, spam_step=SPAM_STEP)
+    (project / "surge.config.py").write_text(SMALL_LATEST_OUTBOX_CONFIG.lstrip())
+    server = surge_server(project)
+    todo = create_todo(server, "hot item")
+    client = node_client(server.ws_url)
+    client.subscribe_group("g", "todo", "inbox")
+    client.wait_state("g", lambda s: len(s) == 1)
+
+    client.proc.send_signal(signal.SIGSTOP)
+    try:
+        final = call(server, "POST", f"/todo/{todo['id']}/spam", {"count": 3000, "size": 8000})
+    finally:
+        client.proc.send_signal(signal.SIGCONT)
+    assert final["description"] == "final"
+    assert client.wait_state("g", lambda s: s[0]["description"] == "final", timeout=20) == [final]
+    sockets = [m for m in list(client.messages) if m["type"] == "socket"]
+    assert [m["state"] for m in sockets] == ["open"]  # never closed, never reconnected
+    # Values skipped, none reordered: the descriptions the client saw only go forward.
+    seen = [s[0]["description"] for s in state_history(client, "g") if s]
+    numbers = [int(d.split(":")[0]) for d in seen if ":" in d]
+    assert numbers == sorted(numbers) and len(seen) < 3000
     assert client.errors() == []
