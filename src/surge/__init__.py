@@ -1,7 +1,7 @@
 """Surge: real-time streams for Python backends, wire-compatible with Motia's stream clients."""
 
 from surge.app import create_app
-from surge.config import Adapters, Config, Limits, StreamAuth
+from surge.config import Adapters, Config, Limits, PresenceSettings, StreamAuth
 from surge.errors import (
     AuthError,
     ConfigError,
@@ -34,6 +34,7 @@ __all__ = [
     "FlowContext",
     "GroupPage",
     "Limits",
+    "PresenceSettings",
     "ProtocolError",
     "StepLogger",
     "StoreError",

@@ -12,6 +12,7 @@ Every field is optional; ``Config()`` is the default project (file storage, no a
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from surge.state.base import StateStore
     from surge.streams.adapter import StreamAdapter
 
-__all__ = ["Adapters", "Config", "EventSettings", "Limits", "StreamAuth"]
+__all__ = ["Adapters", "Config", "EventSettings", "Limits", "PresenceSettings", "StreamAuth"]
 
 Authenticate = Callable[["AuthRequest"], Any | Awaitable[Any]]
 
@@ -207,6 +208,7 @@ class Config:
     # `--log-format` and SURGE_LOG_FORMAT win over it.
     log_format: str = "plain"
     events: EventSettings = field(default_factory=lambda: EventSettings())
+    presence: PresenceSettings = field(default_factory=lambda: PresenceSettings())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,3 +224,21 @@ class EventSettings:
     retry_delay: float = 1.0
     max_retry_delay: float = 300.0
     shutdown_grace: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class PresenceSettings:
+    """How presence (``StreamConfig(presence=True)``) is kept across instances.
+
+    timeout: when an instance dies without a goodbye (``kill -9``, a lost host), its members
+        are removed, and their leaves announced, at most this many seconds after its last
+        heartbeat (Redis; a single process has nothing to time out). Heartbeats cost one small
+        Redis call every ``timeout / 3`` seconds or so per instance.
+    """
+
+    timeout: float = 15.0
+
+    def __post_init__(self) -> None:
+        t = self.timeout
+        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t < 1:
+            raise ConfigError(f"PresenceSettings.timeout must be at least 1 second, got {t!r}")

@@ -191,7 +191,10 @@ class SurgeApp:
             raise
         try:
             async with asyncio.TaskGroup() as tasks:
-                background = [tasks.create_task(supervise("re-sync", self.runtime.run_resyncs))]
+                background = [
+                    tasks.create_task(supervise("re-sync", self.runtime.run_resyncs)),
+                    tasks.create_task(supervise("presence", self.runtime.presence.run)),
+                ]
                 for name, service in self.runtime.extensions.services:
                     background.append(tasks.create_task(supervise(name, service)))
                 work = tasks.create_task(self.background.run())  # event and cron steps
@@ -219,6 +222,7 @@ class SurgeApp:
             finally:
                 self.background.resources = None
                 await self.background.close()
+            await self.runtime.presence.close()  # announces this instance's leaves
             await self.runtime.adapter.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -10,6 +10,9 @@ subscription *pending* before the snapshot is read; frames that arrive meanwhile
 it with their ``seq``; ``activate`` sends the sync and then only the buffered changes the snapshot
 does not reflect (``seq > snapshot.seq``) plus buffered ephemeral events. So a client never gets an
 older change after a newer sync, and never misses a newer one.
+
+Presence (``surge.server.presence``) hooks in at the two moments it needs, via ``presence``:
+a group subscription going live (``activate``) and any subscription going away (``unsubscribe``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import asyncio
 import heapq
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from surge.protocol.codec import Frame, encode_change, encode_event
 from surge.protocol.messages import SubscriptionKey, SubscriptionRequest
@@ -29,7 +32,7 @@ from surge.streams.feed import Change, FeedMessage, Resync
 if TYPE_CHECKING:
     from surge.server.connection import Connection
 
-__all__ = ["FANOUT_SAMPLE_EVERY", "Hub", "HubSubscription"]
+__all__ = ["FANOUT_SAMPLE_EVERY", "Hub", "HubSubscription", "PresenceHooks"]
 
 FANOUT_SAMPLE_EVERY = 16
 """With ``Hub.on_fanout`` set, one fanned-out message in this many is timed (metrics)."""
@@ -47,6 +50,18 @@ class HubSubscription:
         # (None for ephemeral events, which are always delivered).
         self.pending: list[tuple[Frame, int | None]] | None = []
         self.is_removed = False
+
+
+class PresenceHooks(Protocol):
+    """What the hub tells presence; both calls are synchronous and must not wait."""
+
+    def on_live(self, sub: HubSubscription) -> None:
+        """A group subscription's sync was sent: it is live (again, after a feed gap)."""
+        ...
+
+    def on_gone(self, sub: HubSubscription) -> None:
+        """A subscription was removed."""
+        ...
 
 
 class Hub:
@@ -69,6 +84,7 @@ class Hub:
         writable connection (the loop's next flush), and this is told the ``perf_counter`` at
         its arrival. None (the default): one attribute test per message."""
         self._fanout_countdown = FANOUT_SAMPLE_EVERY
+        self.presence: PresenceHooks | None = None
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -89,6 +105,8 @@ class Hub:
         for frame, seq in pending:
             if seq is None or seq > snapshot_seq:
                 conn.send(frame)
+        if self.presence is not None and sub.request.id is None:
+            self.presence.on_live(sub)
 
     def unsubscribe(self, sub: HubSubscription) -> None:
         """Remove a subscription; idempotent."""
@@ -96,6 +114,8 @@ class Hub:
             return
         sub.is_removed = True
         sub.pending = None
+        if self.presence is not None:
+            self.presence.on_gone(sub)
         key = sub.request.key
         by_conn = self._routes.get(key)
         if by_conn is None:

@@ -11,9 +11,11 @@ from surge.server.hub import Hub
 from surge.server.outbox import Flusher
 from surge.server.plugins import ServerExtensions
 from surge.server.ratelimit import UpgradeLimiter
+from surge.server.presence import PresenceTracker
 from surge.server.sync import Syncer
 from surge.steps.registry import Registry
 from surge.streams.adapter import StreamAdapter
+from surge.streams.presence import LocalPresence, PresenceBackend
 from surge.streams.schema import Schema, schema_from
 from surge.streams.stream import Stream, Streams
 
@@ -42,6 +44,11 @@ class Runtime:
         self.extensions = ServerExtensions()
         """What plugins registered (``surge.server.plugins``); filled before the app serves."""
         self.registry = registry
+        self.presence = PresenceTracker(
+            _presence_backend(adapter, config), lambda: self.registry, self.hub.clock
+        )
+        """Who subscribes to the groups of ``presence=True`` streams (``surge.server.presence``)."""
+        self.hub.presence = self.presence
         self.streams = self._build_streams(registry)
         self.latest_value_streams: set[str] = set()
         """Streams under the latest-value slow-consumer policy; every outbox holds this set
@@ -62,7 +69,10 @@ class Runtime:
         ext = self.extensions
         observe = ext.observe if ext.value_observers else None
         return Streams(
-            {name: Stream(cfg, self.adapter, observe) for name, cfg in registry.streams.items()}
+            {
+                name: Stream(cfg, self.adapter, observe, self.presence)
+                for name, cfg in registry.streams.items()
+            }
         )
 
     def wrap_adapter(self, wrap: Callable[[StreamAdapter], StreamAdapter]) -> None:
@@ -91,9 +101,19 @@ class Runtime:
         streams = self._build_streams(registry)
         self.registry, self.streams = registry, streams
         self._update_policies(registry)
+        self.presence.registry_changed(registry)
         logger.info(
             "loaded %d stream(s) and %d API step(s)", len(registry.streams), len(registry.routes)
         )
+
+
+def _presence_backend(adapter: StreamAdapter, config: Config) -> PresenceBackend:
+    """The adapter's own presence registry when it has one (Redis), else this process's."""
+    make = getattr(adapter, "presence_backend", None)
+    if make is not None:
+        backend: PresenceBackend = make(config.presence.timeout)
+        return backend
+    return LocalPresence(lambda stream, group, event: adapter.send(stream, group, None, event))
 
 
 def _auth_schema(config: Config) -> Schema | None:

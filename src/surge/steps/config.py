@@ -103,6 +103,13 @@ class StreamConfig(StrictKeywords):
     ``"resync"`` (closed with 1013, resynced on reconnect: every intermediate value or none) or
     ``"latest"`` (its queued changes of one item collapse into the newest). None: the server's
     ``Limits.slow_consumer``."""
+    presence: bool = False
+    """Track who subscribes to each group (``stream.presence(g)``, ``presence`` events)."""
+    presence_key: str | Callable[[Any], Any] | None = None
+    """Names a member from the auth context: a key (``"userId"``) or a callable; several tabs
+    of one member count once. None (or no such key): each connection is its own member."""
+    presence_meta: Sequence[str] | Callable[[Any], Any] | None = None
+    """A member's metadata: auth-context keys to copy, or a callable returning a JSON dict."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -134,6 +141,7 @@ class StreamConfig(StrictKeywords):
                 f"stream {self.name!r}: slow_consumer must be one of "
                 f"{', '.join(map(repr, SLOW_CONSUMER_POLICIES))}, not {self.slow_consumer!r}"
             )
+        _check_presence(self)
 
     @cached_property
     def item_schema(self) -> Schema:
@@ -183,6 +191,29 @@ class ApiRouteConfig(StrictKeywords):
     def response_validators(self) -> Mapping[int, ResponseSchema]:
         """The ``response_schema`` validators by status (built once)."""
         return response_schemas(self.response_schema, self.name)
+
+
+def _check_presence(config: StreamConfig) -> None:
+    name = config.name
+    if not isinstance(config.presence, bool):
+        raise FieldError(f"stream {name!r}: presence must be True or False", field="presence")
+    key, meta = config.presence_key, config.presence_meta
+    if not config.presence and (key is not None or meta is not None):
+        raise FieldError(
+            f"stream {name!r}: presence_key/presence_meta need presence=True", field="presence"
+        )
+    if key is not None and not callable(key) and (not isinstance(key, str) or not key):
+        raise FieldError(
+            f"stream {name!r}: presence_key must be an auth-context key or a callable",
+            field="presence_key",
+        )
+    if meta is not None and not callable(meta):
+        if isinstance(meta, str) or not all(isinstance(k, str) and k for k in meta):
+            raise FieldError(
+                f"stream {name!r}: presence_meta must be a list of auth-context keys or a callable",
+                field="presence_meta",
+            )
+        object.__setattr__(config, "presence_meta", tuple(meta))
 
 
 def _pick(raw: Mapping[str, Any], *names: str) -> Any:

@@ -10,6 +10,9 @@ TTL: an explicit ``ttl=`` wins; else ``set`` and creating updates use ``StreamCo
 An optional ``observe`` callback sees every value ``set`` and ``get`` return with its (stream,
 group, id): the server's plugins use it (the Workbench tells which response body *is* a stream
 item). Without one, the cost is one ``is None`` test per call.
+
+``presence(group_id)`` asks the server's presence registry (a ``PresenceSource`` the server
+hands in) who is subscribed to the group, on every instance; only for ``presence=True`` streams.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
 
-from surge.errors import ValidationError
+from surge.errors import ConfigError, ValidationError
 from surge.protocol.ids import id_problem
 from surge.streams.adapter import StreamAdapter
 from surge.streams.ops import UpdateResult, check_ops, check_ttl, check_version_arg
+from surge.streams.presence import PresenceMember, PresenceSource
 
 if TYPE_CHECKING:
     from surge.steps.config import StreamConfig
@@ -58,9 +62,14 @@ class Stream:
     """One stream's operations; obtained as ``ctx.streams.<name>``."""
 
     def __init__(
-        self, config: StreamConfig, adapter: StreamAdapter, observe: ValueObserver | None = None
+        self,
+        config: StreamConfig,
+        adapter: StreamAdapter,
+        observe: ValueObserver | None = None,
+        presence: PresenceSource | None = None,
     ) -> None:
         self.config = config
+        self._presence = presence
         self._observe = observe
         self.name = config.name
         self._schema = config.item_schema
@@ -244,6 +253,25 @@ class Stream:
                 [{"loc": ["data"], "msg": str(exc), "type": "type_error"}],
             ) from exc
         await self._adapter.send(self.name, group_id, item_id, payload)
+
+    async def presence(self, group_id: str) -> list[PresenceMember]:
+        """Who is subscribed to the group, on every instance: ``[{"id": .., "meta"?: ..}]``.
+
+        A member is a user (``StreamConfig.presence_key``) however many tabs it has open, or a
+        connection without one. Sorted by id.
+
+        Raises:
+            ConfigError: the stream was not configured with ``presence=True``.
+            StoreError: the presence storage (Redis) is unavailable.
+        """
+        _check_id(group_id, "groupId")
+        if not getattr(self.config, "presence", False):
+            raise ConfigError(
+                f"stream {self.name!r} does not track presence: StreamConfig(presence=True)"
+            )
+        if self._presence is None:
+            raise ConfigError(f"stream {self.name!r}: presence needs a running Surge server")
+        return await self._presence.members(self.name, group_id)
 
 
 class Streams(Mapping[str, Stream]):
