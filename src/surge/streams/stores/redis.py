@@ -117,6 +117,8 @@ if TYPE_CHECKING:
     from redis.asyncio.client import PubSub
     from redis.commands.core import AsyncScript
 
+    from surge.streams.stores.redis_presence import RedisPresence
+
 __all__ = [
     "CAS_ATTEMPTS",
     "CATCH_UP_TIMEOUT_S",
@@ -463,6 +465,27 @@ class RedisStreamAdapter:
     def version_key(self, stream: str, group: str) -> str:
         """The ``ver`` HASH of a group: id -> the item's version (same hash tag)."""
         return f"{self.prefix}:{{{_escape(stream)}|{_escape(group)}}}:ver"
+
+    def group_tag(self, stream: str, group: str) -> str:
+        """The hash-tagged prefix of a group's keys, ``<prefix>:{<stream>|<group>}``."""
+        return f"{self.prefix}:{{{_escape(stream)}|{_escape(group)}}}"
+
+    def presence_backend(self, timeout: float) -> RedisPresence:
+        """Presence member sets in this Redis, shared by every instance (``redis_presence``).
+
+        ``timeout``: a dead instance's members are removed this many seconds after its last
+        heartbeat. Usable once the adapter is open (it shares the connection pool).
+        """
+        from surge.streams.stores.redis_presence import RedisPresence
+
+        return RedisPresence(
+            self._check_open,
+            prefix=self.prefix,
+            group_tag=self.group_tag,
+            feed_channel=self.feed_channel,
+            where=self.where,
+            timeout=timeout,
+        )
 
     def _write_keys(self, stream: str, group: str) -> list[str]:
         return [*self.group_keys(stream, group), self.version_key(stream, group), self.expiry_key]
