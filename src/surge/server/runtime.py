@@ -10,8 +10,8 @@ from surge.config import Config
 from surge.server.hub import Hub
 from surge.server.outbox import Flusher
 from surge.server.plugins import ServerExtensions
-from surge.server.ratelimit import UpgradeLimiter
 from surge.server.presence import PresenceTracker
+from surge.server.ratelimit import UpgradeLimiter
 from surge.server.sync import Syncer
 from surge.steps.registry import Registry
 from surge.streams.adapter import StreamAdapter
