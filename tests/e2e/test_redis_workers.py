@@ -1,5 +1,6 @@
 """`surge start --workers 2` on one port with Redis: clients on either worker see every change;
-with --metrics-port each worker serves its own metrics on its own port."""
+an item's expiry is one delete for every subscriber, whichever worker wrote it; with
+--metrics-port each worker serves its own metrics on its own port."""
 
 from __future__ import annotations
 
@@ -97,6 +98,87 @@ async def test_clients_on_different_workers_see_each_others_changes(
             await asyncio.gather(*tasks)
         for got in seen:
             assert got >= written
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+TTL_STEP = '''
+import os
+
+from steps.todo_stream import Todo
+from surge import ApiResponse, ApiRouteConfig
+
+config = ApiRouteConfig(name="TtlTodo", method="POST", path="/ttl-todo")
+
+
+async def handler(req, ctx):
+    """Create a todo that expires in a second; say which worker process wrote it."""
+    todo_id = f"e-{os.getpid()}-{req.body['n']}"
+    await ctx.streams.todo.set(
+        "inbox", todo_id, Todo(id=todo_id, description="x", createdAt="now"), ttl=1.0
+    )
+    return ApiResponse(200, {"pid": os.getpid(), "id": todo_id})
+'''
+
+
+async def test_an_expiry_is_one_delete_for_every_subscriber_across_two_workers(
+    tmp_path: Path,
+    redis_env: str,  # noqa: F811
+) -> None:
+    project = copy_todo_project(tmp_path / "todo")
+    (project / "steps" / "ttl_todo_step.py").write_text(textwrap.dedent(TTL_STEP))
+    server = SurgeProcess(project, extra_args=["--workers", "2"])
+    await asyncio.to_thread(server.start, 30.0)
+    try:
+        deletes: list[list[str]] = [[] for _ in range(8)]
+        readies = [asyncio.Event() for _ in deletes]
+        stop = asyncio.Event()
+
+        async def collect(ready: asyncio.Event, got: list[str]) -> None:
+            async with websockets.connect(server.ws_url, open_timeout=5) as ws:
+                join = {"streamName": "todo", "groupId": "inbox", "subscriptionId": "s"}
+                await ws.send(json.dumps({"type": "join", "data": join}))
+                assert json.loads(await ws.recv())["event"]["type"] == "sync"
+                ready.set()
+                while not stop.is_set():
+                    try:
+                        async with asyncio.timeout(0.2):
+                            frame = json.loads(await ws.recv())
+                    except TimeoutError:
+                        continue
+                    if frame["event"]["type"] == "delete":
+                        got.append(frame["id"])
+
+        async with asyncio.timeout(60):
+            tasks = [
+                asyncio.create_task(collect(ready, got))
+                for ready, got in zip(readies, deletes, strict=True)
+            ]
+            await asyncio.gather(*(r.wait() for r in readies))
+            by_pid: dict[int, list[str]] = {}
+            for n in range(60):  # a new connection each time, until both workers wrote some
+                async with httpx2.AsyncClient() as client:
+                    response = await client.post(f"{server.url}/ttl-todo", json={"n": n}, timeout=5)
+                assert response.status_code == 200, response.text
+                body = response.json()
+                by_pid.setdefault(body["pid"], []).append(body["id"])
+                if len(by_pid) == 2 and min(len(v) for v in by_pid.values()) >= 2:
+                    break
+            assert len(by_pid) == 2, f"all writes went to one worker: {list(by_pid)}"
+            written = sorted(i for ids in by_pid.values() for i in ids)
+            while not all(sorted(got) == written for got in deletes):
+                assert all(len(got) <= len(written) for got in deletes), deletes
+                await asyncio.sleep(0.1)
+            # Both workers sweep: give a second delete every chance to arrive, then check.
+            await asyncio.sleep(2.5)
+            stop.set()
+            await asyncio.gather(*tasks)
+        for got in deletes:
+            assert sorted(got) == written  # each expiry seen exactly once by each subscriber
+        async with httpx2.AsyncClient() as client:
+            response = await client.get(f"{server.url}/todo", timeout=5)
+        assert response.status_code == 200, response.text
+        assert not {item["id"] for item in response.json()} & set(written)  # gone from storage
     finally:
         await asyncio.to_thread(server.stop)
 
