@@ -1,6 +1,7 @@
 # Two commands: `make run` (the todo example on :3000) and `make test` (the whole suite, as CI runs it).
-# Everything the tests need is installed here: Python deps in .venv, the npm Motia clients, the
-# todo web app (examples/todo/web, built with Vite, served by Surge at /) and Debian's Chromium.
+# Everything the tests need is installed here: Python deps in .venv, the npm Motia clients, Surge's
+# own TypeScript client (clients/js, built with tsc), the todo web app (examples/todo/web, built
+# with Vite on that client, served by Surge at /) and Debian's Chromium.
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,6 +9,11 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := tests/compat/node_modules/.installed
 PORT ?= 3000
+# Surge's TypeScript client and React hooks (@surge/stream-client): the web apps link it.
+CLIENT_JS := clients/js
+CLIENT_JS_DEPS := $(CLIENT_JS)/node_modules/.installed
+CLIENT_JS_BUILD := $(CLIENT_JS)/dist/index.js
+CLIENT_JS_SOURCES := $(shell find $(CLIENT_JS)/src -type f) $(CLIENT_JS)/tsconfig.json
 WEB := examples/todo/web
 WEB_DEPS := $(WEB)/node_modules/.installed
 # The build's own output is its stamp: rebuilt when a source, the config or the deps change.
@@ -27,11 +33,19 @@ $(NODE_STAMP): tests/compat/package.json tests/compat/package-lock.json
 	cd tests/compat && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(CLIENT_JS_DEPS): $(CLIENT_JS)/package.json $(CLIENT_JS)/package-lock.json
+	cd $(CLIENT_JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CLIENT_JS_BUILD): $(CLIENT_JS_DEPS) $(CLIENT_JS_SOURCES)
+	cd $(CLIENT_JS) && npm run --silent build
+	touch $@
+
 $(WEB_DEPS): $(WEB)/package.json $(WEB)/package-lock.json
 	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(WEB_BUILD): $(WEB_DEPS) $(WEB_SOURCES)
+$(WEB_BUILD): $(WEB_DEPS) $(WEB_SOURCES) $(CLIENT_JS_BUILD)
 	cd $(WEB) && npm run --silent build
 	touch $@
 
@@ -51,7 +65,8 @@ $(AI_CHAT_WEB_BUILD): $(AI_CHAT_WEB_DEPS) $(AI_CHAT_WEB_SOURCES)
 	touch $@
 # --- end of the ai-chat web app --------------------------------------------------------------
 
-setup: $(PY_STAMP) $(NODE_STAMP)
+# The TypeScript client's own tests (node --test) run inside pytest: tests/js_client.
+setup: $(PY_STAMP) $(NODE_STAMP) $(CLIENT_JS_DEPS)
 
 # The front ends: todo (examples/todo/web/dist) and ai-chat (examples/ai-chat/web/dist).
 web: $(WEB_BUILD) $(AI_CHAT_WEB_BUILD)
@@ -75,4 +90,5 @@ lint: $(PY_STAMP)
 
 clean:
 	rm -rf $(VENV) tests/compat/node_modules .pytest_cache $(WEB)/node_modules $(WEB)/dist test-artifacts
+	rm -rf $(CLIENT_JS)/node_modules $(CLIENT_JS)/dist $(CLIENT_JS)/build-test
 	rm -rf $(AI_CHAT_WEB)/node_modules $(AI_CHAT_WEB)/dist  # ai-chat web app

@@ -1,0 +1,512 @@
+/**
+ * `Stream`: one WebSocket connection to a Surge (or Motia) server, its subscriptions, and the
+ * connection's life: connect, join, route frames, lose the connection, come back.
+ *
+ * Motia's `Stream` API (`new Stream(address, {protocols})`, `subscribeGroup`, `subscribeItem`,
+ * `close`) with what Motia's clients lack:
+ *
+ * - **Reconnect forever** with capped, jittered exponential backoff (`reconnect` option), a
+ *   connect timeout, an immediate retry when the browser comes back online or the tab becomes
+ *   visible, and `status` / `onStatusChange` for a banner (`connecting`, `open`, `reconnecting`,
+ *   `offline`, `closed`, with the attempt count).
+ * - **Resume** (docs/protocol.md section 3): every re-join carries `since` (the last offset and
+ *   epoch its subscription saw); the server replays what was missed instead of a full sync.
+ * - **Deltas** (section 4): joins ask for `deltas: true`; subscriptions apply `patch` ops.
+ * - **Windowed groups** (section 5): the `page` request behind `loadOlder()`.
+ * - **Auth token**: `authToken` (a string or a function, asked at every connect) sent as the
+ *   subprotocol pair `Authorization,<token>` or as `?authToken=`.
+ *
+ * Frames are routed as Motia's clients do, by the envelope: to the subscriptions of the
+ * (stream, group[, id]) room, and item-level changes and events to the group's room as well.
+ * Answers to joins (`sync`, `resume`) go to the subscription whose join they answer (a
+ * connection's frames are answered in order), page answers to the request's subscription.
+ */
+
+import { backoffDelay, backoffOptions, type BackoffOptions } from './backoff.js'
+import {
+  StreamGroupSubscription,
+  StreamItemSubscription,
+  StreamSubscription,
+  type SubscriptionHost,
+} from './subscription.js'
+import type { BaseMessage, JoinMessage, StreamStatus } from './types.js'
+
+/** The part of the WebSocket API the client uses (the browser's, or the `ws` package's). */
+export interface WebSocketLike {
+  readonly readyState: number
+  send(data: string): void
+  close(code?: number, reason?: string): void
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  addEventListener(type: string, listener: (event: any) => void): void
+}
+
+/** A WebSocket constructor: `globalThis.WebSocket` in browsers, `ws`'s `WebSocket` in Node. */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike
+
+/** A token, or a function giving one at each connect (may be async; undefined: none). */
+export type AuthToken = string | (() => string | undefined | null | Promise<string | undefined | null>)
+
+export type StreamOptions = {
+  /** WebSocket subprotocols, as Motia's `protocols` option (e.g. `['Authorization', token]`). */
+  protocols?: string | string[]
+  /** An auth token, sent on every connect as `authTokenIn` says. */
+  authToken?: AuthToken
+  /** `protocol` (default): the subprotocol pair `Authorization,<token>`; `query`: `?authToken=`. */
+  authTokenIn?: 'protocol' | 'query'
+  /** Reconnect delays (capped jittered exponential backoff). */
+  reconnect?: BackoffOptions
+  /** Give up on a connection attempt that has not opened after this long, in ms. Default 10 000. */
+  connectTimeoutMs?: number
+  /** How long a page request may wait for its answer, in ms. Default 10 000. */
+  pageTimeoutMs?: number
+  /** Ask for `patch` frames (deltas) on every join. Default true. */
+  deltas?: boolean
+  /** The WebSocket implementation. Default `globalThis.WebSocket` (browsers, Node 22+). */
+  WebSocket?: WebSocketConstructor
+}
+
+const OPEN = 1
+/** A connection counts as healthy (backoff starts over) after staying open this long. */
+const STABLE_AFTER_MS = 5_000
+/** Item-level events that also reach the group's subscriptions. */
+const GROUP_VISIBLE = new Set(['create', 'update', 'delete', 'patch', 'event'])
+
+type AnySubscription = StreamSubscription<unknown, unknown>
+type PageAnswer = BaseMessage & { event: { type: 'page'; data: unknown[] } }
+type PendingPage = {
+  subscription: AnySubscription
+  resolve: (answer: PageAnswer) => void
+  reject: (error: Error) => void
+  timer: ReturnType<typeof setTimeout>
+}
+
+function randomId(): string {
+  const cryptoApi = globalThis.crypto
+  if (cryptoApi?.randomUUID) {
+    try {
+      return cryptoApi.randomUUID()
+    } catch {
+      // randomUUID needs a secure context; getRandomValues does not.
+    }
+  }
+  const bytes = new Uint8Array(16)
+  if (cryptoApi?.getRandomValues) cryptoApi.getRandomValues(bytes)
+  else for (let i = 0; i < 16; i++) bytes[i] = Math.floor(Math.random() * 256)
+  bytes[6] = (bytes[6]! & 0x0f) | 0x40
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+}
+
+function roomName(message: { streamName: string; groupId: string; id?: string }): string {
+  // JSON keeps the parts apart whatever characters they hold.
+  return JSON.stringify(message.id === undefined ? [message.streamName, message.groupId] : [message.streamName, message.groupId, message.id])
+}
+
+function isOnline(): boolean {
+  const nav = (globalThis as { navigator?: { onLine?: boolean } }).navigator
+  return nav?.onLine !== false
+}
+
+export class Stream implements SubscriptionHost {
+  private readonly address: string
+  private readonly options: StreamOptions
+  private readonly backoff: ReturnType<typeof backoffOptions>
+  private readonly WebSocketImpl: WebSocketConstructor
+  private ws: WebSocketLike | null = null
+  private rooms = new Map<string, Set<AnySubscription>>()
+  /** Per room, the subscriptions whose joins were sent on this connection and not answered yet. */
+  private awaiting = new Map<string, AnySubscription[]>()
+  private pages = new Map<string, PendingPage>()
+  private statusListeners = new Set<(status: StreamStatus) => void>()
+  private currentStatus: StreamStatus
+  private failures = 0
+  private everOpen = false
+  private closed = false
+  private retryTimer: ReturnType<typeof setTimeout> | null = null
+  private connectTimer: ReturnType<typeof setTimeout> | null = null
+  private stableTimer: ReturnType<typeof setTimeout> | null = null
+  private connectGeneration = 0
+  private readonly windowListeners: Array<[EventTarget, string, () => void]> = []
+
+  /**
+   * Connect to `address` (`ws://host:3000`) at once; subscriptions may be made right away.
+   *
+   * @throws RangeError for invalid options; Error when no WebSocket implementation exists.
+   */
+  constructor(address: string, options: StreamOptions = {}) {
+    this.address = address
+    this.options = options
+    this.backoff = backoffOptions(options.reconnect)
+    const impl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket
+    if (!impl) {
+      throw new Error(
+        'no WebSocket implementation: pass options.WebSocket (e.g. the ws package\'s WebSocket)',
+      )
+    }
+    this.WebSocketImpl = impl
+    this.currentStatus = { state: 'connecting', attempt: 0, retryAt: null, disconnectedAt: null }
+    this.watchBrowser()
+    this.connect()
+  }
+
+  /** The connection's state now (a new object on every change). */
+  get status(): StreamStatus {
+    return this.currentStatus
+  }
+
+  /** Call `listener` on every status change; returns the function that stops it. */
+  onStatusChange(listener: (status: StreamStatus) => void): () => void {
+    this.statusListeners.add(listener)
+    return () => this.statusListeners.delete(listener)
+  }
+
+  /**
+   * Subscribe to an item in a stream.
+   *
+   * @argument streamName - The name of the stream to subscribe to.
+   * @argument groupId - The id of the group to subscribe to.
+   * @argument id - The id of the item to subscribe to.
+   */
+  subscribeItem<TData extends { id: string }>(
+    streamName: string,
+    groupId: string,
+    id: string,
+  ): StreamItemSubscription<TData> {
+    const subscription = new StreamItemSubscription<TData>({
+      streamName,
+      groupId,
+      id,
+      subscriptionId: randomId(),
+    })
+    this.subscribe(subscription as unknown as AnySubscription)
+    return subscription
+  }
+
+  /**
+   * Subscribe to a group in a stream.
+   *
+   * @argument streamName - The name of the stream to subscribe to.
+   * @argument groupId - The id of the group to subscribe to.
+   * @argument sortKey - Keep the items sorted by this field (as Motia's client does).
+   */
+  subscribeGroup<TData extends { id: string }>(
+    streamName: string,
+    groupId: string,
+    sortKey?: keyof TData,
+  ): StreamGroupSubscription<TData> {
+    const subscription = new StreamGroupSubscription<TData>(
+      { streamName, groupId, subscriptionId: randomId() },
+      sortKey,
+    )
+    this.subscribe(subscription as unknown as AnySubscription)
+    return subscription
+  }
+
+  /** Close the connection for good: no reconnect, every subscription forgotten. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    this.clearTimers()
+    for (const [target, type, listener] of this.windowListeners) target.removeEventListener(type, listener)
+    this.windowListeners.length = 0
+    this.failPages(new Error('the stream was closed'))
+    this.rooms = new Map()
+    this.awaiting = new Map()
+    const ws = this.ws
+    this.ws = null
+    if (ws) ws.close(1000)
+    this.setStatus({ state: 'closed', attempt: 0, retryAt: null, disconnectedAt: Date.now() })
+  }
+
+  // --- SubscriptionHost ---------------------------------------------------------------------
+
+  /** @internal */
+  resync(subscription: AnySubscription): void {
+    subscription.position = null
+    if (!this.isOpen()) return // the next connection joins without since
+    this.send({ type: 'leave', data: subscription.sub })
+    this.join(subscription)
+  }
+
+  /** @internal */
+  requestPage(subscription: AnySubscription, before: string, limit: number): Promise<PageAnswer> {
+    const room = roomName(subscription.sub)
+    if (!this.isOpen() || subscription.awaitingAnswer) {
+      return Promise.reject(new Error('not connected: try loadOlder again once the stream is open'))
+    }
+    if (this.pages.has(room)) {
+      return Promise.reject(new Error('a page of this group is already being loaded'))
+    }
+    return new Promise<PageAnswer>((resolve, reject) => {
+      const timeoutMs = this.options.pageTimeoutMs ?? 10_000
+      const timer = setTimeout(() => {
+        this.pages.delete(room)
+        reject(new Error(`no page answer within ${timeoutMs} ms`))
+      }, timeoutMs)
+      this.pages.set(room, { subscription, resolve, reject, timer })
+      this.send({
+        type: 'page',
+        data: { ...subscription.sub, before, limit },
+      })
+    })
+  }
+
+  // --- connection ---------------------------------------------------------------------------
+
+  private isOpen(): boolean {
+    return this.ws !== null && this.ws.readyState === OPEN
+  }
+
+  private setStatus(status: StreamStatus): void {
+    this.currentStatus = status
+    this.statusListeners.forEach((listener) => listener(status))
+  }
+
+  private watchBrowser(): void {
+    const target = globalThis as unknown as Partial<EventTarget>
+    if (typeof target.addEventListener !== 'function') return
+    const listen = (on: EventTarget, type: string, listener: () => void) => {
+      on.addEventListener(type, listener)
+      this.windowListeners.push([on, type, listener])
+    }
+    const win = target as EventTarget
+    listen(win, 'online', () => this.retryNow())
+    listen(win, 'offline', () => {
+      // A socket may take minutes to notice the network is gone: drop it now.
+      if (this.ws) this.dropSocket(4000, 'offline')
+      else if (this.currentStatus.state !== 'closed') this.setStatus({ ...this.currentStatus, state: 'offline' })
+    })
+    const doc = (globalThis as { document?: EventTarget & { visibilityState?: string } }).document
+    if (doc && typeof doc.addEventListener === 'function') {
+      listen(doc, 'visibilitychange', () => {
+        if (doc.visibilityState === 'visible') this.retryNow()
+      })
+    }
+  }
+
+  /** Waiting for a retry: make it now (the network or the tab is back). */
+  private retryNow(): void {
+    if (this.closed || this.ws !== null || this.retryTimer === null) return
+    clearTimeout(this.retryTimer)
+    this.retryTimer = null
+    this.connect()
+  }
+
+  private clearTimers(): void {
+    for (const timer of [this.retryTimer, this.connectTimer, this.stableTimer]) {
+      if (timer !== null) clearTimeout(timer)
+    }
+    this.retryTimer = this.connectTimer = this.stableTimer = null
+  }
+
+  private async connect(): Promise<void> {
+    const generation = ++this.connectGeneration
+    let url = this.address
+    let protocols = this.options.protocols
+    try {
+      const tokenOption = this.options.authToken
+      const token = typeof tokenOption === 'function' ? await tokenOption() : tokenOption
+      if (this.closed || generation !== this.connectGeneration) return
+      if (token) {
+        if (this.options.authTokenIn === 'query') {
+          url += `${url.includes('?') ? '&' : '?'}authToken=${encodeURIComponent(token)}`
+        } else {
+          const given = protocols === undefined ? [] : Array.isArray(protocols) ? protocols : [protocols]
+          protocols = ['Authorization', token, ...given]
+        }
+      }
+      const ws = new this.WebSocketImpl(url, protocols)
+      this.ws = ws
+      ws.addEventListener('open', () => this.onOpen(ws))
+      ws.addEventListener('message', (event: { data: unknown }) => {
+        if (this.ws === ws) this.onMessage(typeof event.data === 'string' ? event.data : String(event.data))
+      })
+      ws.addEventListener('close', (event: { code?: number }) => this.onClose(ws, event?.code))
+      ws.addEventListener('error', () => undefined) // a close follows; without a listener Node's ws throws
+      const timeoutMs = this.options.connectTimeoutMs ?? 10_000
+      this.connectTimer = setTimeout(() => {
+        this.connectTimer = null
+        if (this.ws === ws && ws.readyState !== OPEN) this.dropSocket(4008, 'connect timeout')
+      }, timeoutMs)
+    } catch {
+      // A bad token for a subprotocol, a throwing token function, an invalid URL: a failed
+      // attempt like any other (the backoff keeps it from spinning).
+      if (!this.closed && generation === this.connectGeneration) this.scheduleRetry()
+    }
+  }
+
+  /** Forget the socket now and go through the close path (its own close event is ignored). */
+  private dropSocket(code: number, reason: string): void {
+    const ws = this.ws
+    if (!ws) return
+    try {
+      ws.close(code, reason)
+    } catch {
+      // already closing
+    }
+    this.onClose(ws, code)
+  }
+
+  private onOpen(ws: WebSocketLike): void {
+    if (this.ws !== ws || this.closed) return
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer)
+    this.connectTimer = null
+    this.everOpen = true
+    this.stableTimer = setTimeout(() => {
+      this.stableTimer = null
+      this.failures = 0
+    }, STABLE_AFTER_MS)
+    this.setStatus({ state: 'open', attempt: 0, retryAt: null, disconnectedAt: null })
+    for (const subscriptions of this.rooms.values()) {
+      for (const subscription of subscriptions) this.join(subscription)
+    }
+  }
+
+  private onClose(ws: WebSocketLike, _code: number | undefined): void {
+    if (this.ws !== ws) return // an old socket, already dropped
+    this.ws = null
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer)
+    if (this.stableTimer !== null) clearTimeout(this.stableTimer)
+    this.connectTimer = this.stableTimer = null
+    this.awaiting = new Map()
+    for (const subscriptions of this.rooms.values()) {
+      for (const subscription of subscriptions) subscription.awaitingAnswer = false
+    }
+    this.failPages(new Error('the connection was lost before the page arrived'))
+    if (!this.closed) this.scheduleRetry()
+  }
+
+  private scheduleRetry(): void {
+    this.failures += 1
+    const delay = backoffDelay(this.failures, this.backoff)
+    const previous = this.currentStatus
+    const state = !isOnline() ? 'offline' : this.everOpen ? 'reconnecting' : 'connecting'
+    this.setStatus({
+      state,
+      attempt: previous.state === 'open' ? 1 : previous.attempt + 1,
+      retryAt: Date.now() + delay,
+      disconnectedAt: previous.disconnectedAt ?? Date.now(),
+    })
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null
+      this.connect()
+    }, delay)
+  }
+
+  private failPages(error: Error): void {
+    for (const pending of this.pages.values()) {
+      clearTimeout(pending.timer)
+      pending.reject(error)
+    }
+    this.pages = new Map()
+  }
+
+  private send(frame: unknown): void {
+    if (this.isOpen()) this.ws!.send(JSON.stringify(frame))
+  }
+
+  // --- subscriptions ------------------------------------------------------------------------
+
+  private subscribe(subscription: AnySubscription): void {
+    if (this.closed) throw new Error('the stream is closed')
+    subscription.host = this
+    const room = roomName(subscription.sub)
+    let subscriptions = this.rooms.get(room)
+    if (!subscriptions) this.rooms.set(room, (subscriptions = new Set()))
+    subscriptions.add(subscription)
+    this.join(subscription)
+    subscription.onClose(() => {
+      const current = this.rooms.get(room)
+      current?.delete(subscription)
+      if (current?.size === 0) this.rooms.delete(room)
+      // An answer to its join may still come: it stays in the queue so it is not taken for
+      // another subscription's answer, and is dropped when it arrives.
+      this.send({ type: 'leave', data: subscription.sub })
+    })
+  }
+
+  private join(subscription: AnySubscription): void {
+    if (!this.isOpen()) return
+    const data: JoinMessage & { since?: unknown; deltas?: boolean } = { ...subscription.sub }
+    if (subscription.position) data.since = { ...subscription.position }
+    if (this.options.deltas !== false) data.deltas = true
+    const room = roomName(subscription.sub)
+    let queue = this.awaiting.get(room)
+    if (!queue) this.awaiting.set(room, (queue = []))
+    queue.push(subscription)
+    subscription.awaitingAnswer = true
+    subscription.resuming = subscription.position !== null
+    this.send({ type: 'join', data })
+  }
+
+  private deliver(subscription: AnySubscription, message: BaseMessage): void {
+    if (subscription.isClosed) return
+    try {
+      subscription.listener(message)
+    } catch (error) {
+      // One listener's bug must not stop the frames of the others; surface it asynchronously.
+      setTimeout(() => {
+        throw error
+      }, 0)
+    }
+  }
+
+  private onMessage(raw: string): void {
+    let message: BaseMessage & { event?: { type?: unknown; event?: { type?: unknown } } }
+    try {
+      message = JSON.parse(raw)
+    } catch {
+      return // not JSON: not a frame of this protocol
+    }
+    if (
+      typeof message !== 'object' ||
+      message === null ||
+      typeof message.streamName !== 'string' ||
+      typeof message.groupId !== 'string' ||
+      typeof message.event !== 'object' ||
+      message.event === null
+    ) {
+      return
+    }
+    const type = message.event.type
+    const room = roomName(message)
+    const subscriptions = this.rooms.get(room)
+
+    if (type === 'sync' || type === 'resume') {
+      const queue = this.awaiting.get(room)
+      const answered = queue?.shift()
+      if (queue?.length === 0) this.awaiting.delete(room)
+      if (answered) this.deliver(answered, message)
+      else if (type === 'sync') subscriptions?.forEach((s) => this.deliver(s, message)) // as Motia's
+      return
+    }
+    if (type === 'page') {
+      const pending = this.pages.get(room)
+      if (pending) {
+        this.pages.delete(room)
+        clearTimeout(pending.timer)
+        pending.resolve(message as PageAnswer)
+      }
+      return
+    }
+    const isError = type === 'event' && message.event.event?.type === 'error' && message.offset === undefined
+    if (isError) {
+      // A refused join (STREAM_ACCESS_DENIED): it answers the oldest pending join of the room.
+      const queue = this.awaiting.get(room)
+      const refused = queue?.shift()
+      if (queue?.length === 0) this.awaiting.delete(room)
+      if (refused) {
+        refused.awaitingAnswer = false
+        this.deliver(refused, message)
+        return
+      }
+    }
+    subscriptions?.forEach((s) => this.deliver(s, message))
+    if (message.id !== undefined && typeof type === 'string' && GROUP_VISIBLE.has(type)) {
+      this.rooms
+        .get(roomName({ streamName: message.streamName, groupId: message.groupId }))
+        ?.forEach((s) => this.deliver(s, message))
+    }
+  }
+}
