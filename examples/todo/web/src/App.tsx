@@ -1,6 +1,7 @@
-import { useStreamGroup } from '@motiadev/stream-client-react'
-import { useState, type FormEvent } from 'react'
-import { useTodoEndpoints } from './hooks/useTodoEndpoints'
+import { useStreamGroup, useStreamStatus } from '@surge/stream-client/react'
+import { useEffect, useState, type FormEvent } from 'react'
+import { ConnectionBanner } from './ConnectionBanner'
+import { ServerUnreachable, useTodoEndpoints } from './hooks/useTodoEndpoints'
 import { newUserId, useTypingIndicator, useTypingNotifier } from './hooks/useTyping'
 import type { Todo } from './types'
 
@@ -12,15 +13,25 @@ export function App() {
 
   // Subscribe to all todos in the 'inbox' group: the list below comes only from this
   // subscription (its sync, then every create/update/delete), never from a refetch.
-  const { data: todos, event: inbox } = useStreamGroup<Todo>({
+  const {
+    data: todos,
+    event: inbox,
+    isSynced,
+  } = useStreamGroup<Todo>({
     groupId: 'inbox',
     streamName: 'todo',
   })
+  const connection = useStreamStatus()
 
   const someoneIsTyping = useTypingIndicator(inbox, USER_ID)
   const typing = useTypingNotifier(sendTyping, USER_ID)
   const [draft, setDraft] = useState('')
-  const [error, setError] = useState<string | null>(null)
+  const [error, setError] = useState<{ message: string; unreachable: boolean } | null>(null)
+
+  // "Could not reach the server" is stale once the connection is back: the banner said why.
+  useEffect(() => {
+    if (connection.state === 'open') setError((current) => (current?.unreachable ? null : current))
+  }, [connection.state])
 
   const run = async (action: () => Promise<unknown>): Promise<boolean> => {
     try {
@@ -28,7 +39,10 @@ export function App() {
       setError(null)
       return true
     } catch (exc) {
-      setError(exc instanceof Error ? exc.message : String(exc))
+      setError({
+        message: exc instanceof Error ? exc.message : String(exc),
+        unreachable: exc instanceof ServerUnreachable,
+      })
       return false
     }
   }
@@ -46,9 +60,10 @@ export function App() {
   const left = todos.filter((todo) => !todo.completedAt).length
 
   return (
-    // data-subscribed: the group subscription exists and has had its first sync (useStreamGroup
-    // hands out the subscription on the render after it), so its typing listener is attached.
-    <main className="todo-app" data-subscribed={inbox !== null}>
+    // data-subscribed: the group subscription exists and has had its first sync, so its typing
+    // listener is attached.
+    <main className="todo-app" data-subscribed={inbox !== null && isSynced}>
+      <ConnectionBanner status={connection} />
       <h1>Inbox</h1>
 
       <form className="new-todo" onSubmit={handleAddTodo}>
@@ -74,7 +89,7 @@ export function App() {
 
       {error && (
         <p className="error" role="alert" data-testid="error">
-          {error}
+          {error.message}
         </p>
       )}
 
