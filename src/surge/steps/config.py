@@ -31,6 +31,7 @@ from surge.steps.strict import (
     dataclass_keys,
     did_you_mean,
 )
+from surge.streams.history import DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, check_history
 from surge.streams.schema import Schema, schema_from
 
 __all__ = [
@@ -110,6 +111,10 @@ class StreamConfig(StrictKeywords):
     of one member count once. None (or no such key): each connection is its own member."""
     presence_meta: Sequence[str] | Callable[[Any], Any] | None = None
     """A member's metadata: auth-context keys to copy, or a callable returning a JSON dict."""
+    history_size: int = DEFAULT_HISTORY_SIZE
+    """Changes and events each group keeps for resuming clients (0: none; docs/protocol.md)."""
+    history_ttl: float = DEFAULT_HISTORY_TTL
+    """Seconds each of them is kept."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -142,6 +147,7 @@ class StreamConfig(StrictKeywords):
                 f"{', '.join(map(repr, SLOW_CONSUMER_POLICIES))}, not {self.slow_consumer!r}"
             )
         _check_presence(self)
+        check_history(self.history_size, self.history_ttl, f"stream {self.name!r}")
 
     @cached_property
     def item_schema(self) -> Schema:

@@ -49,13 +49,26 @@ Contract (checked by ``tests/unit/streams/test_store_contract.py`` for every ada
   before ``open`` returns. Expiry costs no timer per item: one sweeper task per adapter, started
   by ``open`` and stopped by ``close``. Expired items stay readable until swept (normally within
   milliseconds; at most about ``SWEEP_MAX_INTERVAL_S`` for expiries written elsewhere).
+- **Offsets.** ``send`` takes a ``seq`` in the same per-group sequence as the changes (fed as
+  ``EphemeralEvent.seq``): a group's messages reach the sink in strictly increasing ``seq``.
+- **History** (docs/protocol.md sections 2-3, ``surge.streams.history``). Every change and
+  ``send`` enters its group's history with the write, atomically (file: the same transaction;
+  Redis: the same script). Each group keeps at most ``size`` messages, each for ``ttl`` seconds,
+  of its stream's ``configure_history`` policy (default ``HistoryPolicy()``).
+  ``read_history(stream, group, since)`` returns every message of the group with
+  ``seq > since`` and the group's ``seq`` at the read, atomically, like ``get_group`` (Redis:
+  after the feed delivered everything up to it); None when the history no longer holds all of
+  them or ``since`` is not a position of this store. ``epoch`` names the history: it differs
+  whenever offsets handed out earlier cannot be trusted (a new memory store, a new or
+  recreated database file, lost Redis data); it is set by ``open``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from surge.streams.feed import Change, FeedSink, GroupSnapshot
+from surge.streams.feed import Change, FeedSink, GroupSnapshot, History
+from surge.streams.history import HistoryPolicy
 from surge.streams.ops import ItemValidator, Updated
 
 __all__ = ["StreamAdapter"]
@@ -66,6 +79,11 @@ class StreamAdapter(Protocol):
     """Storage for all streams plus the feed of their changes to subscribers."""
 
     is_distributed: bool
+    epoch: str
+
+    def configure_history(self, stream: str, policy: HistoryPolicy) -> None:
+        """Keep ``policy``'s history for the groups of ``stream`` from now on (no I/O)."""
+        ...
 
     async def open(self, sink: FeedSink) -> None:
         """Connect or create the storage and start delivering feed messages to ``sink``."""
@@ -132,5 +150,10 @@ class StreamAdapter(Protocol):
         ...
 
     async def send(self, stream: str, group: str, id: str | None, event: dict[str, Any]) -> None:
-        """Deliver an ephemeral event to the sink (on every instance, for distributed adapters)."""
+        """Deliver an ephemeral event to the sink (on every instance, for distributed adapters),
+        with the group's next ``seq``, and keep it in the group's history."""
+        ...
+
+    async def read_history(self, stream: str, group: str, since: int) -> History | None:
+        """The group's messages after ``since`` with its ``seq``, or None (not all kept)."""
         ...

@@ -3,12 +3,16 @@
 Every ``set``/``delete`` applied by a store becomes a ``Change``; every ``send`` becomes an
 ``EphemeralEvent``. Adapters hand both to one ``FeedSink`` on the event loop, *in the order they
 were applied*, whichever process or instance applied them. The server's hub is that sink.
+
+Changes and events of a (stream, group) share one sequence (``seq``): the wire ``offset`` of
+docs/protocol.md section 2. Each store also keeps a bounded history of them per group, read back
+as a ``History`` for a resuming client (section 3).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
@@ -18,6 +22,7 @@ __all__ = [
     "FeedMessage",
     "FeedSink",
     "GroupSnapshot",
+    "History",
     "Resync",
 ]
 
@@ -49,12 +54,17 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class EphemeralEvent:
-    """An event from ``send()``: never stored; ``id`` is None for group-wide events."""
+    """An event from ``send()``: no item changes; ``id`` is None for group-wide events.
+
+    ``seq`` is its place in the group's sequence, shared with the changes (0: none given; not
+    part of equality, so tests can compare events by content).
+    """
 
     stream: str
     group: str
     id: str | None
     event: dict[str, Any]  # {"type": str, "data": Any}
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,19 @@ class GroupSnapshot:
     items: list[dict[str, Any]]
     seq: int
     more: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A group's changes and events after an offset, in order, read atomically with ``seq``.
+
+    ``seq`` is the group's position at the read: every message of the group with a larger
+    ``seq`` comes later through the feed, every one up to it is in ``messages`` (or at or
+    before the offset asked for).
+    """
+
+    messages: list[Change | EphemeralEvent]
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,8 @@ Data flow of a write: validate ids and data (nothing is stored or sent when that
 which encodes it once and fans it out. ``send`` goes to the adapter's feed only, never to storage.
 ``update`` checks the ops here, then hands them to ``adapter.update`` with the schema as its
 ``validate`` callback: the store applies them atomically and stores nothing the schema refuses.
+Building a ``Stream`` tells the adapter the stream's history policy (``StreamConfig.history_size``
+and ``history_ttl``).
 TTL: an explicit ``ttl=`` wins; else ``set`` and creating updates use ``StreamConfig.ttl``.
 
 An optional ``observe`` callback sees every value ``set`` and ``get`` return with its (stream,
@@ -25,6 +27,7 @@ import orjson
 from surge.errors import ConfigError, ValidationError
 from surge.protocol.ids import id_problem
 from surge.streams.adapter import StreamAdapter
+from surge.streams.history import DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, HistoryPolicy
 from surge.streams.ops import UpdateResult, check_ops, check_ttl, check_version_arg
 from surge.streams.presence import PresenceMember, PresenceSource
 
@@ -82,6 +85,13 @@ class Stream:
         else:
             self._schema_has_id = self._model_has_id
         self._default_ttl: float | None = getattr(config, "ttl", None)
+        adapter.configure_history(
+            self.name,
+            HistoryPolicy(
+                getattr(config, "history_size", DEFAULT_HISTORY_SIZE),
+                getattr(config, "history_ttl", DEFAULT_HISTORY_TTL),
+            ),
+        )
 
     def _to_value(self, item: dict[str, Any]) -> Any:
         model = self._schema.model
@@ -232,7 +242,7 @@ class Stream:
         """Send an ephemeral event to ``{"groupId": g}`` or ``{"groupId": g, "id": i}``.
 
         ``event`` is ``{"type": name, "data": any JSON}``. It is delivered to subscribers and
-        never stored.
+        kept only in the group's history (for clients that resume), never as an item.
         """
         group_id = _check_id(channel.get("groupId", channel.get("group_id")), "groupId")
         item_id = channel.get("id")

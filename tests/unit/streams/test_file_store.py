@@ -203,7 +203,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_items(tmp_path: Pa
     finally:
         await store.close()
     with sqlite3.connect(db_path(tmp_path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         rows = conn.execute("SELECT id, expires_at IS NOT NULL FROM items ORDER BY id").fetchall()
     conn.close()
     assert rows == [("x", 0), ("y", 1)]
@@ -485,3 +485,52 @@ async def test_every_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
     for id in acked:
         w, i = (int(part) for part in id[1:].split("-"))
         assert stored.get(id) == {"w": w, "i": i, "pad": "x" * 200, "id": id}
+
+
+async def test_history_rows_stay_bounded_and_a_migrated_database_does_not_resume_from_before(
+    tmp_path: Path,
+) -> None:
+    from surge.streams.history import HistoryPolicy
+
+    store = FileStreamAdapter(tmp_path / "streams")
+    store.configure_history("s", HistoryPolicy(size=20, ttl=300))
+    await store.open(lambda message: None)
+    try:
+        for n in range(200):
+            await store.set("s", "g", f"i{n % 7}", {"n": n})
+    finally:
+        await store.close()
+    with sqlite3.connect(db_path(tmp_path)) as conn:
+        (rows,) = conn.execute("SELECT COUNT(*) FROM history WHERE stream = 's'").fetchone()
+        (held,) = conn.execute("SELECT count FROM history_groups WHERE stream = 's'").fetchone()
+    assert 20 <= rows <= 22 and held == rows
+    assert store.stats.history_trims >= 8
+
+
+async def test_a_version_2_database_gets_history_from_its_migration_on(tmp_path: Path) -> None:
+    store = FileStreamAdapter(tmp_path / "streams")
+    await store.open(lambda message: None)
+    try:
+        await store.set("s", "g", "x", {"v": 1})
+        await store.set("s", "g", "x", {"v": 2})
+    finally:
+        await store.close()
+    with sqlite3.connect(db_path(tmp_path)) as conn:  # back to what version 2 had
+        conn.executescript(
+            "DROP TABLE history; DROP TABLE history_groups;"
+            "DELETE FROM meta WHERE key IN ('epoch', 'history_floor'); PRAGMA user_version = 2;"
+        )
+
+    again = FileStreamAdapter(tmp_path / "streams")
+    await again.open(lambda message: None)
+    try:
+        assert again.epoch
+        assert await again.read_history("s", "g", 0) is None  # those changes were not recorded
+        assert await again.read_history("s", "g", 1) is None
+        current = await again.read_history("s", "g", 2)
+        assert current is not None and current.messages == []
+        change = await again.set("s", "g", "x", {"v": 3})
+        history = await again.read_history("s", "g", 2)
+        assert history is not None and history.messages == [change]
+    finally:
+        await again.close()

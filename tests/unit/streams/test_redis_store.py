@@ -213,6 +213,7 @@ async def test_published_changes_carry_the_stored_item_json_byte_for_byte(
     assert messages[1] == b'{"kind":"delete","seq":2,' + head + b',"item":' + stored + b"}"
     assert orjson.loads(messages[2]) == {
         "kind": "event",
+        "seq": 3,
         "stream": "todo",
         "group": "in|box",
         "id": None,
@@ -433,3 +434,43 @@ async def test_a_feed_that_stops_answering_ping_is_reconnected(
     assert "no reply to PING" in caplog.text
     change = await adapter.set("s", "g", "x", {})
     await wait_until(lambda: change in feed)
+
+
+# -- history ----------------------------------------------------------------------------------
+
+
+async def test_the_history_is_a_capped_expiring_list_in_the_groups_slot(
+    open_adapter: Opener, raw: aioredis.Redis
+) -> None:
+    from surge.streams.history import HistoryPolicy
+
+    adapter, _ = await open_adapter()
+    adapter.configure_history("todo", HistoryPolicy(size=5, ttl=60))
+    for n in range(9):
+        await adapter.set("todo", "inbox", "t1", {"n": n})
+    await adapter.send("todo", "inbox", None, {"type": "ping", "data": None})
+
+    hist = adapter.history_key("todo", "inbox")
+    entries = [e if isinstance(e, bytes) else e.encode() for e in await raw.lrange(hist, 0, -1)]
+    assert len(entries) == 5
+    assert [int(e.split(b" ", 1)[0]) for e in entries] == [6, 7, 8, 9, 10]
+    assert b'"kind":"event","seq":10' in entries[-1]
+    assert 0 < await raw.pttl(hist) <= 60_000
+    assert key_slot(hist.encode()) == key_slot(adapter.group_keys("todo", "inbox")[0].encode())
+
+
+async def test_a_flushed_redis_gets_a_new_epoch_and_refuses_old_offsets(
+    open_adapter: Opener, prefix: str
+) -> None:
+    adapter, _ = await open_adapter()
+    for n in range(3):
+        await adapter.set("todo", "inbox", "t1", {"n": n})
+    epoch = adapter.epoch
+    assert (await adapter.read_history("todo", "inbox", 1)) is not None
+
+    drop_redis_keys(prefix)  # the data is lost while the adapter stays connected
+    for n in range(5):
+        await adapter.set("todo", "inbox", "t1", {"n": n})
+
+    assert await adapter.read_history("todo", "inbox", 1) is None
+    assert adapter.epoch != epoch

@@ -5,7 +5,9 @@ are random op lists (some invalid for the item, some with a right or a stale ``i
 model applies them with ``surge.streams.ops.apply_ops`` (its semantics have their own tests), so
 what is checked here is each store's atomic read-modify-write, storage round trip and versions.
 TTL: items set with a long TTL must behave as any other; ``expire`` sets a tiny TTL and waits for
-the store's one ``delete``.
+the store's one ``delete``. History: the feed itself is the model of each group's history;
+``send`` interleaves events with the changes, and ``resume`` checks that ``read_history`` from any
+earlier position returns exactly what was fed after it (the default policy keeps all of a run).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from surge.errors import ConflictError, ValidationError
 from surge.streams.adapter import StreamAdapter
-from surge.streams.feed import Change, FeedMessage
+from surge.streams.feed import Change, EphemeralEvent, FeedMessage
 from surge.streams.ops import apply_ops, check_ops
 
 from .conftest import ADAPTER_FACTORIES, settle_feed, wait_until_fed
@@ -220,6 +222,33 @@ class StoreMachine(RuleBasedStateMachine):
         self._check_change(change)
         self.versions.pop((stream, group, id), None)
 
+    @rule(stream=streams, group=groups, id=st.none() | ids, n=st.integers(0, 9))
+    def send(self, stream: str, group: str, id: str | None, n: int) -> None:
+        event = {"type": "tick", "data": {"n": n}}
+        self.run(self.adapter.send(stream, group, id, event))
+        self.run(settle_feed(self.adapter, self.feed))
+        sent = self.feed[-1]
+        assert isinstance(sent, EphemeralEvent)
+        assert (sent.stream, sent.group, sent.id, sent.event) == (stream, group, id, event)
+        assert sent.seq > self.last_seq.get((stream, group), 0)
+        self.last_seq[(stream, group)] = sent.seq
+
+    @rule(stream=streams, group=groups, back=st.integers(0, 40))
+    def resume(self, stream: str, group: str, back: int) -> None:
+        self.run(settle_feed(self.adapter, self.feed))
+        fed = [
+            m
+            for m in self.feed
+            if isinstance(m, Change | EphemeralEvent) and (m.stream, m.group) == (stream, group)
+        ]
+        since = 0 if back >= len(fed) else fed[len(fed) - 1 - back].seq
+        history = self.run(self.adapter.read_history(stream, group, since))
+        assert history is not None
+        expected = [m for m in fed if m.seq > since]
+        assert history.messages == expected
+        assert [m.seq for m in history.messages] == [m.seq for m in expected]
+        assert history.seq >= self.last_seq.get((stream, group), 0)
+
     @rule(stream=streams, group=groups, id=ids)
     def get(self, stream: str, group: str, id: str) -> None:
         got = self.run(self.adapter.get(stream, group, id))
@@ -238,10 +267,9 @@ class StoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_change_was_fed(self) -> None:
-        for key in {(m.stream, m.group) for m in self.feed if isinstance(m, Change)}:
-            seqs = [
-                m.seq for m in self.feed if isinstance(m, Change) and (m.stream, m.group) == key
-            ]
+        messages = [m for m in self.feed if isinstance(m, Change | EphemeralEvent)]
+        for key in {(m.stream, m.group) for m in messages}:
+            seqs = [m.seq for m in messages if (m.stream, m.group) == key]
             assert seqs == sorted(set(seqs))
 
 

@@ -37,7 +37,17 @@ Design:
   file lock (``BEGIN IMMEDIATE`` plus ``busy_timeout``, then a few retries) serialises their
   transactions. The counter is shared, so ``seq`` stays store-wide. Each process only feeds its
   own changes to its sink; this store does not deliver other processes' writes.
-- ``send`` never touches the database: the event goes straight to the sink.
+- **History** (``surge.streams.history``): every applied change and every ``send`` inserts a
+  ``history`` row (its seq, kind, id, JSON and expiry time) in the same transaction as the item
+  write, so a committed change is always in the history and never without its item. ``send`` is
+  therefore a write too: it queues like ``set``, takes the next ``meta.seq`` and is fed after its
+  commit. A batch of nothing but sends commits with ``synchronous=NORMAL`` (no fsync): an
+  ephemeral event survives ``kill -9`` (it is in the OS cache), not power loss, and costs no disk
+  flush; the next full commit syncs it anyway. ``history_groups`` keeps per group the floor (the
+  largest seq dropped) and the row count: a group is trimmed to its policy's ``size`` when it
+  holds 10% more (reads enforce ``size`` exactly); expired rows are deleted by the sweeper and
+  raise the floor. ``meta.epoch`` is random when the database is created (or migrated to
+  history); ``meta.history_floor`` is the seq at that moment (nothing before it was recorded).
 - **Updates** (``update(ops)``) run on the writer thread inside the batch's ``BEGIN IMMEDIATE``
   transaction: read the row, apply the ops, validate, upsert. The write lock makes that
   read-modify-write atomic against this process's other writes and other processes alike. An
@@ -65,8 +75,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
-from surge.errors import ConfigError, StoreError
-from surge.streams.feed import Change, EphemeralEvent, FeedSink, GroupSnapshot
+import orjson
+
+from surge.errors import ConfigError, StoreError, ValidationError
+from surge.streams.feed import Change, EphemeralEvent, FeedSink, GroupSnapshot, History
+from surge.streams.history import DEFAULT_POLICY, HistoryPolicy
 from surge.streams.ops import ItemValidator, Updated, apply_update, check_if_version, check_ops
 from surge.streams.stores._expiry import ExpirySweeper
 from surge.streams.stores._items import check_keys as _check_keys
@@ -82,7 +95,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 MAX_BATCH: Final = 256
 SWEEP_BATCH: Final = 500
 READER_THREADS: Final = 2
@@ -111,6 +124,55 @@ _MIGRATE_2: Final = """
 ALTER TABLE items ADD COLUMN expires_at REAL;
 CREATE INDEX items_by_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;
 """
+
+# Version 2 -> 3: history (see the module docstring). The floor starts at the current seq.
+_MIGRATE_3: Final = """
+CREATE TABLE history (
+    stream     TEXT    NOT NULL,
+    grp        TEXT    NOT NULL,
+    seq        INTEGER NOT NULL,
+    expires_at REAL    NOT NULL,
+    kind       TEXT    NOT NULL,
+    id         TEXT,
+    data       BLOB    NOT NULL,
+    ops        BLOB,
+    PRIMARY KEY (stream, grp, seq)
+) WITHOUT ROWID;
+CREATE INDEX history_by_expiry ON history (expires_at);
+CREATE TABLE history_groups (
+    stream TEXT    NOT NULL,
+    grp    TEXT    NOT NULL,
+    floor  INTEGER NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (stream, grp)
+) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('epoch', abs(random() % 281474976710656));
+INSERT INTO meta (key, value) SELECT 'history_floor', value FROM meta WHERE key = 'seq'
+"""
+_HISTORY_INSERT: Final = """
+INSERT INTO history (stream, grp, seq, expires_at, kind, id, data, ops)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_HISTORY_GROUP: Final = "SELECT floor, count FROM history_groups WHERE stream = ? AND grp = ?"
+_HISTORY_GROUP_SET: Final = """
+INSERT INTO history_groups (stream, grp, floor, count) VALUES (?, ?, ?, ?)
+ON CONFLICT (stream, grp) DO UPDATE SET floor = excluded.floor, count = excluded.count
+"""
+_HISTORY_NTH: Final = """
+SELECT seq FROM history WHERE stream = ? AND grp = ? ORDER BY seq DESC LIMIT 1 OFFSET ?
+"""
+_HISTORY_CUT: Final = "DELETE FROM history WHERE stream = ? AND grp = ? AND seq <= ?"
+_HISTORY_EXPIRE: Final = """
+DELETE FROM history WHERE (stream, grp, seq) IN (
+    SELECT stream, grp, seq FROM history WHERE expires_at <= ? ORDER BY expires_at LIMIT ?
+) RETURNING stream, grp, seq
+"""
+_HISTORY_NEXT_EXPIRY: Final = "SELECT MIN(expires_at) FROM history"
+_HISTORY_AFTER: Final = """
+SELECT seq, expires_at, kind, id, data, ops FROM history WHERE stream = ? AND grp = ? AND seq > ?
+ORDER BY seq LIMIT ?
+"""
+_READ_META: Final = "SELECT value FROM meta WHERE key = ?"
 
 # `created` is only written on insert, so `created = seq` in RETURNING means "this was a create".
 _UPSERT: Final = """
@@ -149,6 +211,8 @@ class StoreStats:
     largest_batch: int = 0
     fallbacks: int = 0  # failed batches re-applied one write per transaction
     busy_retries: int = 0  # BEGIN IMMEDIATE retried after busy_timeout ran out
+    sends: int = 0  # send calls the writer handled (counted in writes too)
+    history_trims: int = 0  # groups trimmed to their history size
 
 
 @dataclass(slots=True, frozen=True)
@@ -163,10 +227,11 @@ class _UpdateArgs:
 @dataclass(slots=True, frozen=True)
 class _Swept:
     deleted: list[Change]
-    next_expiry: float | None  # Unix time
+    next_expiry: float | None  # Unix time (items or history rows)
 
 
-_Kind = Literal["set", "delete", "update", "sweep"]
+_Kind = Literal["set", "delete", "update", "sweep", "send"]
+_Result = Change | Updated | _Swept | EphemeralEvent | None
 
 
 @dataclass(slots=True, eq=False)
@@ -179,18 +244,19 @@ class _Write:
     future: asyncio.Future[Any]
     ttl: float | None = None  # set: seconds from the commit
     update: _UpdateArgs | None = None
-    result: Change | Updated | _Swept | None = None
+    target: str | None = None  # send: the item id of the event's channel, if any
+    result: _Result = None
     error: Exception | None = field(default=None)
 
-    def changes(self) -> list[Change]:
-        """The applied changes to feed, in order."""
+    def messages(self) -> list[Change | EphemeralEvent]:
+        """The applied changes (or the sent event) to feed, in order."""
         result = self.result
-        if isinstance(result, Change):
+        if isinstance(result, Change | EphemeralEvent):
             return [result]
         if isinstance(result, Updated):
             return [result.change]
         if isinstance(result, _Swept):
-            return result.deleted
+            return list(result.deleted)
         return []
 
 
@@ -225,6 +291,15 @@ class FileStreamAdapter:
         self._is_closed = False
         self._close_task: asyncio.Future[None] | None = None
         self._sweeper: ExpirySweeper | None = None
+        self.epoch = ""
+        """Names this database's history (docs/protocol.md section 2); read by ``open``."""
+        self._history_floor = 0  # meta.history_floor: nothing at or before it was recorded
+        # Read by the writer thread; replaced whole by configure_history (no lock needed).
+        self._policies: dict[str, HistoryPolicy] = {}
+
+    def configure_history(self, stream: str, policy: HistoryPolicy) -> None:
+        """Keep ``policy``'s history for every group of ``stream`` (default ``HistoryPolicy()``)."""
+        self._policies = {**self._policies, stream: policy}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -302,6 +377,9 @@ class FileStreamAdapter:
             self._begin_immediate(conn)
             try:
                 self._migrate(conn)
+                (epoch,) = conn.execute(_READ_META, ("epoch",)).fetchone()
+                (floor,) = conn.execute(_READ_META, ("history_floor",)).fetchone()
+                self.epoch, self._history_floor = f"{int(epoch):012x}", int(floor)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -323,6 +401,11 @@ class FileStreamAdapter:
             version = 1
         if version == 1:
             for statement in _MIGRATE_2.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            version = 2
+        if version == 2:
+            for statement in _MIGRATE_3.split(";"):
                 if statement.strip():
                     conn.execute(statement)
         if version < SCHEMA_VERSION:
@@ -422,13 +505,14 @@ class FileStreamAdapter:
         *,
         ttl: float | None = None,
         update: _UpdateArgs | None = None,
-    ) -> Change | Updated | _Swept | None:
+        target: str | None = None,
+    ) -> _Result:
         loop = self._loop
         if loop is None:
             raise StoreError("store is not open")
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Write(kind, stream, group, id, data, future, ttl, update))
-        result: Change | Updated | _Swept | None = await future
+        self._queue.put(_Write(kind, stream, group, id, data, future, ttl, update, target))
+        result: _Result = await future
         return result
 
     def _writer_main(self) -> None:
@@ -462,6 +546,7 @@ class FileStreamAdapter:
         stats = self.stats
         stats.batches += 1
         sweeps = sum(1 for w in batch if w.kind == "sweep")
+        stats.sends += sum(1 for w in batch if w.kind == "send")
         stats.writes += len(batch) - sweeps
         stats.sweeps += sweeps
         stats.largest_batch = max(stats.largest_batch, len(batch))
@@ -485,11 +570,22 @@ class FileStreamAdapter:
         conn = self._writer
         if conn is None:
             raise StoreError("store is closed")
+        # Nothing but ephemeral events: no fsync (see the module docstring).
+        is_light = self.synchronous == "full" and all(w.kind == "send" for w in writes)
+        if is_light:
+            conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self._transaction_body(conn, writes)
+        finally:
+            if is_light:
+                conn.execute("PRAGMA synchronous = FULL")
+
+    def _transaction_body(self, conn: sqlite3.Connection, writes: list[_Write]) -> None:
         self._begin_immediate(conn)
         try:
             first_seq = seq = conn.execute(_READ_SEQ).fetchone()[0]
             now = time.time()
-            results: list[tuple[Change | Updated | _Swept | None, Exception | None]] = []
+            results: list[tuple[_Result, Exception | None]] = []
             for w in writes:
                 if w.kind == "set" and w.data is not None:
                     seq += 1
@@ -507,6 +603,10 @@ class FileStreamAdapter:
                     swept = self._sweep_rows(conn, seq, now)
                     seq += len(swept.deleted)
                     results.append((swept, None))
+                elif w.kind == "send" and w.data is not None:
+                    seq += 1
+                    event = EphemeralEvent(w.stream, w.group, w.target, _decode(w.data), seq)
+                    results.append((event, None))
                 else:
                     row = conn.execute(_DELETE, (w.stream, w.group, w.id)).fetchone()
                     if row is None:
@@ -517,6 +617,7 @@ class FileStreamAdapter:
                     results.append((deleted, None))
             if seq != first_seq:
                 conn.execute(_WRITE_SEQ, (seq,))
+                self._record(conn, [r for r, _ in results], now)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -525,6 +626,65 @@ class FileStreamAdapter:
         self.stats.transactions += 1
         for w, (result, error) in zip(writes, results, strict=True):
             w.result, w.error = result, error
+
+    def _record(self, conn: sqlite3.Connection, results: list[_Result], now: float) -> None:
+        """Insert the history rows of the applied ``results`` and trim their groups."""
+        policies = self._policies
+        added: dict[tuple[str, str], int] = {}
+        for result in results:
+            if isinstance(result, Updated):
+                messages: list[Change | EphemeralEvent] = [result.change]
+            elif isinstance(result, _Swept):
+                messages = list(result.deleted)
+            elif result is None:
+                continue
+            else:
+                messages = [result]
+            for m in messages:
+                policy = policies.get(m.stream, DEFAULT_POLICY)
+                key = (m.stream, m.group)
+                if policy.size == 0:
+                    added[key] = added.get(key, 0)
+                    continue
+                kind: str = m.kind if isinstance(m, Change) else "event"
+                data = orjson.dumps(m.item if isinstance(m, Change) else m.event)
+                ops = orjson.dumps(m.ops) if isinstance(m, Change) and m.ops is not None else None
+                conn.execute(
+                    _HISTORY_INSERT,
+                    (m.stream, m.group, m.seq, now + policy.ttl, kind, m.id, data, ops),
+                )
+                added[key] = added.get(key, 0) + 1
+        for (stream, group), count in added.items():
+            size = policies.get(stream, DEFAULT_POLICY).size
+            row = conn.execute(_HISTORY_GROUP, (stream, group)).fetchone()
+            floor, held = (0, 0) if row is None else (int(row[0]), int(row[1]))
+            held += count
+            if size == 0:
+                floor, held = self._last_seq(results, stream, group), 0
+                conn.execute(_HISTORY_CUT, (stream, group, floor))
+            elif held > size + size // 10:
+                # Trim with some slack: one index walk per ~size/10 messages, not per message.
+                (cut,) = conn.execute(_HISTORY_NTH, (stream, group, size)).fetchone()
+                conn.execute(_HISTORY_CUT, (stream, group, cut))
+                floor, held = max(floor, int(cut)), size
+                self.stats.history_trims += 1
+            conn.execute(_HISTORY_GROUP_SET, (stream, group, floor, held))
+
+    @staticmethod
+    def _last_seq(results: list[_Result], stream: str, group: str) -> int:
+        """The largest seq among ``results``' messages of (stream, group)."""
+        last = 0
+        for result in results:
+            if isinstance(result, Updated):
+                result = result.change
+            found = result.deleted if isinstance(result, _Swept) else [result]
+            for m in found:
+                if isinstance(m, Change | EphemeralEvent) and (m.stream, m.group) == (
+                    stream,
+                    group,
+                ):
+                    last = max(last, m.seq)
+        return last
 
     @staticmethod
     def _upsert(
@@ -564,14 +724,25 @@ class FileStreamAdapter:
 
     @staticmethod
     def _sweep_rows(conn: sqlite3.Connection, seq: int, now: float) -> _Swept:
-        """Delete up to ``SWEEP_BATCH`` due rows inside the open write transaction."""
+        """Delete up to ``SWEEP_BATCH`` due items and expired history rows (raising their
+        groups' floors) inside the open write transaction."""
         deleted: list[Change] = []
         for stream, group, id, data in conn.execute(_DUE, (now, SWEEP_BATCH)).fetchall():
             conn.execute(_DELETE, (stream, group, id)).fetchone()
             seq += 1
             deleted.append(Change("delete", stream, group, id, _decode(data), seq))
-        (next_expiry,) = conn.execute(_NEXT_EXPIRY).fetchone()
-        return _Swept(deleted, None if next_expiry is None else float(next_expiry))
+        dropped: dict[tuple[str, str], tuple[int, int]] = {}
+        for stream, group, row_seq in conn.execute(_HISTORY_EXPIRE, (now, SWEEP_BATCH)).fetchall():
+            top, count = dropped.get((stream, group), (0, 0))
+            dropped[(stream, group)] = (max(top, int(row_seq)), count + 1)
+        for (stream, group), (top, count) in dropped.items():
+            row = conn.execute(_HISTORY_GROUP, (stream, group)).fetchone()
+            floor, held = (0, 0) if row is None else (int(row[0]), int(row[1]))
+            conn.execute(_HISTORY_GROUP_SET, (stream, group, max(floor, top), max(0, held - count)))
+        (next_item,) = conn.execute(_NEXT_EXPIRY).fetchone()
+        (next_history,) = conn.execute(_HISTORY_NEXT_EXPIRY).fetchone()
+        due = [float(t) for t in (next_item, next_history) if t is not None]
+        return _Swept(deleted, min(due) if due else None)
 
     def _post(self, batch: list[_Write]) -> None:
         loop = self._loop
@@ -587,8 +758,8 @@ class FileStreamAdapter:
         sink = self._sink
         if sink is not None:
             for w in batch:
-                for change in w.changes():
-                    _deliver(sink, change)
+                for message in w.messages():
+                    _deliver(sink, message)
         for w in batch:
             if w.future.done():  # the caller was cancelled; the write still happened
                 continue
@@ -627,10 +798,23 @@ class FileStreamAdapter:
         return await self._read(self._list_groups_sync, stream)
 
     async def send(self, stream: str, group: str, id: str | None, event: dict[str, Any]) -> None:
-        """Hand an ephemeral event to the sink; the database is not touched."""
-        sink = self._check_open()
+        """Record the event in the group's history (next ``seq``) and feed it after the commit."""
+        self._check_open()
         _check_keys(stream, group, id)
-        _deliver(sink, EphemeralEvent(stream, group, id, event))
+        try:
+            data = orjson.dumps(event)
+        except TypeError as exc:
+            raise ValidationError(
+                f"event is not JSON-serialisable: {exc}",
+                [{"loc": ["event"], "msg": str(exc), "type": "json_invalid"}],
+            ) from exc
+        await self._submit("send", stream, group, "", data, target=id)
+
+    async def read_history(self, stream: str, group: str, since: int) -> History | None:
+        """The group's messages after ``since``, or None when they are not all kept."""
+        _check_keys(stream, group, None)
+        policy = self._policies.get(stream, DEFAULT_POLICY)
+        return await self._read(self._history_sync, stream, group, since, policy.size)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         self._check_open()
@@ -685,10 +869,41 @@ class FileStreamAdapter:
 
     def _next_expiry_sync(self) -> float | None:
         try:
-            (next_expiry,) = self._reader().execute(_NEXT_EXPIRY).fetchone()
+            conn = self._reader()
+            (next_item,) = conn.execute(_NEXT_EXPIRY).fetchone()
+            (next_history,) = conn.execute(_HISTORY_NEXT_EXPIRY).fetchone()
         except sqlite3.Error as exc:
             raise _store_error(exc, "next expiry") from exc
-        return None if next_expiry is None else float(next_expiry)
+        due = [float(t) for t in (next_item, next_history) if t is not None]
+        return min(due) if due else None
+
+    def _history_sync(self, stream: str, group: str, since: int, size: int) -> History | None:
+        conn = self._reader()
+        try:
+            # One read transaction: the counter, the floor and the rows agree.
+            conn.execute("BEGIN")
+            try:
+                seq = int(conn.execute(_READ_SEQ).fetchone()[0])
+                row = conn.execute(_HISTORY_GROUP, (stream, group)).fetchone()
+                rows = conn.execute(_HISTORY_AFTER, (stream, group, since, size + 1)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise _store_error(exc, "read_history") from exc
+        floor = max(self._history_floor, 0 if row is None else int(row[0]))
+        if since < floor or since > seq or len(rows) > size:
+            return None
+        now = time.time()
+        messages: list[Change | EphemeralEvent] = []
+        for row_seq, expires_at, kind, id, data, ops in rows:
+            if expires_at <= now:
+                return None  # expired, not yet swept: no longer held
+            if kind == "event":
+                messages.append(EphemeralEvent(stream, group, id, _decode(data), int(row_seq)))
+            else:
+                delta = None if ops is None else orjson.loads(ops)
+                messages.append(Change(kind, stream, group, id, _decode(data), int(row_seq), delta))
+        return History(messages, seq)
 
     def _list_groups_sync(self, stream: str) -> list[str]:
         try:

@@ -25,18 +25,23 @@ import bisect
 import heapq
 import itertools
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from surge.errors import StoreError
+import orjson
+
+from surge.errors import StoreError, ValidationError
 from surge.streams.feed import (
     Change,
     ChangeKind,
     EphemeralEvent,
     FeedSink,
     GroupSnapshot,
+    History,
 )
+from surge.streams.history import DEFAULT_POLICY, GroupHistory, HistoryPolicy
 from surge.streams.ops import ItemValidator, Updated, apply_update, check_if_version, check_ops
 from surge.streams.stores._expiry import ExpirySweeper
 from surge.streams.stores._items import check_keys as _check_keys
@@ -71,6 +76,16 @@ class MemoryStreamAdapter:
         self._is_closed = False
         self._expiries: list[tuple[float, str, str, str]] = []  # heap of (expires_at, key)
         self._sweeper: ExpirySweeper | None = None
+        self.epoch = secrets.token_urlsafe(6)
+        """Names this store's history (docs/protocol.md section 2): random per instance."""
+        self._policies: dict[str, HistoryPolicy] = {}
+        self._histories: dict[tuple[str, str], GroupHistory] = {}
+        self._pruned_floor = 0  # the largest floor of a history dropped whole
+        self._pruned_at = time.monotonic()
+
+    def configure_history(self, stream: str, policy: HistoryPolicy) -> None:
+        """Keep ``policy``'s history for every group of ``stream`` (default ``HistoryPolicy()``)."""
+        self._policies[stream] = policy
 
     async def open(self, sink: FeedSink) -> None:
         """Start delivering feed messages to ``sink`` (the sweeper starts with the first TTL)."""
@@ -156,8 +171,43 @@ class MemoryStreamAdapter:
             elif ttl is not None:
                 self._sweeper.notify(ttl)
         change = Change(kind, stream, group, id, _decode(data), self._seq, ops)
+        self._record(change)
         _deliver(sink, change)
         return change
+
+    def _record(self, message: Change | EphemeralEvent) -> None:
+        """Append ``message`` (whose ``seq`` is ``self._seq``) to its group's history."""
+        now = time.monotonic()
+        key = (message.stream, message.group)
+        history = self._histories.get(key)
+        if history is None:
+            history = self._histories[key] = GroupHistory(self._pruned_floor)
+        history.append(message, self._seq, now, self._policies.get(message.stream, DEFAULT_POLICY))
+        if now - self._pruned_at >= 1.0:
+            self._pruned_at = now
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        """Drop the histories whose every message expired (bounded memory for idle groups)."""
+        for key, history in list(self._histories.items()):
+            history.expire(now)
+            if not history.entries:
+                self._pruned_floor = max(self._pruned_floor, history.floor)
+                del self._histories[key]
+
+    async def read_history(self, stream: str, group: str, since: int) -> History | None:
+        """The group's messages after ``since``, or None when they are not all kept."""
+        self._check_open()
+        _check_keys(stream, group, None)
+        if since > self._seq:
+            return None  # not an offset of this store
+        history = self._histories.get((stream, group))
+        if history is None:
+            # Nothing recorded: complete only if nothing was dropped after ``since`` either.
+            return History([], self._seq) if since >= self._pruned_floor else None
+        history.expire(time.monotonic())
+        messages = history.after(since)
+        return None if messages is None else History(messages, self._seq)
 
     async def _sweep(self) -> float | None:
         """Delete every due item; return the seconds until the next expiry (None: none)."""
@@ -191,6 +241,7 @@ class MemoryStreamAdapter:
             del self._groups[(stream, group)]
         self._seq += 1
         change = Change("delete", stream, group, id, _decode(entry.data), self._seq)
+        self._record(change)
         _deliver(sink, change)
         return change
 
@@ -232,10 +283,20 @@ class MemoryStreamAdapter:
         return sorted(group for (s, group) in self._groups if s == stream)
 
     async def send(self, stream: str, group: str, id: str | None, event: dict[str, Any]) -> None:
-        """Hand an ephemeral event to the sink; nothing is stored."""
+        """Hand an ephemeral event to the sink with the next ``seq``; it enters the history only."""
         sink = self._check_open()
         _check_keys(stream, group, id)
-        _deliver(sink, EphemeralEvent(stream, group, id, event))
+        try:
+            event = _decode(orjson.dumps(event))  # the history keeps its own copy
+        except TypeError as exc:
+            raise ValidationError(
+                f"event is not JSON-serialisable: {exc}",
+                [{"loc": ["event"], "msg": str(exc), "type": "json_invalid"}],
+            ) from exc
+        self._seq += 1
+        message = EphemeralEvent(stream, group, id, event, self._seq)
+        self._record(message)
+        _deliver(sink, message)
 
     def _check_open(self) -> FeedSink:
         if self._is_closed:

@@ -6,6 +6,8 @@ Key layout (``<prefix>`` defaults to ``surge``), per (stream, group)::
     <prefix>:{<stream>|<group>}:order   ZSET    id -> the group's seq when the item was created
     <prefix>:{<stream>|<group>}:seq     STRING  the group's change counter (INCR)
     <prefix>:{<stream>|<group>}:ver     HASH    id -> the item's version (seq of its last change)
+    <prefix>:{<stream>|<group>}:hist    LIST    the group's history: "<seq> <expiry ms> <payload>"
+    <prefix>:epoch                      STRING  the history's epoch (SET NX; lost data: a new one)
     <prefix>:expiry                     ZSET    ["<tag>", id, head] -> expiry (Redis ms), TTL only
     <prefix>:feed                       channel every change and ephemeral event, as JSON
     <prefix>:feed:barrier:<instance>    channel private to one adapter (see "Snapshots")
@@ -48,7 +50,19 @@ Feed payload (one JSON object per message on ``<prefix>:feed``)::
 
     {"kind":"create"|"update"|"delete","seq":7,"stream":"todo","group":"inbox","id":"t1","item":{..}}
     {"kind":"update","seq":8,...,"item":{..},"ops":[{"type":"append",..}]}   an update(ops)
-    {"kind":"event","stream":"todo","group":"inbox","id":null,"event":{"type":"typing","data":..}}
+    {"kind":"event","seq":9,"stream":"todo","group":"inbox","id":null,"event":{"type":"typing",..}}
+
+History: every script that bumps a group's ``seq`` (set, update's compare-and-set, delete, the
+expiry sweep, and ``send``, which is a script too) appends the published payload to the group's
+``hist`` LIST in the same atomic step, prefixed with its seq and expiry time (Redis clock), trims
+it to the stream's ``HistoryPolicy.size``, pops expired entries off its head and sets the LIST to
+expire with its newest entry. A group's seq therefore counts exactly its history entries
+(contiguous), so the history is complete after ``since`` iff its first entry is at most
+``since + 1``; ``read_history`` checks that, and the contiguity, in Python. The sweep script gets
+the policies of the deleting instance's streams as an argument. The epoch is read (or created,
+``SET NX``) at ``open`` and again whenever the feed reconnects or a history read finds it changed
+(a flushed or replaced Redis): offsets are never resumed across lost data. A flush that leaves
+the connection up is noticed by the next history read.
 
 ``ops`` is the ``Change.ops`` of an update that can be sent as a delta (``apply_update``), so
 every instance, not only the writer's, can send patches to its delta subscribers.
@@ -102,7 +116,16 @@ import orjson
 
 from surge._redis import redis_error
 from surge.errors import ConfigError, StoreError, ValidationError
-from surge.streams.feed import Change, ChangeKind, EphemeralEvent, FeedSink, GroupSnapshot, Resync
+from surge.streams.feed import (
+    Change,
+    ChangeKind,
+    EphemeralEvent,
+    FeedSink,
+    GroupSnapshot,
+    History,
+    Resync,
+)
+from surge.streams.history import DEFAULT_POLICY, HistoryPolicy
 from surge.streams.ops import ItemValidator, Updated, apply_update, check_if_version, check_ops
 from surge.streams.stores._expiry import ExpirySweeper
 from surge.streams.stores._items import check_keys as _check_keys
@@ -150,11 +173,42 @@ _UNESCAPE: Final = re.compile(r"%([0-9A-F]{2})")
 
 # Reply prefixes after which the same command may succeed later.
 
+# Appends a published payload to a group's history (see the module docstring).
+_HISTORY: Final = """
+local function hist_push(hkey, seq, payload, size, ttl)
+  if size <= 0 then
+    redis.call('DEL', hkey)
+    return
+  end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('RPUSH', hkey, string.format('%d %d ', seq, now + ttl) .. payload)
+  local n = redis.call('LLEN', hkey)
+  if n > size then
+    redis.call('LTRIM', hkey, n - size, -1)
+  end
+  while true do
+    local head = redis.call('LINDEX', hkey, 0)
+    if not head then
+      break
+    end
+    local due = tonumber(string.match(head, '^%d+ (%d+) '))
+    if due ~= nil and due > now then
+      break
+    end
+    redis.call('LPOP', hkey)
+  end
+  redis.call('PEXPIRE', hkey, ttl)
+end
+"""
+
 # The write shared by set and the compare-and-set of update. KEYS: items, order, seq, ver,
-# expiry. ARGV: id, item JSON, payload head ("stream":..,"group":..,"id":..), feed channel,
-# ttl ('' none, 'keep', or milliseconds), expiry member. ``tail`` ends the feed payload ('' or
-# ',"ops":[..]'). Returns {kind, seq}.
-_WRITE: Final = """
+# expiry, hist. ARGV: id, item JSON, payload head ("stream":..,"group":..,"id":..), feed channel,
+# ttl ('' none, 'keep', or milliseconds), expiry member, history size, history ttl (ms).
+# ``tail`` ends the feed payload ('' or ',"ops":[..]'). Returns {kind, seq}.
+_WRITE: Final = (
+    _HISTORY
+    + """
 local function write(tail)
   local existed = redis.call('HEXISTS', KEYS[1], ARGV[1])
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -172,26 +226,29 @@ local function write(tail)
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     redis.call('ZADD', KEYS[5], now + tonumber(ARGV[5]), ARGV[6])
   end
-  redis.call('PUBLISH', ARGV[4], '{"kind":"' .. kind .. '","seq":' .. string.format('%d', seq)
-    .. ',' .. ARGV[3] .. ',"item":' .. ARGV[2] .. tail .. '}')
+  local payload = '{"kind":"' .. kind .. '","seq":' .. string.format('%d', seq)
+    .. ',' .. ARGV[3] .. ',"item":' .. ARGV[2] .. tail .. '}'
+  hist_push(KEYS[6], seq, payload, tonumber(ARGV[7]), tonumber(ARGV[8]))
+  redis.call('PUBLISH', ARGV[4], payload)
   return {kind, seq}
 end
 """
+)
 
 _SET: Final = _WRITE + "return write('')\n"
 
-# As _SET, after checking ARGV[7] (expected existence, '1' or '0') and ARGV[8] (expected version);
-# ARGV[9] is the payload's tail (the update's ops for subscribers, or '').
+# As _SET, after checking ARGV[9] (expected existence, '1' or '0') and ARGV[10] (expected
+# version); ARGV[11] is the payload's tail (the update's ops for subscribers, or '').
 # Returns false when either changed since the read (the caller re-reads and retries).
 _CAS: Final = (
     _WRITE
     + """
 local exists = redis.call('HEXISTS', KEYS[1], ARGV[1])
 local ver = redis.call('HGET', KEYS[4], ARGV[1]) or '0'
-if tostring(exists) ~= ARGV[7] or ver ~= ARGV[8] then
+if tostring(exists) ~= ARGV[9] or ver ~= ARGV[10] then
   return false
 end
-return write(ARGV[9])
+return write(ARGV[11])
 """
 )
 
@@ -200,9 +257,11 @@ _READ_VERSIONED: Final = """
 return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], ARGV[1])}
 """
 
-# KEYS: items, order, seq, ver, expiry. ARGV: id, payload head, feed channel, expiry member.
-# Returns {item JSON, seq} or nil.
-_DELETE: Final = """
+# KEYS: items, order, seq, ver, expiry, hist. ARGV: id, payload head, feed channel, expiry
+# member, history size, history ttl (ms). Returns {item JSON, seq} or nil.
+_DELETE: Final = (
+    _HISTORY
+    + """
 local item = redis.call('HGET', KEYS[1], ARGV[1])
 if not item then
   return false
@@ -212,15 +271,22 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[4])
 local seq = redis.call('INCR', KEYS[3])
-redis.call('PUBLISH', ARGV[3], '{"kind":"delete","seq":' .. string.format('%d', seq)
-  .. ',' .. ARGV[2] .. ',"item":' .. item .. '}')
+local payload = '{"kind":"delete","seq":' .. string.format('%d', seq)
+  .. ',' .. ARGV[2] .. ',"item":' .. item .. '}'
+hist_push(KEYS[6], seq, payload, tonumber(ARGV[5]), tonumber(ARGV[6]))
+redis.call('PUBLISH', ARGV[3], payload)
 return {item, seq}
 """
+)
 
-# KEYS: expiry. ARGV: batch size, feed channel. Pops the due members and deletes their items as
-# _DELETE does, atomically: one instance deletes each. Members are JSON [tag, id, head], written
-# by this adapter. Returns {deleted count, Redis now (ms), next expiry (ms) or nil}.
-_SWEEP: Final = """
+# KEYS: expiry. ARGV: batch size, feed channel, history policies (JSON {stream: [size, ttl ms]}),
+# default history size, default history ttl (ms). Pops the due members and deletes their items
+# as _DELETE does, atomically: one instance deletes each. Members are JSON [tag, id, head],
+# written by this adapter. Returns {deleted count, Redis now (ms), next expiry (ms) or nil}.
+_SWEEP: Final = (
+    _HISTORY
+    + """
+local policies = cjson.decode(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
@@ -236,14 +302,22 @@ for _, member in ipairs(due) do
       redis.call('ZREM', m[1] .. ':order', m[2])
       redis.call('HDEL', m[1] .. ':ver', m[2])
       local seq = redis.call('INCR', m[1] .. ':seq')
-      redis.call('PUBLISH', ARGV[2], '{"kind":"delete","seq":' .. string.format('%d', seq)
-        .. ',' .. m[3] .. ',"item":' .. item .. '}')
+      local payload = '{"kind":"delete","seq":' .. string.format('%d', seq)
+        .. ',' .. m[3] .. ',"item":' .. item .. '}'
+      local size, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+      local hok, head = pcall(cjson.decode, '{' .. m[3] .. '}')
+      if hok and type(head) == 'table' and type(policies[head.stream]) == 'table' then
+        size, ttl = policies[head.stream][1], policies[head.stream][2]
+      end
+      hist_push(m[1] .. ':hist', seq, payload, size, ttl)
+      redis.call('PUBLISH', ARGV[2], payload)
     end
   end
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {#due, now, nxt[2] or false}
 """
+)
 
 # KEYS: items, order, seq. Returns {seq, {item JSON...}} in creation order. HMGET goes in chunks:
 # unpack() of a whole large group would overflow Lua's C stack.
@@ -290,10 +364,65 @@ end
 return {redis.call('GET', KEYS[3]) or '0', items, kept}
 """
 
+# KEYS: seq, hist. ARGV: payload head ("stream":..,"group":..,"id":..), event JSON, feed channel,
+# history size, history ttl (ms). Returns the event's seq.
+_SEND: Final = (
+    _HISTORY
+    + """
+local seq = redis.call('INCR', KEYS[1])
+local payload = '{"kind":"event","seq":' .. string.format('%d', seq) .. ',' .. ARGV[1]
+  .. ',"event":' .. ARGV[2] .. '}'
+hist_push(KEYS[2], seq, payload, tonumber(ARGV[4]), tonumber(ARGV[5]))
+redis.call('PUBLISH', ARGV[3], payload)
+return seq
+"""
+)
+
+# KEYS: seq, hist. ARGV: since. Returns {seq, Redis now (ms), entries after since or false}:
+# false when the LIST does not reach back to since + 1 (Python checks the entries themselves).
+_READ_HISTORY: Final = """
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local since = tonumber(ARGV[1])
+if since >= seq then
+  return {seq, now, {}}
+end
+local head = redis.call('LINDEX', KEYS[2], 0)
+if not head then
+  return {seq, now, false}
+end
+local first = tonumber(string.match(head, '^(%d+) '))
+if first == nil or first > since + 1 then
+  return {seq, now, false}
+end
+return {seq, now, redis.call('LRANGE', KEYS[2], since + 1 - first, -1)}
+"""
+
 # KEYS: items, seq. ARGV: id. Returns {seq, item JSON or nil}.
 _GET_ITEM_SNAPSHOT: Final = """
 return {redis.call('GET', KEYS[2]) or '0', redis.call('HGET', KEYS[1], ARGV[1])}
 """
+
+
+def _history_from(entries: Any, since: int, seq: int, now_ms: int) -> History | None:
+    """The ``History`` in the read script's entries, or None unless they are exactly the
+    unexpired messages ``since + 1 .. seq``."""
+    if since > seq or not isinstance(entries, list):
+        return None
+    messages: list[Change | EphemeralEvent] = []
+    expected = since + 1
+    for entry in entries:
+        try:
+            raw_seq, raw_due, payload = bytes(entry).split(b" ", 2)
+            message = _decode_feed(payload)
+        except ValueError:
+            return None
+        if int(raw_seq) != expected or message.seq != expected or int(raw_due) <= now_ms:
+            return None  # a gap (data written without history) or an expired entry
+        messages.append(message)
+        expected += 1
+    return History(messages, seq) if expected == seq + 1 else None
 
 
 class _FeedLost(Exception):
@@ -361,9 +490,12 @@ def _decode_feed(data: bytes) -> Change | EphemeralEvent:
         raise ValueError("stream and group must be strings")
     if kind == "event":
         event = message.get("event")
+        seq = message.get("seq", 0)
         if not (id is None or isinstance(id, str)) or not isinstance(event, dict):
             raise ValueError("bad ephemeral event")
-        return EphemeralEvent(stream, group, id, event)
+        if not isinstance(seq, int):
+            raise ValueError("bad event seq")
+        return EphemeralEvent(stream, group, id, event, seq)
     if kind not in ("create", "update", "delete"):
         raise ValueError(f"unknown kind {kind!r}")
     item, seq, ops = message.get("item"), message.get("seq"), message.get("ops")
@@ -390,6 +522,8 @@ class RedisStreamAdapter:
     _group_script: AsyncScript
     _window_script: AsyncScript
     _item_script: AsyncScript
+    _send_script: AsyncScript
+    _history_script: AsyncScript
 
     def __init__(
         self,
@@ -442,6 +576,12 @@ class RedisStreamAdapter:
         self._close_task: asyncio.Future[None] | None = None
         self.feed_reconnects = 0
         """How often the feed subscription came back after a loss (metrics)."""
+        self.epoch_key = f"{prefix}:epoch"
+        """The STRING naming the history's epoch (created with SET NX)."""
+        self.epoch = ""
+        """Names the history (docs/protocol.md section 2); read by ``open``."""
+        self._policies: dict[str, HistoryPolicy] = {}
+        self._policies_arg = b"{}"
 
     @property
     def is_ready(self) -> bool:
@@ -456,6 +596,31 @@ class RedisStreamAdapter:
         if self._is_closed:
             return "storage closed"
         return f"Redis feed at {self.where} not connected (reconnecting)"
+
+    def configure_history(self, stream: str, policy: HistoryPolicy) -> None:
+        """Keep ``policy``'s history for every group of ``stream`` (default ``HistoryPolicy()``)."""
+        self._policies[stream] = policy
+        self._policies_arg = orjson.dumps(
+            {name: [p.size, p.ttl_ms] for name, p in self._policies.items()}
+        )
+
+    def _policy_args(self, stream: str) -> list[str]:
+        policy = self._policies.get(stream, DEFAULT_POLICY)
+        return [str(policy.size), str(policy.ttl_ms)]
+
+    def history_key(self, stream: str, group: str) -> str:
+        """The ``hist`` LIST of a group (same hash tag)."""
+        return f"{self.prefix}:{{{_escape(stream)}|{_escape(group)}}}:hist"
+
+    async def _refresh_epoch(self, client: Redis) -> str:
+        """Read the epoch, creating it when missing (a new or flushed Redis)."""
+        await client.set(self.epoch_key, uuid.uuid4().hex[:12], nx=True)
+        value = await client.get(self.epoch_key)
+        epoch = value.decode() if isinstance(value, bytes) else str(value)
+        if self.epoch and epoch != self.epoch:
+            logger.warning("Redis at %s has a new history epoch: its data was lost", self.where)
+        self.epoch = epoch
+        return epoch
 
     def group_keys(self, stream: str, group: str) -> tuple[str, str, str]:
         """The ``items``, ``order`` and ``seq`` keys of a group (one hash tag, one slot)."""
@@ -488,7 +653,12 @@ class RedisStreamAdapter:
         )
 
     def _write_keys(self, stream: str, group: str) -> list[str]:
-        return [*self.group_keys(stream, group), self.version_key(stream, group), self.expiry_key]
+        return [
+            *self.group_keys(stream, group),
+            self.version_key(stream, group),
+            self.expiry_key,
+            self.history_key(stream, group),
+        ]
 
     def _expiry_member(self, stream: str, group: str, id: str, head: bytes) -> bytes:
         tag = f"{self.prefix}:{{{_escape(stream)}|{_escape(group)}}}"
@@ -553,6 +723,12 @@ class RedisStreamAdapter:
             self._group_script = client.register_script(_GET_GROUP)
             self._window_script = client.register_script(_GET_WINDOW)
             self._item_script = client.register_script(_GET_ITEM_SNAPSHOT)
+            self._send_script = client.register_script(_SEND)
+            self._history_script = client.register_script(_READ_HISTORY)
+            try:
+                await self._refresh_epoch(client)
+            except Exception as exc:
+                raise self._error(exc, "epoch") from exc
             self._listener = asyncio.create_task(self._run_feed(), name="surge-redis-feed")
             try:
                 async with asyncio.timeout(OPEN_TIMEOUT_S):
@@ -611,6 +787,7 @@ class RedisStreamAdapter:
             self.feed_channel,
             _ttl_arg(ttl),
             self._expiry_member(stream, group, id, head),
+            *self._policy_args(stream),
         ]
         reply = await self._call("set", self._set_script(self._write_keys(stream, group), args))
         change = self._change_from(reply, stream, group, id, data)
@@ -639,6 +816,7 @@ class RedisStreamAdapter:
         head = _head(stream, group, id)
         member = self._expiry_member(stream, group, id, head)
         read_keys = [keys[0], keys[3]]
+        policy = self._policy_args(stream)
         for attempt in range(CAS_ATTEMPTS):
             if attempt > 2:  # contended: spread the retries out
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
@@ -659,7 +837,13 @@ class RedisStreamAdapter:
             else:
                 ttl_arg = _ttl_arg(default_ttl)
             args: list[bytes | str] = [
-                *(id, data, head, self.feed_channel, ttl_arg, member),
+                id,
+                data,
+                head,
+                self.feed_channel,
+                ttl_arg,
+                member,
+                *policy,
                 *("0" if raw is None else "1", "0" if raw is None else str(version), tail),
             ]
             reply = await self._call("update", self._cas_script(keys, args))
@@ -695,7 +879,13 @@ class RedisStreamAdapter:
     async def _sweep(self) -> float | None:
         """Delete due items (one script, atomic); return seconds until the next expiry."""
         self._check_open()
-        args: list[bytes | str | int] = [SWEEP_BATCH, self.feed_channel]
+        default = [DEFAULT_POLICY.size, DEFAULT_POLICY.ttl_ms]
+        args: list[bytes | str | int] = [
+            SWEEP_BATCH,
+            self.feed_channel,
+            self._policies_arg,
+            *default,
+        ]
         reply = await self._call("sweep", self._sweep_script([self.expiry_key], args))
         if not isinstance(reply, list) or len(reply) != 3:
             raise StoreError(f"sweep: unexpected reply from Redis: {reply!r}")
@@ -712,7 +902,7 @@ class RedisStreamAdapter:
         _check_keys(stream, group, id)
         head = _head(stream, group, id)
         member = self._expiry_member(stream, group, id, head)
-        args: list[bytes | str] = [id, head, self.feed_channel, member]
+        args: list[bytes | str] = [id, head, self.feed_channel, member, *self._policy_args(stream)]
         keys = self._write_keys(stream, group)
         reply = await self._call("delete", self._delete_script(keys, args))
         if reply is None:
@@ -722,18 +912,45 @@ class RedisStreamAdapter:
         return Change("delete", stream, group, id, _decode(reply[0]), int(reply[1]))
 
     async def send(self, stream: str, group: str, id: str | None, event: dict[str, Any]) -> None:
-        """Publish an ephemeral event to every instance's sink; nothing is stored."""
-        client = self._check_open()
+        """Publish an ephemeral event to every instance's sink with the group's next ``seq``,
+        keeping it in the group's history (one script)."""
+        self._check_open()
         _check_keys(stream, group, id)
-        message = {"kind": "event", "stream": stream, "group": group, "id": id, "event": event}
         try:
-            payload = orjson.dumps(message)
+            data = orjson.dumps(event)
+            head = orjson.dumps({"stream": stream, "group": group, "id": id})[1:-1]
         except orjson.JSONEncodeError as exc:
             raise ValidationError(
                 f"event is not JSON-serialisable: {exc}",
                 [{"loc": ["event"], "msg": str(exc), "type": "json_invalid"}],
             ) from exc
-        await self._call("send", client.publish(self.feed_channel, payload))
+        _, _, seq_key = self.group_keys(stream, group)
+        keys = [seq_key, self.history_key(stream, group)]
+        args: list[bytes | str] = [head, data, self.feed_channel, *self._policy_args(stream)]
+        await self._call("send", self._send_script(keys, args))
+
+    async def read_history(self, stream: str, group: str, since: int) -> History | None:
+        """The group's messages after ``since``, or None when they are not all kept.
+
+        Returns only after the feed has delivered every message up to the returned ``seq``.
+        """
+        client = self._check_open()
+        _check_keys(stream, group, None)
+        epoch = self.epoch
+        try:
+            if await self._refresh_epoch(client) != epoch:
+                return None  # the data behind the offsets is gone
+        except Exception as exc:
+            raise self._error(exc, "read_history") from exc
+        _, _, seq_key = self.group_keys(stream, group)
+        keys = [seq_key, self.history_key(stream, group)]
+        reply = await self._call("read_history", self._history_script(keys, [since]))
+        if not isinstance(reply, list) or len(reply) != 3:
+            raise StoreError(f"read_history: unexpected reply from Redis: {reply!r}")
+        seq, now_ms, entries = int(reply[0]), int(reply[1]), reply[2]
+        history = _history_from(entries, since, seq, now_ms)
+        await self._catch_up()
+        return history
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -920,7 +1137,10 @@ class RedisStreamAdapter:
                 confirmed += 1
                 if confirmed == 1 and is_reconnect:
                     self.feed_reconnects += 1
-                    # Messages may have been published while we were away.
+                    # Messages may have been published while we were away, and the data may
+                    # be gone (a restarted Redis without persistence): a new epoch then.
+                    if self._client is not None:
+                        await self._refresh_epoch(self._client)
                     sink = self._sink
                     if sink is not None:
                         _deliver(sink, Resync("redis feed reconnected"))
