@@ -79,7 +79,11 @@ class StreamAdapter(Protocol):
     """Storage for all streams plus the feed of their changes to subscribers."""
 
     is_distributed: bool
-    epoch: str
+
+    @property
+    def epoch(self) -> str:
+        """Names the store's history (set by ``open``); offsets compare within one epoch only."""
+        ...
 
     def configure_history(self, stream: str, policy: HistoryPolicy) -> None:
         """Keep ``policy``'s history for the groups of ``stream`` from now on (no I/O)."""

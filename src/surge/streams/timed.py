@@ -2,7 +2,8 @@
 
 ``TimedAdapter(inner, observe)`` forwards each operation to ``inner`` and then calls
 ``observe(operation, seconds, ok)``: ``operation`` is the method's name (``get``, ``set``,
-``update``, ``delete``, ``get_group``, ``get_item_snapshot``, ``list_groups``, ``send``), ``ok``
+``update``, ``delete``, ``get_group``, ``get_item_snapshot``, ``list_groups``, ``send``,
+``read_history``), ``ok``
 False when it raised. ``open`` and ``close`` are not timed; every other attribute (``is_ready``,
 ``is_distributed``, an adapter's own extras) reads through to ``inner``, so the wrapper changes
 nothing a caller can see but the timing. The cost is two ``perf_counter`` calls and the observer
@@ -19,7 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from surge.streams.adapter import StreamAdapter
-from surge.streams.feed import Change, FeedSink, GroupSnapshot
+from surge.streams.feed import Change, FeedSink, GroupSnapshot, History
+from surge.streams.history import HistoryPolicy
 from surge.streams.ops import ItemValidator, Updated
 
 __all__ = ["StoreObserver", "TimedAdapter", "store_kind"]
@@ -163,3 +165,22 @@ class TimedAdapter:
             ok = True
         finally:
             self._observe("send", time.perf_counter() - start, ok)
+
+    @property
+    def epoch(self) -> str:
+        """``inner.epoch`` (it may change while open: Redis data lost)."""
+        return self.inner.epoch
+
+    def configure_history(self, stream: str, policy: HistoryPolicy) -> None:
+        """``inner.configure_history``."""
+        self.inner.configure_history(stream, policy)
+
+    async def read_history(self, stream: str, group: str, since: int) -> History | None:
+        """``inner.read_history``, timed."""
+        start, ok = time.perf_counter(), False
+        try:
+            history = await self.inner.read_history(stream, group, since)
+            ok = True
+            return history
+        finally:
+            self._observe("read_history", time.perf_counter() - start, ok)
