@@ -4,7 +4,8 @@ This sits above ``surge.server``, ``surge.workbench`` and ``surge.openapi`` (the
 none of them); ``surge dev`` calls it with ``workbench=True``, which also serves the OpenAPI
 document and docs page; ``surge start`` serves those only with ``Config(openapi=True)``.
 Metrics (``surge.server.metrics``) when ``surge.server.metrics_settings`` says so, and the
-read-only admin view (``surge.server.admin``) when ``$SURGE_ADMIN_TOKEN`` is set.
+read-only admin view (``surge.server.admin``) when ``$SURGE_ADMIN_TOKEN`` is set, OpenTelemetry
+traces (``surge.server.otel``) when ``surge.tracing.tracing_wanted``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from surge.server.app import create_app as _create_server_app
 from surge.server.asgi import route_path
 from surge.server.metrics_settings import metrics_settings
 from surge.server.plugins import HttpRoute, ServerPlugin
+from surge.tracing import tracing_wanted
 
 __all__ = ["create_app", "worker_app"]
 
@@ -47,6 +49,10 @@ def create_app(
     app = _create_server_app(project_dir, plugins=plugins, **kwargs)
     if workbench or app.runtime.config.openapi:
         OpenApiPlugin().install(app)
+    if tracing_wanted(app.runtime.config.tracing):
+        from surge.server.otel import OtelPlugin  # opentelemetry: only when tracing
+
+        OtelPlugin().install(app)
     token = admin_token()  # $SURGE_ADMIN_TOKEN: the read-only admin view
     if token is not None:
         AdminPlugin(token).install(app)

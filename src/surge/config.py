@@ -207,6 +207,9 @@ class Config:
     # "plain" lines or "json" (one object per line) for `surge start` and `surge dev`;
     # `--log-format` and SURGE_LOG_FORMAT win over it.
     log_format: str = "plain"
+    # OpenTelemetry traces (pip install 'surge[otel]'), exported as the OTEL_* variables say;
+    # those variables alone (an OTLP endpoint, OTEL_TRACES_EXPORTER) also turn them on.
+    tracing: bool = False
     events: EventSettings = field(default_factory=lambda: EventSettings())
     presence: PresenceSettings = field(default_factory=lambda: PresenceSettings())
 

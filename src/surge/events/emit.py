@@ -19,10 +19,11 @@ from typing import Any
 import orjson
 import pydantic
 
+import surge.tracing as tracing
 from surge.errors import ConfigError, ValidationError
 from surge.events.observers import DeliveryEvent, DeliveryObserver, notify
 from surge.queues.base import Envelope, MessageQueue
-from surge.steps.registry import Registry
+from surge.steps.registry import EventStep, Registry
 
 __all__ = ["DEFAULT_FIFO_GROUP", "Publisher", "StepEmit", "emit_arguments", "to_json"]
 
@@ -68,6 +69,28 @@ class Publisher:
         self.observers: list[DeliveryObserver] = [] if observers is None else observers
         """Told ``published`` for each durable copy (``surge.events.observers``)."""
 
+    async def _enqueue(
+        self,
+        steps: Sequence[EventStep],
+        topic: str,
+        payload: Any,
+        trace_id: str,
+        group_id: str | None,
+        parent: str | None,
+    ) -> tuple[list[str], list[str]]:
+        """Publish to the FIFO and the standard queues; returns (queues, ids) in one order."""
+        fifo = [s.name for s in steps if s.config.fifo]
+        standard = [s.name for s in steps if not s.config.fifo]
+        ids: list[str] = []
+        if fifo:
+            group = group_id or DEFAULT_FIFO_GROUP
+            envelope = Envelope(topic, payload, trace_id, group, parent)
+            ids += await self.queue.publish(fifo, envelope)
+        if standard:
+            envelope = Envelope(topic, payload, trace_id, None, parent)
+            ids += await self.queue.publish(standard, envelope)
+        return [*fifo, *standard], ids
+
     def subscribers(self, topic: str) -> list[str]:
         """The names (queues) of the steps subscribed to ``topic`` now."""
         return [step.name for step in self._registry().subscribers.get(topic, ())]
@@ -88,18 +111,16 @@ class Publisher:
             logger.debug("emit %r [trace %s]: no step subscribes to it", topic, trace_id)
             return []
         payload = to_json(data)
-        fifo = [s.name for s in steps if s.config.fifo]
-        standard = [s.name for s in steps if not s.config.fifo]
-        ids: list[str] = []
-        if fifo:
-            group = group_id or DEFAULT_FIFO_GROUP
-            ids += await self.queue.publish(fifo, Envelope(topic, payload, trace_id, group))
-        if standard:
-            ids += await self.queue.publish(standard, Envelope(topic, payload, trace_id, None))
+        tracer = tracing.TRACER
+        if tracer is None:
+            queues, ids = await self._enqueue(steps, topic, payload, trace_id, group_id, None)
+        else:
+            with tracer.producer(topic, trace_id) as parent:
+                queues, ids = await self._enqueue(steps, topic, payload, trace_id, group_id, parent)
         self.published += len(ids)
         if self.observers:
-            for queue, message_id in zip([*fifo, *standard], ids, strict=False):
-                event = DeliveryEvent("published", queue, topic, message_id, trace_id)
+            for step_name, message_id in zip(queues, ids, strict=False):
+                event = DeliveryEvent("published", step_name, topic, message_id, trace_id)
                 notify(self.observers, event)
         return ids
 

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import surge.tracing as tracing
 from surge.errors import ValidationError
 from surge.events.observers import DeliveryEvent, DeliveryKind, DeliveryObserver, notify
 from surge.log_context import log_context
@@ -228,8 +229,14 @@ class EventRunner:
 
     async def handle(self, step: EventStep, delivery: Delivery) -> None:
         """Run one delivery to its end: ack, retry or dead-letter. Never raises (but cancels)."""
-        with log_context(trace_id=delivery.envelope.trace_id, step=step.name):
-            await self._handle(step, delivery)
+        envelope = delivery.envelope
+        with log_context(trace_id=envelope.trace_id, step=step.name):
+            tracer = tracing.TRACER
+            if tracer is None:
+                await self._handle(step, delivery)
+                return
+            with tracer.consumer(step.name, envelope.topic, envelope.trace_parent):
+                await self._handle(step, delivery)
 
     async def _handle(self, step: EventStep, delivery: Delivery) -> None:
         trace_id = delivery.envelope.trace_id

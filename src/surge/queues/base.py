@@ -69,12 +69,14 @@ MAX_NAME_LENGTH: Final = 256
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """What is enqueued: the topic, its JSON-able data, the trace id, an optional FIFO group."""
+    """What is enqueued: the topic, its JSON-able data, the trace id, an optional FIFO group
+    and, with tracing on, the W3C ``traceparent`` of the emit (``surge.tracing``)."""
 
     topic: str
     data: Any
     trace_id: str
     group_id: str | None = None
+    trace_parent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +200,8 @@ def validate_publish(queues: Sequence[str], envelope: Envelope) -> None:
     _check_name("trace id", envelope.trace_id)
     if envelope.group_id is not None:
         _check_name("group id", envelope.group_id)
+    if envelope.trace_parent is not None:
+        _check_name("trace parent", envelope.trace_parent)
 
 
 def encode_data(data: Any) -> bytes:

@@ -5,6 +5,7 @@ tag, so every key of a queue is in one slot and each script touches one slot)::
 
     <prefix>:q:{Q}:stream     STREAM  entries {id, g (FIFO group or ""), att}; group "surge"
     <prefix>:q:{Q}:body       HASH    message id -> body JSON {topic, trace_id, data, enqueued_at}
+                                  (+ trace_parent with tracing on)
     <prefix>:q:{Q}:delayed    ZSET    "att|id|group" scored by ready time (ms, Redis clock)
     <prefix>:q:{Q}:heads      HASH    FIFO group -> id of its one active message
     <prefix>:q:{Q}:waiting    ZSET    "group NUL seq NUL id" (all score 0, read by lex range)
@@ -579,6 +580,9 @@ class RedisStreamsQueue:
                 orjson.dumps(envelope.topic),
                 b',"trace_id":',
                 orjson.dumps(envelope.trace_id),
+                b',"trace_parent":' + orjson.dumps(envelope.trace_parent)
+                if envelope.trace_parent is not None
+                else b"",
                 b',"enqueued_at":',
                 orjson.dumps(time.time()),
                 b',"data":',
@@ -689,7 +693,14 @@ class RedisStreamsQueue:
                 enqueued_at = float(decoded["enqueued_at"])
                 if not isinstance(topic, str) or not isinstance(trace_id, str):
                     raise ValueError("topic and trace id must be strings")
-                envelope = Envelope(topic, decoded["data"], trace_id, receipt.group or None)
+                parent = decoded.get("trace_parent")
+                envelope = Envelope(
+                    topic,
+                    decoded["data"],
+                    trace_id,
+                    receipt.group or None,
+                    parent if isinstance(parent, str) else None,
+                )
             except (ValueError, TypeError, KeyError) as exc:
                 logger.warning("queue %s: dead-lettering undecodable message %s", queue, id)
                 poison = Delivery(queue, message_id, Envelope("", None, ""), attempt, 0.0, receipt)

@@ -78,7 +78,8 @@ __all__ = ["MAX_BATCH", "POLL_INTERVAL_S", "REAP_INTERVAL_S", "SCHEMA_VERSION", 
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""1: the first; 2: ``trace_parent`` (the emit's W3C traceparent) on messages and dead letters."""
 MAX_BATCH: Final = 256
 POLL_INTERVAL_S: Final = 0.2  # wait() looks at the file at least this often
 REAP_INTERVAL_S: Final = 2.0  # receive() releases dead local owners' leases this often
@@ -100,6 +101,7 @@ CREATE TABLE messages (
     data        BLOB    NOT NULL,
     enqueued_at REAL    NOT NULL,
     attempts    INTEGER NOT NULL DEFAULT 0,
+    trace_parent TEXT,
     ready_at    REAL    NOT NULL,
     lease_until REAL,
     token       TEXT,
@@ -119,18 +121,20 @@ CREATE TABLE dead_letters (
     enqueued_at REAL    NOT NULL,
     attempts    INTEGER NOT NULL,
     error       TEXT    NOT NULL,
-    failed_at   REAL    NOT NULL
+    failed_at   REAL    NOT NULL,
+    trace_parent TEXT
 ) WITHOUT ROWID;
 CREATE INDEX dead_letters_by_queue ON dead_letters (queue, failed_at);
 """
 
 _INSERT: Final = """
-INSERT INTO messages (id, queue, grp, topic, trace_id, data, enqueued_at, attempts, ready_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO messages
+    (id, queue, grp, topic, trace_id, data, enqueued_at, attempts, ready_at, trace_parent)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # Ready rows in queue order; a grouped row only when it is its group's head.
 _READY: Final = """
-SELECT seq, id, grp, topic, trace_id, data, enqueued_at, attempts FROM messages AS m
+SELECT seq, id, grp, topic, trace_id, data, enqueued_at, attempts, trace_parent FROM messages AS m
 WHERE queue = ? AND ready_at <= ? AND (lease_until IS NULL OR lease_until <= ?)
   AND (grp IS NULL OR seq = (SELECT min(seq) FROM messages AS g
                              WHERE g.queue = m.queue AND g.grp = m.grp))
@@ -149,8 +153,9 @@ WHERE {_MINE}
 """
 _TO_DEAD: Final = """
 INSERT OR REPLACE INTO dead_letters
-    (id, queue, grp, topic, trace_id, data, enqueued_at, attempts, error, failed_at)
-SELECT id, queue, grp, topic, trace_id, data, enqueued_at, attempts, ?, ? FROM messages
+    (id, queue, grp, topic, trace_id, data, enqueued_at, attempts, error, failed_at, trace_parent)
+SELECT id, queue, grp, topic, trace_id, data, enqueued_at, attempts, ?, ?, trace_parent
+FROM messages
 WHERE seq = ?
 """
 _SEQ_IF_MINE: Final = f"SELECT seq FROM messages WHERE {_MINE}"
@@ -160,8 +165,9 @@ SELECT id, grp, topic, trace_id, data, enqueued_at, attempts, error, failed_at F
 WHERE queue = ? ORDER BY failed_at DESC, id DESC LIMIT ?
 """
 _REPLAY: Final = """
-INSERT INTO messages (id, queue, grp, topic, trace_id, data, enqueued_at, attempts, ready_at)
-SELECT id, queue, grp, topic, trace_id, data, enqueued_at, 0, ? FROM dead_letters
+INSERT INTO messages
+    (id, queue, grp, topic, trace_id, data, enqueued_at, attempts, ready_at, trace_parent)
+SELECT id, queue, grp, topic, trace_id, data, enqueued_at, 0, ?, trace_parent FROM dead_letters
 WHERE queue = ? AND id = ?
 """
 _DISCARD: Final = "DELETE FROM dead_letters WHERE queue = ? AND id = ?"
@@ -319,6 +325,10 @@ class SqliteQueue:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version == 1:  # a file written before tracing: the column is added, empty
+            conn.execute("ALTER TABLE messages ADD COLUMN trace_parent TEXT")
+            conn.execute("ALTER TABLE dead_letters ADD COLUMN trace_parent TEXT")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has queue schema version {version}; "
@@ -428,6 +438,7 @@ class SqliteQueue:
                 now,
                 0,
                 now,
+                envelope.trace_parent,
             )
             for id, name in zip(ids, queues, strict=True)
         ]
@@ -465,11 +476,12 @@ class SqliteQueue:
         while len(deliveries) < limit:
             rows = conn.execute(_READY, (queue, now, now, limit - len(deliveries))).fetchall()
             has_poison = False
-            for seq, id, grp, topic, trace_id, data, enqueued_at, attempts in rows:
+            for seq, id, grp, topic, trace_id, data, enqueued_at, attempts, parent in rows:
                 try:
                     if not isinstance(topic, str) or not isinstance(trace_id, str):
                         raise ValueError("topic and trace id must be text")
-                    envelope = Envelope(topic, orjson.loads(data), trace_id, grp)
+                    parent = parent if isinstance(parent, str) else None
+                    envelope = Envelope(topic, orjson.loads(data), trace_id, grp, parent)
                 except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
                     logger.warning("queue %s: dead-lettering undecodable message %s", queue, id)
                     conn.execute(_TO_DEAD, (f"cannot decode message: {exc}", now, seq))

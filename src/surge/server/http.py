@@ -26,6 +26,7 @@ import pydantic
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+import surge.tracing as tracing
 from surge._asgi import BodyTimeout, BodyTooLarge, read_body
 from surge.config import Limits
 from surge.errors import StoreError, ValidationError, error_mapping
@@ -118,7 +119,13 @@ async def serve_http(
             await _json(400, invalid)(scope, receive, send)
             return
     headers = request_headers(scope)
-    trace_id = uuid.uuid4().hex
+    tracer = tracing.TRACER
+    span = None
+    if tracer is None:
+        trace_id = uuid.uuid4().hex
+    else:  # the span's trace id is the flow's: x-trace-id finds the trace
+        span = tracer.request(route.config.name, method, route.config.path, headers)
+        trace_id = span.trace_id
     # On every line logged while this request is handled (reset below; uvicorn runs each
     # request in a task of its own, so an exception leaving early leaks nothing either).
     log_tokens = (TRACE_ID.set(trace_id), STEP.set(route.config.name))
@@ -137,6 +144,7 @@ async def serve_http(
         ctx = FlowContext(StepLogger(route.config.name, trace_id), runtime.streams, trace_id)
     trace_header = {"x-trace-id": trace_id}
     started = time.perf_counter()
+    failure: BaseException | None = None  # what a 5xx came from (for the span)
     try:
         extensions = runtime.extensions
         chain = (*runtime.config.middleware, *route.config.middleware)
@@ -156,16 +164,21 @@ async def serve_http(
         body = {"error": exc.message, "errors": exc.errors, "traceId": trace_id}
         response = _json(error_mapping(exc).http_status, body, trace_header)
     except BadResponse as exc:  # the handler broke its step's contract: ours, one line
+        failure = exc
         logger.error("step %s [trace %s]: %s", route.config.name, trace_id, exc)
         response = _json(500, {"error": "internal server error", "traceId": trace_id}, trace_header)
     except StoreError as exc:
+        failure = exc
         logger.error("step %s [trace %s]: storage failed: %s", route.config.name, trace_id, exc)
         status = error_mapping(exc).http_status
         message = "storage unavailable, retry later" if status == 503 else "internal server error"
         response = _json(status, {"error": message, "traceId": trace_id}, trace_header)
-    except Exception:
+    except Exception as exc:
+        failure = exc
         logger.exception("step %s [trace %s] failed", route.config.name, trace_id)
         response = _json(500, {"error": "internal server error", "traceId": trace_id}, trace_header)
+    if span is not None:
+        span.end(response.status_code, failure)
     await response(scope, receive, send)
     observers = runtime.extensions.request_observers
     if observers:

@@ -551,3 +551,51 @@ async def test_closed_queue_refuses_calls(backend: Backend) -> None:
     await queue.close()  # idempotent
     with pytest.raises(StoreError, match="closed"):
         await queue.publish(["q1"], envelope(1))
+
+
+# -- the trace parent (tracing on: surge.tracing) --------------------------------------------
+
+PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_the_trace_parent_travels_with_the_message_and_survives_a_replay(
+    queue: MessageQueue,
+) -> None:
+    sent = Envelope("job.requested", {"n": 1}, "4bf92f3577b34da6a3ce929d0e0e4736", None, PARENT)
+    [id] = await queue.publish(["q1"], sent)
+    [delivery] = await receive_all(queue, "q1")
+    assert delivery.envelope == sent
+    await queue.dead_letter(delivery, error="boom")
+    assert await queue.replay("q1", id)
+    [again] = await receive_within(queue, "q1")
+    assert again.envelope.trace_parent == PARENT
+
+    await queue.publish(["q2"], Envelope("job.requested", {}, "trace-8", None))
+    [plain] = await receive_all(queue, "q2")
+    assert plain.envelope.trace_parent is None
+
+
+async def test_a_version_1_queue_file_is_migrated_keeping_its_messages(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "queue.sqlite3"
+    first = SqliteQueue(path)
+    await first.open()
+    await first.publish(["q1"], Envelope("old", {"n": 1}, "trace-1", None))
+    await first.close()
+    with sqlite3.connect(path) as conn:  # back to what a Surge before tracing wrote
+        conn.execute("ALTER TABLE messages DROP COLUMN trace_parent")
+        conn.execute("ALTER TABLE dead_letters DROP COLUMN trace_parent")
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    queue = SqliteQueue(path)
+    await queue.open()
+    try:
+        [old] = await receive_all(queue, "q1")
+        assert old.envelope == Envelope("old", {"n": 1}, "trace-1", None)
+        await queue.publish(["q1"], Envelope("new", {}, "trace-2", None, PARENT))
+        await queue.ack(old)
+        [new] = await receive_all(queue, "q1")
+        assert new.envelope.trace_parent == PARENT
+    finally:
+        await queue.close()
