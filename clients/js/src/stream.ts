@@ -74,11 +74,14 @@ const GROUP_VISIBLE = new Set(['create', 'update', 'delete', 'patch', 'event'])
 type AnySubscription = StreamSubscription<unknown, unknown>
 type PageAnswer = BaseMessage & { event: { type: 'page'; data: unknown[] } }
 type PendingPage = {
+  kind: 'page'
   subscription: AnySubscription
   resolve: (answer: PageAnswer) => void
   reject: (error: Error) => void
   timer: ReturnType<typeof setTimeout>
 }
+/** A frame sent on this connection that the server will answer (in order, per connection). */
+type Pending = { kind: 'join'; subscription: AnySubscription } | PendingPage
 
 function randomId(): string {
   const cryptoApi = globalThis.crypto
@@ -115,9 +118,12 @@ export class Stream implements SubscriptionHost {
   private readonly WebSocketImpl: WebSocketConstructor
   private ws: WebSocketLike | null = null
   private rooms = new Map<string, Set<AnySubscription>>()
-  /** Per room, the subscriptions whose joins were sent on this connection and not answered yet. */
-  private awaiting = new Map<string, AnySubscription[]>()
-  private pages = new Map<string, PendingPage>()
+  /**
+   * Per room, the joins and page requests sent on this connection and not answered yet, in the
+   * order sent: the server answers a connection's frames in order and its answers carry no
+   * subscriptionId, so an answer (sync, resume, page, or an error event) belongs to the oldest.
+   */
+  private pending = new Map<string, Pending[]>()
   private statusListeners = new Set<(status: StreamStatus) => void>()
   private currentStatus: StreamStatus
   private failures = 0
@@ -212,7 +218,6 @@ export class Stream implements SubscriptionHost {
     this.windowListeners.length = 0
     this.failPages(new Error('the stream was closed'))
     this.rooms = new Map()
-    this.awaiting = new Map()
     const ws = this.ws
     this.ws = null
     if (ws) ws.close(1000)
@@ -235,16 +240,24 @@ export class Stream implements SubscriptionHost {
     if (!this.isOpen() || subscription.awaitingAnswer) {
       return Promise.reject(new Error('not connected: try loadOlder again once the stream is open'))
     }
-    if (this.pages.has(room)) {
+    if (this.pending.get(room)?.some((entry) => entry.kind === 'page')) {
       return Promise.reject(new Error('a page of this group is already being loaded'))
     }
     return new Promise<PageAnswer>((resolve, reject) => {
       const timeoutMs = this.options.pageTimeoutMs ?? 10_000
-      const timer = setTimeout(() => {
-        this.pages.delete(room)
-        reject(new Error(`no page answer within ${timeoutMs} ms`))
-      }, timeoutMs)
-      this.pages.set(room, { subscription, resolve, reject, timer })
+      const entry: PendingPage = {
+        kind: 'page',
+        subscription,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          // A late answer must not be taken for another request's: start this connection over.
+          this.take(room, (candidate) => candidate === entry)
+          reject(new Error(`no page answer within ${timeoutMs} ms`))
+          if (this.ws) this.dropSocket(4008, 'page timeout')
+        }, timeoutMs),
+      }
+      this.queue(room, entry)
       this.send({
         type: 'page',
         data: { ...subscription.sub, before, limit },
@@ -369,7 +382,6 @@ export class Stream implements SubscriptionHost {
     if (this.connectTimer !== null) clearTimeout(this.connectTimer)
     if (this.stableTimer !== null) clearTimeout(this.stableTimer)
     this.connectTimer = this.stableTimer = null
-    this.awaiting = new Map()
     for (const subscriptions of this.rooms.values()) {
       for (const subscription of subscriptions) subscription.awaitingAnswer = false
     }
@@ -394,12 +406,34 @@ export class Stream implements SubscriptionHost {
     }, delay)
   }
 
+  /** Forget every pending request; page requests are rejected with `error`. */
   private failPages(error: Error): void {
-    for (const pending of this.pages.values()) {
-      clearTimeout(pending.timer)
-      pending.reject(error)
+    const pending = this.pending
+    this.pending = new Map()
+    for (const entries of pending.values()) {
+      for (const entry of entries) {
+        if (entry.kind !== 'page') continue
+        clearTimeout(entry.timer)
+        entry.reject(error)
+      }
     }
-    this.pages = new Map()
+  }
+
+  private queue(room: string, entry: Pending): void {
+    let entries = this.pending.get(room)
+    if (!entries) this.pending.set(room, (entries = []))
+    entries.push(entry)
+  }
+
+  /** Remove and return the oldest pending request of `room` that `match` accepts. */
+  private take(room: string, match: (entry: Pending) => boolean): Pending | undefined {
+    const entries = this.pending.get(room)
+    if (!entries) return undefined
+    const index = entries.findIndex(match)
+    if (index < 0) return undefined
+    const [entry] = entries.splice(index, 1)
+    if (entries.length === 0) this.pending.delete(room)
+    return entry
   }
 
   private send(frame: unknown): void {
@@ -431,10 +465,7 @@ export class Stream implements SubscriptionHost {
     const data: JoinMessage & { since?: unknown; deltas?: boolean } = { ...subscription.sub }
     if (subscription.position) data.since = { ...subscription.position }
     if (this.options.deltas !== false) data.deltas = true
-    const room = roomName(subscription.sub)
-    let queue = this.awaiting.get(room)
-    if (!queue) this.awaiting.set(room, (queue = []))
-    queue.push(subscription)
+    this.queue(roomName(subscription.sub), { kind: 'join', subscription })
     subscription.awaitingAnswer = true
     subscription.resuming = subscription.position !== null
     this.send({ type: 'join', data })
@@ -474,31 +505,34 @@ export class Stream implements SubscriptionHost {
     const subscriptions = this.rooms.get(room)
 
     if (type === 'sync' || type === 'resume') {
-      const queue = this.awaiting.get(room)
-      const answered = queue?.shift()
-      if (queue?.length === 0) this.awaiting.delete(room)
-      if (answered) this.deliver(answered, message)
+      const answered = this.take(room, (entry) => entry.kind === 'join')
+      if (answered) this.deliver(answered.subscription, message)
       else if (type === 'sync') subscriptions?.forEach((s) => this.deliver(s, message)) // as Motia's
       return
     }
     if (type === 'page') {
-      const pending = this.pages.get(room)
-      if (pending) {
-        this.pages.delete(room)
-        clearTimeout(pending.timer)
-        pending.resolve(message as PageAnswer)
+      const answered = this.take(room, (entry) => entry.kind === 'page')
+      if (answered?.kind === 'page') {
+        clearTimeout(answered.timer)
+        answered.resolve(message as PageAnswer)
       }
       return
     }
-    const isError = type === 'event' && message.event.event?.type === 'error' && message.offset === undefined
-    if (isError) {
-      // A refused join (STREAM_ACCESS_DENIED): it answers the oldest pending join of the room.
-      const queue = this.awaiting.get(room)
-      const refused = queue?.shift()
-      if (queue?.length === 0) this.awaiting.delete(room)
-      if (refused) {
-        refused.awaitingAnswer = false
-        this.deliver(refused, message)
+    const errorEvent = type === 'event' ? message.event.event : undefined
+    if (errorEvent?.type === 'error' && message.offset === undefined) {
+      // A refused join (STREAM_ACCESS_DENIED...) or page (UNKNOWN_SUBSCRIPTION, INVALID_MESSAGE...):
+      // the answer to the oldest pending request of the room.
+      const refused = this.take(room, () => true)
+      if (refused?.kind === 'join') {
+        refused.subscription.awaitingAnswer = false
+        this.deliver(refused.subscription, message)
+        return
+      }
+      if (refused?.kind === 'page') {
+        clearTimeout(refused.timer)
+        const data = (errorEvent as { data?: { code?: unknown; message?: unknown } }).data
+        const error = new Error(`page refused: ${String(data?.code)}: ${String(data?.message)}`)
+        refused.reject(Object.assign(error, { code: data?.code }))
         return
       }
     }

@@ -38,6 +38,8 @@ export type FakeOptions = {
   historySize?: number
   /** Refuse joins of these group ids with STREAM_ACCESS_DENIED. */
   deniedGroups?: string[]
+  /** Answer every page request with the error event UNKNOWN_SUBSCRIPTION. */
+  refusePages?: boolean
 }
 
 const key = (streamName: string, groupId: string) => JSON.stringify([streamName, groupId])
@@ -262,6 +264,11 @@ export class FakeSurge {
     const groupId = String(data.groupId)
     const before = Number(data.before)
     const limit = Number(data.limit)
+    if (this.options.refusePages) {
+      const error = { type: 'event', event: { type: 'error', data: { code: 'UNKNOWN_SUBSCRIPTION', message: 'no such subscription' } } }
+      connection.socket.send(this.envelope(connection, streamName, groupId, undefined, { event: error }))
+      return
+    }
     const all = this.items(streamName, groupId)
     const start = Math.max(0, before - limit)
     const page = all.slice(start, before)

@@ -338,6 +338,25 @@ describe('windowed groups (protocol section 5)', () => {
     assert.deepEqual(pages[0], { streamName: 'chat', groupId: 'c1', subscriptionId: group.sub.subscriptionId, before: '4', limit: 3 })
   })
 
+  test('a refused page rejects loadOlder with the code and is not taken for a join answer', async () => {
+    const server = await fake({ syncLimit: 1, refusePages: true })
+    server.set('chat', 'c1', 'm1', { description: 'm1' })
+    server.set('chat', 'c1', 'm2', { description: 'm2' })
+    const stream = connect(server)
+    const group = stream.subscribeGroup<Todo>('chat', 'c1')
+    await waitFor(() => group.isSynced, 'the sync')
+    const errors: unknown[] = []
+    group.onEvent('error', (data) => errors.push(data))
+    const page = group.loadOlder()
+    const second = stream.subscribeGroup<Todo>('chat', 'c1') // its join is answered after the page
+    await assert.rejects(page, (error: Error & { code?: string }) => error.code === 'UNKNOWN_SUBSCRIPTION')
+    await waitFor(() => second.isSynced, 'the second sync')
+    assert.deepEqual(descriptions(second.getState()), ['m2'])
+    assert.deepEqual(errors, [])
+    assert.deepEqual(descriptions(group.getState()), ['m2'])
+    assert.equal(group.hasMore(), true)
+  })
+
   test('loadOlder rejects while disconnected, and a bad limit is a RangeError', async () => {
     const server = await fake({ syncLimit: 1 })
     server.set('chat', 'c1', 'm1', { description: 'm1' })
