@@ -71,6 +71,13 @@ export class FakeSurge {
     return this.connections.size
   }
 
+  /** Subscriptions held now, over every connection. */
+  get subscriptionCount(): number {
+    let count = 0
+    for (const connection of this.connections) count += connection.subs.length
+    return count
+  }
+
   /** Listen (again, on the same port after `stop`). */
   async start(): Promise<void> {
     const server = new WebSocketServer({
