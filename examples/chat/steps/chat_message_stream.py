@@ -1,4 +1,8 @@
-"""The `chatMessage` stream: one group per project; only members may subscribe."""
+"""The `chatMessage` stream: one group per project; only members may subscribe.
+
+Presence is on: the server knows who has the chat open (one member per user, however many tabs)
+and tells the chat's subscribers (`presence` events); `GET /chat/:projectId/online` lists them.
+"""
 
 from pydantic import BaseModel
 
@@ -27,4 +31,7 @@ config = StreamConfig(
     schema=ChatMessage,
     base_config={"storageType": "default"},
     can_access=can_access,
+    presence=True,
+    presence_key="userId",  # a user with three tabs open is online once
+    presence_meta=["plan"],  # copied from the auth context into the member list
 )
