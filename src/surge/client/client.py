@@ -7,6 +7,12 @@ Life of a client: ``connecting`` -> ``open`` (every subscription is (re-)joined 
 off). Frames are routed by their envelope, as the official clients do: one frame may serve
 several subscriptions of this connection.
 
+Deltas (protocol.md section 4): every join asks for them (``deltas=False`` turns that off), so
+updates made by ``update(ops)`` arrive as their ops and are applied to the held items
+(``surge.client.state``). Pages (section 5): ``GroupSubscription.load_older`` sends a ``page``
+request; the server answers the requests of a connection in order, so the answers (``page``
+frames, or ``UNKNOWN_SUBSCRIPTION``/other errors) are matched first-in first-out per group.
+
 Resume (issue 13, not yet implemented): joins will carry ``"since": {"offset", "epoch"}`` taken
 from ``Subscription.offset``/``epoch`` (already recorded from frames that carry them) and a
 resumed join will be answered by the missed changes instead of a sync. That changes nothing in
@@ -32,10 +38,17 @@ from surge.client.errors import (
     TransportClosed,
     UpgradeRefused,
 )
-from surge.client.frames import ServerFrame, decode_server_frame, encode_join, encode_leave
+from surge.client.frames import (
+    ServerFrame,
+    decode_server_frame,
+    encode_join,
+    encode_leave,
+    encode_page,
+)
 from surge.client.subscription import GroupSubscription, ItemSubscription, Subscription
 from surge.client.transport import TokenVia, Transport, TransportConnection, WebSocketTransport
 from surge.errors import ProtocolError, ValidationError
+from surge.protocol.codes import UNKNOWN_SUBSCRIPTION
 from surge.protocol.ids import id_problem
 from surge.protocol.messages import SubscriptionKey, SubscriptionRequest
 
@@ -44,6 +57,7 @@ __all__ = ["Client", "ConnectionState", "connect"]
 logger = logging.getLogger(__name__)
 
 SubT = TypeVar("SubT", bound=Subscription[Any])
+_PageWait = tuple[GroupSubscription, "asyncio.Future[list[dict[str, Any]]]"]
 DEFAULT_SUBSCRIBE_TIMEOUT = 10.0
 
 
@@ -70,6 +84,7 @@ class Client:
         on_state_change: called with each new ``ConnectionState``.
         retry_refused: keep retrying after an HTTP error on the upgrade (401/403); by default
             the client closes and pending and later subscribes raise ``UpgradeRefused``.
+        deltas: ask the server for deltas (``patch`` frames) on every subscription.
     """
 
     def __init__(
@@ -79,8 +94,10 @@ class Client:
         backoff: Backoff | None = None,
         on_state_change: Callable[[ConnectionState], object] | None = None,
         retry_refused: bool = False,
+        deltas: bool = True,
     ) -> None:
         self._transport = transport
+        self._deltas = deltas
         self.backoff = backoff or Backoff()
         self._state_callbacks: list[Callable[[ConnectionState], object]] = []
         if on_state_change is not None:
@@ -93,6 +110,8 @@ class Client:
         """How many connections were opened so far (1 + reconnects)."""
         self._subs: dict[str, Subscription[Any]] = {}
         self._pending: dict[SubscriptionKey, deque[Subscription[Any]]] = {}
+        # Page requests awaiting their answer on the current connection, in the order sent.
+        self._pages: dict[SubscriptionKey, deque[_PageWait]] = {}
         self._conn: TransportConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -171,6 +190,7 @@ class Client:
             sub._end(None)
         self._subs.clear()
         self._pending.clear()
+        self._fail_pages(ClientClosed("the client is closed"))
         self._set_state(ConnectionState.CLOSED)
 
     async def _run(self) -> None:
@@ -235,6 +255,7 @@ class Client:
             logger.info("stream client: connection failed: %r; reconnecting", exc)
         finally:
             self._conn = None
+            self._fail_pages(ClientError("the connection was lost before the page arrived"))
             for sub in self._subs.values():
                 sub.is_synced = False
             with contextlib.suppress(Exception):
@@ -272,6 +293,9 @@ class Client:
         if frame.kind == "sync":
             self._answer_sync(exact, frame)
             return
+        if frame.kind == "page":
+            self._answer_page(group_key, frame)
+            return
         for sub in self._matching(group_key):
             sub._handle(frame)
         if frame.id is not None:
@@ -290,9 +314,36 @@ class Client:
             if sub is first or sub.is_synced:
                 sub._handle(frame)
 
+    def _answer_page(self, key: SubscriptionKey, frame: ServerFrame) -> None:
+        # The oldest request of this group is answered; its subscription applies the page.
+        waiting = self._pages.get(key)
+        if not waiting:
+            return
+        sub, future = waiting.popleft()
+        items = frame.data if isinstance(frame.data, list) else []
+        if not sub.is_closed:
+            sub._handle(frame)
+        if not future.done():
+            future.set_result(items)
+
+    def _fail_pages(self, error: ClientError) -> None:
+        pages, self._pages = self._pages, {}
+        for waiting in pages.values():
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(error)
+                    future.exception()  # retrieved: its waiter may have timed out already
+
     def _answer_error(
         self, key: SubscriptionKey, frame: ServerFrame, error: SubscriptionError
     ) -> None:
+        pages = self._pages.get(key)
+        if pages and (error.code == UNKNOWN_SUBSCRIPTION or not self._pending.get(key)):
+            _, future = pages.popleft()
+            if not future.done():
+                future.set_exception(error)
+                future.exception()
+            return
         pending = self._pending.get(key)
         if not pending:
             # Not an answer to a join: an ephemeral event that happens to be called "error".
@@ -346,7 +397,7 @@ class Client:
             if problem is not None:
                 detail = {"loc": [what], "msg": problem, "type": "value_error"}
                 raise ValidationError(problem, [detail])
-        return SubscriptionRequest(stream, group, id, uuid.uuid4().hex)
+        return SubscriptionRequest(stream, group, id, uuid.uuid4().hex, deltas=self._deltas)
 
     async def _subscribe(self, sub: SubT, timeout: float) -> SubT:  # noqa: ASYNC109
         if self._refused is not None:
@@ -372,6 +423,34 @@ class Client:
             raise
         return sub
 
+    async def _load_page(
+        self,
+        sub: GroupSubscription,
+        limit: int | None,
+        timeout: float,  # noqa: ASYNC109
+    ) -> list[dict[str, Any]]:
+        """Send a page request for ``sub`` and wait for its answer (``load_older``)."""
+        conn = self._conn
+        if sub.is_closed:
+            raise sub.error or ClientClosed(f"{sub} is closed")
+        if conn is None or not sub.is_synced or sub.joined_on is not conn:
+            raise ClientError(f"{sub} is not synced on a live connection; retry once it is")
+        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        entry = (sub, future)
+        waiting = self._pages.setdefault(sub.request.key, deque())
+        waiting.append(entry)
+        try:
+            await conn.send(encode_page(sub.request, sub.more, limit))
+        except (TransportClosed, OSError) as exc:
+            if entry in waiting:
+                waiting.remove(entry)
+            raise ClientError(f"the page request of {sub} could not be sent: {exc}") from exc
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            raise TimeoutError(f"no page for {sub} within {timeout} s") from None
+
     async def _unsubscribe(self, sub: Subscription[Any]) -> None:
         if self._subs.pop(sub.subscription_id, None) is None:
             sub._end(None)
@@ -396,6 +475,7 @@ def connect(
     on_state_change: Callable[[ConnectionState], object] | None = None,
     open_timeout: float = 10.0,
     retry_refused: bool = False,
+    deltas: bool = True,
 ) -> Client:
     """A client of the stream server at ``url`` (``ws://host:3000/``), for ``async with``.
 
@@ -412,5 +492,9 @@ def connect(
     """
     transport = WebSocketTransport(url, token=token, token_via=token_via, open_timeout=open_timeout)
     return Client(
-        transport, backoff=backoff, on_state_change=on_state_change, retry_refused=retry_refused
+        transport,
+        backoff=backoff,
+        on_state_change=on_state_change,
+        retry_refused=retry_refused,
+        deltas=deltas,
     )

@@ -1,8 +1,9 @@
 """The client's exceptions, under ``surge.errors.SurgeError``.
 
 - ``ClientError``: base of everything ``surge.client`` raises on purpose.
-- ``SubscriptionError``: the server refused a join (``code`` is the wire code, e.g.
-  ``STREAM_ACCESS_DENIED``, ``SYNC_TOO_LARGE``, ``TOO_MANY_SUBSCRIPTIONS``).
+- ``SubscriptionError``: the server refused a join or a page request (``code`` is the wire
+  code, e.g. ``STREAM_ACCESS_DENIED``, ``SYNC_TOO_LARGE``, ``TOO_MANY_SUBSCRIPTIONS``,
+  ``UNKNOWN_SUBSCRIPTION``).
 - ``UpgradeRefused``: the server answered the WebSocket upgrade with an HTTP error (``status``:
   401 for a refused token, 403 for a foreign origin).
 - ``ClientClosed``: the client (or the subscription) was closed while something waited on it.
@@ -29,7 +30,8 @@ class ClientError(SurgeError):
 
 
 class SubscriptionError(ClientError):
-    """A join was refused by the server; ``code`` is the protocol's error code."""
+    """A join (or a page request) was refused by the server; ``code`` is the protocol's error
+    code."""
 
     def __init__(self, code: str, message: str) -> None:
         self.code = code

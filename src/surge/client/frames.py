@@ -5,6 +5,10 @@ for what servers send. Decoding never raises on a frame that is merely unusual: 
 types are kept (``kind``), missing optional fields are None. A frame that is not an envelope at
 all (not JSON, not an object, no integer ``timestamp``) raises ``ProtocolError``.
 
+Deltas and windowed groups (protocol.md sections 4 and 5): a join carries ``"deltas": true`` when
+its request asks for them, ``patch`` frames keep their ops in ``data``, a ``sync`` or ``page``
+frame's ``more`` cursor is ``ServerFrame.more``, and ``encode_page`` asks for older items.
+
 Resume (issue 13) will add ``since`` to joins and read ``offset``/``epoch`` from envelopes: the
 fields are already decoded here (None when absent) so the client can start using them without an
 API change.
@@ -20,15 +24,17 @@ import orjson
 from surge.errors import ProtocolError
 from surge.protocol.messages import SubscriptionRequest
 
-__all__ = ["ServerFrame", "decode_server_frame", "encode_join", "encode_leave"]
+__all__ = ["ServerFrame", "decode_server_frame", "encode_join", "encode_leave", "encode_page"]
 
 
 @dataclass(frozen=True, slots=True)
 class ServerFrame:
     """One decoded server envelope.
 
-    ``kind`` is the event type: ``sync``, ``create``, ``update``, ``delete`` or ``event`` (an
-    ephemeral event, whose own type and data are ``event_type``/``event_data``).
+    ``kind`` is the event type: ``sync``, ``create``, ``update``, ``delete``, ``patch``
+    (``data``: ``{"ops": [...]}``), ``page`` or ``event`` (an ephemeral event, whose own type and
+    data are ``event_type``/``event_data``). ``more``: the cursor of older items on a windowed
+    ``sync`` or a ``page``.
     """
 
     timestamp: int
@@ -41,6 +47,7 @@ class ServerFrame:
     event_data: Any = None
     offset: int | None = None
     epoch: str | None = None
+    more: str | None = None
 
     @property
     def error(self) -> tuple[str, str] | None:
@@ -99,6 +106,7 @@ def decode_server_frame(text: str | bytes) -> ServerFrame:
         event_data=event_data,
         offset=offset,
         epoch=_optional_str(envelope, "epoch"),
+        more=_optional_str(envelope, "more"),
     )
 
 
@@ -107,12 +115,29 @@ def _data(request: SubscriptionRequest) -> dict[str, Any]:
     if request.id is not None:
         data["id"] = request.id
     data["subscriptionId"] = request.subscription_id
+    if request.deltas:
+        data["deltas"] = True
     return data
 
 
 def encode_join(request: SubscriptionRequest) -> str:
     """The join frame for ``request`` (resume will add ``"since"`` to its data)."""
     return orjson.dumps({"type": "join", "data": _data(request)}).decode()
+
+
+def encode_page(request: SubscriptionRequest, before: str | None, limit: int | None) -> str:
+    """The ``page`` request for the group subscription ``request``: items older than the
+    cursor ``before``."""
+    data: dict[str, Any] = {
+        "streamName": request.stream,
+        "groupId": request.group,
+        "subscriptionId": request.subscription_id,
+    }
+    if before is not None:
+        data["before"] = before
+    if limit is not None:
+        data["limit"] = limit
+    return orjson.dumps({"type": "page", "data": data}).decode()
 
 
 def encode_leave(request: SubscriptionRequest) -> str:

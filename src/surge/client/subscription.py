@@ -24,6 +24,13 @@ class _Owner(Protocol):
 
     async def _unsubscribe(self, sub: Any) -> None: ...
 
+    async def _load_page(
+        self,
+        sub: Any,
+        limit: int | None,
+        timeout: float,  # noqa: ASYNC109
+    ) -> list[dict[str, Any]]: ...
+
 
 __all__ = ["ChangeIterator", "GroupSubscription", "ItemSubscription", "Subscription"]
 
@@ -283,10 +290,45 @@ def _call(callback: Callable[[Any], object], arg: Any, sub: Subscription[Any]) -
 
 
 class GroupSubscription(Subscription[list[dict[str, Any]]]):
-    """A subscription to every item of (stream, group); ``state`` is the items in creation order."""
+    """A subscription to every item of (stream, group); ``state`` is the items in creation order.
+
+    For a windowed stream (``StreamConfig(sync_limit=N)``) ``state`` starts with the newest N
+    items; ``more`` is then the cursor of the older ones and ``load_older()`` fetches them, a
+    page at a time, before the held items.
+    """
 
     def __init__(self, client: _Owner, request: SubscriptionRequest) -> None:
-        super().__init__(client, request, GroupState())
+        self._group = GroupState()
+        super().__init__(client, request, self._group)
+
+    @property
+    def more(self) -> str | None:
+        """The cursor of the items older than ``state`` holds, or None when it holds them all."""
+        return self._group.more
+
+    @property
+    def has_more(self) -> bool:
+        """True while older items can be loaded (``load_older``)."""
+        return self._group.more is not None
+
+    async def load_older(
+        self,
+        limit: int | None = None,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> list[dict[str, Any]]:
+        """Load the page of items older than ``state`` holds (``limit`` of them; default: the
+        stream's ``sync_limit``) and put them first in ``state``; returns them (``[]`` when
+        there are none).
+
+        Raises:
+            SubscriptionError: the server refused the page request (its ``code``).
+            ClientError: the subscription is closed or not synced on a live connection.
+            TimeoutError: no answer within ``timeout``.
+        """
+        if self.more is None:
+            return []
+        return await self._client._load_page(self, limit, timeout)
 
 
 class ItemSubscription(Subscription[dict[str, Any] | None]):

@@ -1,11 +1,17 @@
 """The codec: the only place wire JSON is parsed, and where server frames are encoded.
 
-Decoding turns one client text frame into a ``Join``/``Leave``, ``None`` for an unknown ``type``
-(ignored, as the protocol says), or raises ``ProtocolError`` with a precise message.
+Decoding turns one client text frame into a ``Join``/``Leave``/``Page``, ``None`` for an unknown
+``type`` (ignored, as the protocol says), or raises ``ProtocolError`` with a precise message.
 
 Encoding produces a ``Frame``: the envelope as text plus its ``timestamp``. A frame is encoded once
 per change and the same object goes to every subscribed connection; a connection whose last sent
 timestamp is not below the frame's asks for ``frame.restamped(ts)`` (rare: only around a sync).
+
+Deltas (protocol.md section 4): ``encode_patch`` makes a ``PatchFrame``, the change's ops for
+subscriptions that asked for them; its ``full`` is the same change's whole-item ``update`` frame
+(same timestamp), encoded at most once and only when asked for, so one change costs at most one
+encode of each form whatever the number of connections, and whoever holds a patch frame (the
+outbox collapsing frames, say) can always get the whole item instead.
 """
 
 from __future__ import annotations
@@ -24,24 +30,35 @@ from surge.protocol.codes import (
     TOO_MANY_SUBSCRIPTIONS,
 )
 from surge.protocol.ids import id_problem
-from surge.protocol.messages import Join, Leave, SubscriptionRequest
+from surge.protocol.messages import Join, Leave, Page, SubscriptionRequest
 
 __all__ = [
     "ACCESS_DENIED",
     "INVALID_MESSAGE",
+    "MAX_CURSOR_CHARS",
+    "MAX_PAGE_LIMIT",
     "STORE_UNAVAILABLE",
     "SYNC_TOO_LARGE",
     "TOO_MANY_SUBSCRIPTIONS",
     "ChangeMessage",
     "EventMessage",
     "Frame",
+    "PatchFrame",
+    "PatchMessage",
     "decode_client_message",
     "encode_change",
     "encode_error",
     "encode_event",
     "encode_group_sync",
     "encode_item_sync",
+    "encode_page",
+    "encode_patch",
 ]
+
+MAX_PAGE_LIMIT = 1000
+"""The largest ``limit`` a ``page`` request may ask for."""
+MAX_CURSOR_CHARS = 64
+"""The longest ``before`` cursor a ``page`` request may carry (the stores' are far shorter)."""
 
 
 _TS_PREFIX = '{"timestamp":'
@@ -105,9 +122,13 @@ class Frame:
         return Frame(ts, f"{_TS_PREFIX}{ts}{rest}", self.change)
 
 
-def _frame(ts: int, body: dict[str, Any]) -> Frame:
+def _text(ts: int, body: dict[str, Any]) -> str:
     # The timestamp goes first so that restamping is a prefix swap, not a re-encode.
-    return Frame(ts, f"{_TS_PREFIX}{ts},{orjson.dumps(body).decode()[1:]}")
+    return f"{_TS_PREFIX}{ts},{orjson.dumps(body).decode()[1:]}"
+
+
+def _frame(ts: int, body: dict[str, Any]) -> Frame:
+    return Frame(ts, _text(ts, body))
 
 
 class ChangeMessage(Protocol):
@@ -138,19 +159,67 @@ class EventMessage(Protocol):
     def event(self) -> dict[str, Any]: ...
 
 
+class PatchMessage(ChangeMessage, Protocol):
+    """What ``encode_patch`` reads: a change with the ops that made it (and its ``seq``)."""
+
+    @property
+    def ops(self) -> list[dict[str, Any]] | None: ...
+    @property
+    def seq(self) -> int: ...
+
+
+def _change_body(change: ChangeMessage, event: dict[str, Any]) -> dict[str, Any]:
+    """The envelope (without the timestamp) of a change of item ``change.id``."""
+    return {"streamName": change.stream, "groupId": change.group, "id": change.id, "event": event}
+
+
 def encode_change(change: ChangeMessage, ts: int) -> Frame:
     """Encode a create/update/delete for item ``change.id``."""
-    frame = _frame(
-        ts,
-        {
-            "streamName": change.stream,
-            "groupId": change.group,
-            "id": change.id,
-            "event": {"type": change.kind, "data": change.item},
-        },
-    )
+    frame = _frame(ts, _change_body(change, {"type": change.kind, "data": change.item}))
     frame.change = (change.stream, change.group, change.id, change.kind)
     return frame
+
+
+class PatchFrame(Frame):
+    """A ``patch`` frame, which also gives the whole-item ``update`` frame of its change.
+
+    Its ``change`` is ``(stream, group, id, "patch")``; ``source`` is the change itself.
+    """
+
+    __slots__ = ("_full", "_source")
+
+    def __init__(self, ts: int, text: str, source: PatchMessage) -> None:
+        super().__init__(ts, text, (source.stream, source.group, source.id, "patch"))
+        self._source = source
+        self._full: Frame | None = None
+
+    @property
+    def source(self) -> PatchMessage:
+        """The change this frame patches (its ``item`` is the whole new item)."""
+        return self._source
+
+    @property
+    def full(self) -> Frame:
+        """The change as a whole-item ``update`` frame with this frame's timestamp (encoded on
+        first use, then shared)."""
+        full = self._full
+        if full is None:
+            full = self._full = encode_change(self._source, self.ts)
+        return full
+
+    def restamped(self, ts: int) -> PatchFrame:
+        """The same patch with another timestamp (its ``full`` follows)."""
+        rest = self.text[len(_TS_PREFIX) + len(str(self.ts)) :]
+        again = PatchFrame(ts, f"{_TS_PREFIX}{ts}{rest}", self._source)
+        if self._full is not None:
+            again._full = self._full.restamped(ts)
+        return again
+
+
+def encode_patch(change: PatchMessage, ts: int) -> PatchFrame:
+    """Encode an ``update`` made by ``update(ops)`` as its ops (``change.ops`` must be set)."""
+    event = {"type": "patch", "data": {"ops": change.ops}}
+    return PatchFrame(ts, _text(ts, _change_body(change, event)), change)
 
 
 def encode_event(event: EventMessage, ts: int) -> Frame:
@@ -162,11 +231,26 @@ def encode_event(event: EventMessage, ts: int) -> Frame:
     return _frame(ts, body)
 
 
-def encode_group_sync(stream: str, group: str, items: list[dict[str, Any]], ts: int) -> Frame:
-    """Encode the answer to a group join."""
-    return _frame(
-        ts, {"streamName": stream, "groupId": group, "event": {"type": "sync", "data": items}}
-    )
+def encode_group_sync(
+    stream: str, group: str, items: list[dict[str, Any]], ts: int, *, more: str | None = None
+) -> Frame:
+    """Encode the answer to a group join (``more``: the cursor of older items, windowed)."""
+    body: dict[str, Any] = {"streamName": stream, "groupId": group}
+    if more is not None:
+        body["more"] = more
+    body["event"] = {"type": "sync", "data": items}
+    return _frame(ts, body)
+
+
+def encode_page(
+    stream: str, group: str, items: list[dict[str, Any]], ts: int, *, more: str | None = None
+) -> Frame:
+    """Encode the answer to a ``page`` request: older items, in creation order."""
+    body: dict[str, Any] = {"streamName": stream, "groupId": group}
+    if more is not None:
+        body["more"] = more
+    body["event"] = {"type": "page", "data": items}
+    return _frame(ts, body)
 
 
 def encode_item_sync(
@@ -203,11 +287,11 @@ def encode_error(
     return _frame(ts, body)
 
 
-def decode_client_message(raw: str | bytes) -> Join | Leave | None:
+def decode_client_message(raw: str | bytes) -> Join | Leave | Page | None:
     """Parse one client frame.
 
     Returns:
-        ``Join``/``Leave``, or None for a well-formed message of an unknown ``type``.
+        ``Join``/``Leave``/``Page``, or None for a well-formed message of an unknown ``type``.
 
     Raises:
         ProtocolError: the frame is not JSON, not an object, or lacks/mistypes a required field.
@@ -221,13 +305,35 @@ def decode_client_message(raw: str | bytes) -> Join | Leave | None:
     kind = message.get("type")
     if not isinstance(kind, str):
         raise ProtocolError('frame has no string "type"')
-    if kind not in ("join", "leave"):
+    if kind not in ("join", "leave", "page"):
         return None
     data = message.get("data")
     if not isinstance(data, dict):
         raise ProtocolError(f'{kind}: "data" must be an object')
+    if kind == "page":
+        return _page(data)
     request = _subscription_request(kind, data)
     return Join(request) if kind == "join" else Leave(request)
+
+
+def _page(data: dict[str, Any]) -> Page:
+    for wire_name in ("streamName", "groupId", "subscriptionId"):
+        problem = id_problem(data.get(wire_name), wire_name)
+        if problem is not None:
+            raise ProtocolError(f"page: {problem}")
+    before = data.get("before")
+    if before is not None and (
+        not isinstance(before, str) or not 0 < len(before) <= MAX_CURSOR_CHARS
+    ):
+        raise ProtocolError(
+            f'page: "before" must be a cursor (a string of 1 to {MAX_CURSOR_CHARS} characters)'
+        )
+    limit = data.get("limit")
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_PAGE_LIMIT
+    ):
+        raise ProtocolError(f'page: "limit" must be an integer from 1 to {MAX_PAGE_LIMIT}')
+    return Page(data["streamName"], data["groupId"], data["subscriptionId"], before, limit)
 
 
 def _subscription_request(kind: str, data: dict[str, Any]) -> SubscriptionRequest:
@@ -241,9 +347,15 @@ def _subscription_request(kind: str, data: dict[str, Any]) -> SubscriptionReques
         problem = id_problem(item_id, "id")
         if problem is not None:
             raise ProtocolError(f"{kind}: {problem}")
+    deltas = data.get("deltas")
+    if deltas is None:
+        deltas = False
+    elif not isinstance(deltas, bool):
+        raise ProtocolError(f'{kind}: "deltas" must be true or false')
     return SubscriptionRequest(
         stream=data["streamName"],
         group=data["groupId"],
         id=item_id,
         subscription_id=data["subscriptionId"],
+        deltas=deltas,
     )

@@ -19,6 +19,7 @@ __all__ = [
     "STORE_UNAVAILABLE",
     "SYNC_TOO_LARGE",
     "TOO_MANY_SUBSCRIPTIONS",
+    "UNKNOWN_SUBSCRIPTION",
     "CloseCode",
 ]
 
@@ -36,6 +37,9 @@ SYNC_TOO_LARGE: Final = "SYNC_TOO_LARGE"
 RATE_LIMITED: Final = "RATE_LIMITED"
 """A frame or join over one of the connection's rate limits (``Limits``); it was dropped.
 A client that keeps going is closed with ``CloseCode.RATE_LIMITED``."""
+UNKNOWN_SUBSCRIPTION: Final = "UNKNOWN_SUBSCRIPTION"
+"""A ``page`` request naming a group subscription this connection does not hold (or an item
+subscription); addressed with the request's ``streamName``/``groupId``."""
 CONFLICT: Final = "CONFLICT"
 """A write whose ``if_version`` guard did not match the item's version (HTTP 409)."""
 INTERNAL_ERROR: Final = "INTERNAL_ERROR"

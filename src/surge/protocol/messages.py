@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Join", "Leave", "SubscriptionKey", "SubscriptionRequest"]
+__all__ = ["Join", "Leave", "Page", "SubscriptionKey", "SubscriptionRequest"]
 
 # (stream, group) for a group subscription, (stream, group, id) for an item subscription.
 SubscriptionKey = tuple[str, str] | tuple[str, str, str]
@@ -18,6 +18,9 @@ class SubscriptionRequest:
     group: str
     id: str | None
     subscription_id: str
+    deltas: bool = False
+    """The join asked for deltas (``"deltas": true``): updates made by ``update(ops)`` may come as
+    ``patch`` frames (protocol.md section 4)."""
 
     @property
     def key(self) -> SubscriptionKey:
@@ -44,3 +47,18 @@ class Leave:
     """``{"type":"leave","data":{...}}``."""
 
     request: SubscriptionRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """``{"type":"page","data":{streamName, groupId, subscriptionId, before?, limit?}}``: the
+    items of a held group subscription older than the cursor ``before`` (protocol.md section 5).
+
+    ``before`` None: the newest page; ``limit`` None: the stream's default.
+    """
+
+    stream: str
+    group: str
+    subscription_id: str
+    before: str | None
+    limit: int | None

@@ -23,6 +23,9 @@ Rules (wire-protocol.md):
   the endpoint stops the check), and a late answer is ignored. The endpoint keeps reading frames
   while checks run.
 - ``subscriptions`` is the one record of the connection's subscriptions (the hub only routes).
+- page (protocol.md section 5) -> ``SendPage`` for a group subscription this connection holds
+  (so its access check passed); any other -> ``SendError(UNKNOWN_SUBSCRIPTION)`` addressed with
+  the page's stream and group, counted as a client mistake like a malformed frame.
 """
 
 from __future__ import annotations
@@ -31,8 +34,14 @@ from dataclasses import dataclass
 
 from surge.errors import ProtocolError
 from surge.protocol.codec import decode_client_message
-from surge.protocol.codes import ACCESS_DENIED, INVALID_MESSAGE, TOO_MANY_SUBSCRIPTIONS, CloseCode
-from surge.protocol.messages import Join, Leave, SubscriptionRequest
+from surge.protocol.codes import (
+    ACCESS_DENIED,
+    INVALID_MESSAGE,
+    TOO_MANY_SUBSCRIPTIONS,
+    UNKNOWN_SUBSCRIPTION,
+    CloseCode,
+)
+from surge.protocol.messages import Join, Leave, Page, SubscriptionRequest
 
 __all__ = [
     "CLOSE_MESSAGE_TOO_BIG",
@@ -44,6 +53,7 @@ __all__ = [
     "CheckAccess",
     "Close",
     "SendError",
+    "SendPage",
     "Session",
     "Subscribe",
     "Unsubscribe",
@@ -85,6 +95,15 @@ class Unsubscribe:
 
 
 @dataclass(frozen=True, slots=True)
+class SendPage:
+    """Read the page of the held group subscription ``request`` and send it."""
+
+    request: SubscriptionRequest
+    before: str | None
+    limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class SendError:
     """Send an error event, addressed like the offending join when known."""
 
@@ -101,7 +120,7 @@ class Close:
     reason: str
 
 
-Action = CheckAccess | CancelCheck | Subscribe | Unsubscribe | SendError | Close
+Action = CheckAccess | CancelCheck | Subscribe | Unsubscribe | SendPage | SendError | Close
 
 
 class Session:
@@ -143,6 +162,8 @@ class Session:
             return []
         if isinstance(message, Join):
             return self._join(message.request)
+        if isinstance(message, Page):
+            return self._page(message)
         return self._leave(message)
 
     def receive_binary(self) -> list[Action]:
@@ -225,14 +246,30 @@ class Session:
             return []
         return [Unsubscribe(current)]
 
-    def _protocol_error(self, reason: str) -> list[Action]:
+    def _page(self, page: Page) -> list[Action]:
+        held = self.subscriptions.get(page.subscription_id)
+        if held is None or held.is_item or (held.stream, held.group) != (page.stream, page.group):
+            reason = (
+                f"no group subscription {page.subscription_id!r} of "
+                f"{page.stream}/{page.group} on this connection"
+            )
+            address = SubscriptionRequest(page.stream, page.group, None, page.subscription_id)
+            return self._protocol_error(reason, UNKNOWN_SUBSCRIPTION, address)
+        return [SendPage(held, page.before, page.limit)]
+
+    def _protocol_error(
+        self,
+        reason: str,
+        code: str = INVALID_MESSAGE,
+        request: SubscriptionRequest | None = None,
+    ) -> list[Action]:
         self._errors += 1
         if self._errors >= self.max_errors:
             return [
-                SendError(INVALID_MESSAGE, reason),
+                SendError(code, reason, request),
                 *self._close(CLOSE_POLICY_VIOLATION, "too many invalid messages"),
             ]
-        return [SendError(INVALID_MESSAGE, reason)]
+        return [SendError(code, reason, request)]
 
     def _close(self, code: int, reason: str) -> list[Action]:
         self.closed = True

@@ -13,6 +13,21 @@ older change after a newer sync, and never misses a newer one.
 
 Presence (``surge.server.presence``) hooks in at the two moments it needs, via ``presence``:
 a group subscription going live (``activate``) and any subscription going away (``unsubscribe``).
+
+Deltas (protocol.md section 4): a change with ``ops`` whose keys have subscriptions that asked for
+deltas goes through ``_fan_out_patch``: a connection gets the ``patch`` frame when every live
+subscription of it that the change concerns asked for deltas and holds the item's previous state
+(its sync or page reflects no change newer than this one: ``synced_seq < seq``), else the
+whole-item frame (``PatchFrame.full``). Each form is encoded at most once per change, the patch
+only when someone asked for deltas. Pending subscriptions buffer the whole item: their buffered
+frames are re-delivered after their sync, and a repeated whole item is harmless where a repeated
+patch would apply twice. Why ``synced_seq``: a local store's change may be committed, read by a
+snapshot and only then dispatched, so a change the client's copy already reflects can still come;
+as a whole item it is harmless too.
+
+Pages (protocol.md section 5): while a ``page`` request reads older items, ``capture`` records the
+changes dispatched for its group; ``PageCapture.apply`` brings the page's items up to the newest
+of them, so the page the client gets is never older than what it was already sent.
 """
 
 from __future__ import annotations
@@ -21,18 +36,18 @@ import asyncio
 import heapq
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from surge.protocol.codec import Frame, encode_change, encode_event
+from surge.protocol.codec import Frame, PatchFrame, encode_change, encode_event, encode_patch
 from surge.protocol.messages import SubscriptionKey, SubscriptionRequest
 from surge.server.clock import EnvelopeClock
 from surge.server.sync_cache import SyncCache
-from surge.streams.feed import Change, FeedMessage, Resync
+from surge.streams.feed import Change, FeedMessage, GroupSnapshot, Resync
 
 if TYPE_CHECKING:
     from surge.server.connection import Connection
 
-__all__ = ["FANOUT_SAMPLE_EVERY", "Hub", "HubSubscription", "PresenceHooks"]
+__all__ = ["FANOUT_SAMPLE_EVERY", "Hub", "HubSubscription", "PageCapture", "PresenceHooks"]
 
 FANOUT_SAMPLE_EVERY = 16
 """With ``Hub.on_fanout`` set, one fanned-out message in this many is timed (metrics)."""
@@ -41,7 +56,7 @@ FANOUT_SAMPLE_EVERY = 16
 class HubSubscription:
     """One live or pending subscription of one connection."""
 
-    __slots__ = ("conn", "is_removed", "pending", "request")
+    __slots__ = ("conn", "is_removed", "pending", "request", "synced_seq")
 
     def __init__(self, conn: Connection, request: SubscriptionRequest) -> None:
         self.conn = conn
@@ -50,6 +65,35 @@ class HubSubscription:
         # (None for ephemeral events, which are always delivered).
         self.pending: list[tuple[Frame, int | None]] | None = []
         self.is_removed = False
+        # The newest seq the client's copy may reflect (its sync's or a page's snapshot): a
+        # change up to it must not reach this subscription as a patch.
+        self.synced_seq = -1
+
+
+class PageCapture:
+    """The changes of one group dispatched while a page of it is being read."""
+
+    __slots__ = ("changes", "key")
+
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.key = key
+        self.changes: list[Change] = []
+
+    def apply(self, snapshot: GroupSnapshot) -> list[dict[str, Any]]:
+        """The page's items with every captured change newer than the snapshot applied: an
+        item updated since is its newest value, one deleted since is gone (creates are newer
+        items, never part of an older page)."""
+        newer = [change for change in self.changes if change.seq > snapshot.seq]
+        if not newer:
+            return snapshot.items
+        items = {item["id"]: item for item in snapshot.items}
+        for change in newer:
+            if change.id in items:
+                if change.kind == "delete":
+                    del items[change.id]
+                else:
+                    items[change.id] = change.item
+        return list(items.values())
 
 
 class PresenceHooks(Protocol):
@@ -75,6 +119,9 @@ class Hub:
         self.clock = clock or EnvelopeClock()
         self.sync_cache = SyncCache()
         self._routes: dict[SubscriptionKey, dict[Connection, list[HubSubscription]]] = {}
+        # How many subscriptions of each key asked for deltas: no patch is encoded without one.
+        self._delta_subs: dict[SubscriptionKey, int] = {}
+        self._captures: dict[tuple[str, str], list[PageCapture]] = {}
         self.frames_encoded = 0
         # Called with the subscriptions put back into pending by a Resync; they need new syncs.
         self.on_resync = on_resync
@@ -91,7 +138,10 @@ class Hub:
     def subscribe(self, conn: Connection, request: SubscriptionRequest) -> HubSubscription:
         """Register a pending subscription: live frames are buffered until ``activate``."""
         sub = HubSubscription(conn, request)
-        self._routes.setdefault(request.key, {}).setdefault(conn, []).append(sub)
+        key = request.key
+        self._routes.setdefault(key, {}).setdefault(conn, []).append(sub)
+        if request.deltas:
+            self._delta_subs[key] = self._delta_subs.get(key, 0) + 1
         return sub
 
     def activate(self, sub: HubSubscription, sync: Frame, snapshot_seq: int) -> None:
@@ -100,6 +150,7 @@ class Hub:
         sub.pending = None
         if sub.is_removed or pending is None:
             return
+        sub.synced_seq = snapshot_seq
         conn = sub.conn
         conn.send(sync)
         for frame, seq in pending:
@@ -117,6 +168,12 @@ class Hub:
         if self.presence is not None:
             self.presence.on_gone(sub)
         key = sub.request.key
+        if sub.request.deltas:
+            left = self._delta_subs.get(key, 0) - 1
+            if left > 0:
+                self._delta_subs[key] = left
+            else:
+                self._delta_subs.pop(key, None)
         by_conn = self._routes.get(key)
         if by_conn is None:
             return
@@ -164,6 +221,27 @@ class Hub:
         """How many connections subscribe to ``key`` (for tests and the workbench)."""
         return len(self._routes.get(key, ()))
 
+    # -- pages ---------------------------------------------------------------------------------
+
+    def capture(self, stream: str, group: str) -> PageCapture:
+        """Start recording the changes of (stream, group) for a page being read; ``release`` it."""
+        capture = PageCapture((stream, group))
+        self._captures.setdefault(capture.key, []).append(capture)
+        return capture
+
+    def release(self, capture: PageCapture) -> None:
+        """Stop recording for ``capture``; idempotent."""
+        captures = self._captures.get(capture.key)
+        if captures is not None and capture in captures:
+            captures.remove(capture)
+            if not captures:
+                del self._captures[capture.key]
+
+    def paged(self, sub: HubSubscription, snapshot_seq: int) -> None:
+        """A page read at ``snapshot_seq`` is being sent to ``sub``: changes up to it that are
+        still to come go to it whole (the page may already reflect them)."""
+        sub.synced_seq = max(sub.synced_seq, snapshot_seq)
+
     # -- fan-out -------------------------------------------------------------------------------
 
     def resync_all(self) -> list[HubSubscription]:
@@ -187,6 +265,9 @@ class Hub:
             return
         if isinstance(message, Change):
             self.sync_cache.invalidate(message.stream, message.group, message.id)
+            if self._captures:
+                for capture in self._captures.get((message.stream, message.group), ()):
+                    capture.changes.append(message)
         group_key = (message.stream, message.group)
         group_subs = self._routes.get(group_key)
         item_subs = (
@@ -204,6 +285,11 @@ class Hub:
                 sampled = time.perf_counter()
         ts = self.clock.next()
         if isinstance(message, Change):
+            if message.ops is not None and self._wants_deltas(message):
+                self._fan_out_patch(encode_patch(message, ts), group_subs, item_subs)
+                if sampled and self.on_fanout is not None:
+                    asyncio.get_running_loop().call_soon(self.on_fanout, sampled)
+                return
             frame = encode_change(message, ts)
             seq: int | None = message.seq
         else:
@@ -227,6 +313,55 @@ class Hub:
             # Scheduled after the puts: the flusher they scheduled (or one already pending) runs
             # first, so this runs once the frames were written.
             asyncio.get_running_loop().call_soon(self.on_fanout, sampled)
+
+    def _wants_deltas(self, change: Change) -> bool:
+        """True when a subscription of the change's group or item asked for deltas."""
+        deltas = self._delta_subs
+        return bool(deltas) and (
+            (change.stream, change.group) in deltas
+            or (change.stream, change.group, change.id) in deltas
+        )
+
+    def _fan_out_patch(
+        self,
+        patch: PatchFrame,
+        group_subs: dict[Connection, list[HubSubscription]] | None,
+        item_subs: dict[Connection, list[HubSubscription]] | None,
+    ) -> None:
+        """Send each connection the patch or the whole item (see the module docstring)."""
+        seq = patch.source.seq
+        self.frames_encoded += 1
+        choice: dict[Connection, int] = {}
+        for by_conn in (group_subs, item_subs):
+            if by_conn is None:
+                continue
+            for conn, subs in by_conn.items():
+                wants = _patch_choice(subs, patch, seq)
+                if wants > choice.get(conn, _NONE_LIVE):
+                    choice[conn] = wants
+        for conn, wants in choice.items():
+            if wants == _PATCH:
+                conn.send(patch)
+            elif wants == _WHOLE:
+                conn.send(patch.full)
+
+
+_NONE_LIVE, _PATCH, _WHOLE = 0, 1, 2
+
+
+def _patch_choice(subs: list[HubSubscription], patch: PatchFrame, seq: int) -> int:
+    """Buffer the whole item on pending subscriptions; say what the live ones need."""
+    wants = _NONE_LIVE
+    for sub in subs:
+        pending = sub.pending
+        if pending is not None:
+            if len(pending) < sub.conn.pending_limit:
+                pending.append((patch.full, seq))
+            else:
+                sub.conn.drop_slow()
+        elif wants != _WHOLE:
+            wants = _PATCH if sub.request.deltas and sub.synced_seq < seq else _WHOLE
+    return wants
 
 
 def _deliver_now(subs: list[HubSubscription], frame: Frame, seq: int | None) -> bool:

@@ -36,7 +36,7 @@ class Runtime:
         self.config = config
         self.auth_context_schema = _auth_schema(config)
         self.hub = Hub()
-        self.syncer = Syncer(self.hub, adapter)
+        self.syncer = Syncer(self.hub, adapter, self._sync_limit)
         self.flusher = Flusher()
         self.connections: set[Connection] = set()
         self.upgrade_limiter = UpgradeLimiter.for_limits(config.limits)
@@ -82,6 +82,11 @@ class Runtime:
         self.syncer.adapter = self.adapter
         self.streams = self._build_streams(self.registry)
 
+    def _sync_limit(self, stream: str) -> int | None:
+        """The ``StreamConfig.sync_limit`` of ``stream`` in the current registry."""
+        config = self.registry.streams.get(stream)
+        return None if config is None else config.sync_limit
+
     async def run_resyncs(self) -> None:
         """Long-lived (lifespan) task: fresh syncs after a feed gap (``Syncer.run``)."""
         await self.syncer.run()
@@ -102,6 +107,8 @@ class Runtime:
         self.registry, self.streams = registry, streams
         self._update_policies(registry)
         self.presence.registry_changed(registry)
+        # Cached syncs were windowed by the old configs' sync_limit.
+        self.hub.sync_cache.clear()
         logger.info(
             "loaded %d stream(s) and %d API step(s)", len(registry.streams), len(registry.routes)
         )

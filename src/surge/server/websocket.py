@@ -6,8 +6,9 @@ order), the writer (``Outbox.run``) and one task per access check that has to wa
 read at once and cancels it (the session's ``CancelCheck``); a synchronous ``can_access``, or
 none, is decided inline. A granted join registers its pending hub subscription and reads its
 sync before the next frame is read (``Syncer.sync``), so one client cannot run many snapshot reads
-at once beyond its pending checks. The hub only ever touches the outbox, so fan-out never waits
-for a socket.
+at once beyond its pending checks; a ``page`` request is read the same way (``Syncer.page``), so
+pages are answered in the order they were asked. The hub only ever touches the outbox, so fan-out
+never waits for a socket.
 
 Failure modes: a client's mistakes cost it an error event or a close, logged once per connection
 at info (``CLIENT_MISTAKES`` budget); frames that arrive from a peer already gone (or after the
@@ -28,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from surge.log_context import CONNECTION_ID
 from surge.protocol.codec import encode_error
-from surge.protocol.codes import RATE_LIMITED, SYNC_TOO_LARGE, CloseCode
+from surge.protocol.codes import RATE_LIMITED, SYNC_TOO_LARGE, UNKNOWN_SUBSCRIPTION, CloseCode
 from surge.protocol.messages import SubscriptionRequest
 from surge.protocol.session import (
     Action,
@@ -36,6 +37,7 @@ from surge.protocol.session import (
     CheckAccess,
     Close,
     SendError,
+    SendPage,
     Session,
     Subscribe,
     Unsubscribe,
@@ -210,6 +212,8 @@ class _Endpoint:
                 sub = self.runtime.hub.find(self.conn, action.request)
                 if sub is not None:
                     self.runtime.hub.unsubscribe(sub)
+            elif isinstance(action, SendPage):
+                await self._page(action)
             elif isinstance(action, SendError):
                 self.send_error(action.code, action.message, action.request)
             elif isinstance(action, Close):
@@ -305,6 +309,16 @@ class _Endpoint:
         else:
             message = "storage unavailable, retry later"
         self.send_error(problem, message, request)
+
+    async def _page(self, action: SendPage) -> None:
+        """Answer a ``page`` request of a held subscription (read before the next frame)."""
+        sub = self.runtime.hub.find(self.conn, action.request)
+        if sub is None:  # recorded by the session but its sync failed meanwhile
+            self.send_error(UNKNOWN_SUBSCRIPTION, "subscription is gone", action.request)
+            return
+        problem = await self.runtime.syncer.page(sub, action.before, action.limit)
+        if problem is not None:
+            self.send_error(*problem, action.request)
 
     def send_error(self, code: str, message: str, request: SubscriptionRequest | None) -> None:
         conn = self.conn

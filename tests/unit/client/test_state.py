@@ -80,3 +80,90 @@ def test_item_drops_any_frame_not_newer_than_the_last() -> None:
     change = state.apply(frame(8, "delete", {"id": "a", "v": 3}))
     assert change is not None and change.item == {"id": "a", "v": 3}
     assert state.state is None
+
+
+# -- deltas and windows (protocol.md sections 4 and 5) --------------------------------------------
+
+
+def patch(ts: int, id: str, *ops: dict[str, Any]) -> ServerFrame:
+    return ServerFrame(
+        timestamp=ts, stream="chat", group="g", id=id, kind="patch", data={"ops": list(ops)}
+    )
+
+
+def append(text: str) -> dict[str, Any]:
+    return {"type": "append", "path": "content", "value": text}
+
+
+def test_a_patch_applies_the_ops_to_a_copy_of_the_held_item_as_an_update() -> None:
+    state = GroupState()
+    state.apply(frame(1, "sync", [{"id": "m", "content": "He", "n": 1}, {"id": "o"}]))
+    before = state.state
+
+    change = state.apply(patch(2, "m", append("llo"), {"type": "increment", "path": "n"}))
+
+    assert change is not None and change.kind == "update" and change.id == "m"
+    assert change.item == {"id": "m", "content": "Hello", "n": 2}
+    assert state.state == [{"id": "m", "content": "Hello", "n": 2}, {"id": "o"}]
+    assert before[0] == {"id": "m", "content": "He", "n": 1}  # the old state is untouched
+
+
+def test_a_patch_of_an_item_not_held_or_not_newer_is_ignored() -> None:
+    state = GroupState()
+    state.apply(frame(1, "sync", [{"id": "m", "content": ""}]))
+
+    assert state.apply(patch(2, "unknown", append("x"))) is None
+    assert state.apply(patch(3, "m", append("a"))) is not None
+    assert state.apply(patch(3, "m", append("b"))) is None  # same timestamp: dropped
+    assert state.state == [{"id": "m", "content": "a"}]
+
+
+def test_a_patch_that_does_not_apply_keeps_the_item() -> None:
+    state = GroupState()
+    state.apply(frame(1, "sync", [{"id": "m", "content": 5}]))
+
+    assert state.apply(patch(2, "m", append("x"))) is None
+    assert state.apply(patch(3, "m", "not an op")) is None  # type: ignore[arg-type]
+    assert state.state == [{"id": "m", "content": 5}]
+
+
+def test_an_item_subscription_applies_patches_to_its_item() -> None:
+    state = ItemState()
+    assert state.apply(patch(1, "m", append("x"))) is None  # no copy yet
+    state.apply(frame(2, "sync", {"id": "m", "content": "a"}, id="m"))
+
+    change = state.apply(patch(3, "m", append("b")))
+
+    assert change is not None and change.kind == "update"
+    assert state.state == {"id": "m", "content": "ab"}
+
+
+def windowed_sync(ts: int, items: list[dict[str, Any]], more: str | None) -> ServerFrame:
+    return ServerFrame(ts, "chat", "g", None, "sync", items, more=more)
+
+
+def test_a_windowed_sync_keeps_its_cursor_and_a_page_goes_before_the_held_items() -> None:
+    state = GroupState()
+    state.apply(windowed_sync(1, [{"id": "c"}, {"id": "d"}], "3"))
+    assert state.more == "3"
+
+    change = state.apply(ServerFrame(2, "chat", "g", None, "page", [{"id": "a"}, {"id": "b"}]))
+
+    assert (
+        change is not None and change.kind == "page" and change.item == [{"id": "a"}, {"id": "b"}]
+    )
+    assert [item["id"] for item in state.state] == ["a", "b", "c", "d"]
+    assert state.more is None
+
+
+def test_a_windowed_group_ignores_updates_of_items_outside_its_window() -> None:
+    state = GroupState()
+    state.apply(windowed_sync(1, [{"id": "c"}], "3"))
+
+    assert state.apply(frame(2, "update", {"id": "old", "v": 1})) is None
+    assert state.apply(frame(3, "create", {"id": "new"})) is not None
+    assert [item["id"] for item in state.state] == ["c", "new"]
+    # A whole group (no cursor) keeps the base behaviour: an unknown update is kept.
+    whole = GroupState()
+    whole.apply(windowed_sync(1, [], None))
+    assert whole.apply(frame(2, "update", {"id": "x"})) is not None

@@ -13,16 +13,21 @@ from surge.errors import ProtocolError
 from surge.protocol.codec import (
     ACCESS_DENIED,
     INVALID_MESSAGE,
+    MAX_CURSOR_CHARS,
+    MAX_PAGE_LIMIT,
     Frame,
+    PatchFrame,
     decode_client_message,
     encode_change,
     encode_error,
     encode_event,
     encode_group_sync,
     encode_item_sync,
+    encode_page,
+    encode_patch,
 )
 from surge.protocol.ids import MAX_ID_LENGTH
-from surge.protocol.messages import Join, Leave, SubscriptionRequest
+from surge.protocol.messages import Join, Leave, Page, SubscriptionRequest
 from surge.streams.feed import Change, EphemeralEvent
 
 GROUP_DATA = {"streamName": "todo", "groupId": "inbox", "subscriptionId": "sub-1"}
@@ -439,3 +444,101 @@ def test_restamping_any_timestamp_yields_the_same_message(old: int, new: int) ->
     original = encode_change(Change("update", "todo", "inbox", "t1", {"id": "t1"}, 1), old)
     after = orjson.loads(original.restamped(new).text)
     assert after == {**orjson.loads(original.text), "timestamp": new}
+
+
+# --- deltas and windows (protocol.md sections 4 and 5) ------------------------------------------
+
+
+def test_a_join_asking_for_deltas_decodes_with_them_and_without_means_false() -> None:
+    asked = decode_client_message(frame("join", {**GROUP_DATA, "deltas": True}))
+    plain = decode_client_message(frame("join", GROUP_DATA))
+    null = decode_client_message(frame("join", {**GROUP_DATA, "deltas": None}))
+
+    assert isinstance(asked, Join) and asked.request.deltas is True
+    assert isinstance(plain, Join) and plain.request.deltas is False
+    assert isinstance(null, Join) and null.request.deltas is False
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, [], {}])
+def test_deltas_must_be_a_boolean(bad: Any) -> None:
+    assert "deltas" in decode_error(frame("join", {**GROUP_DATA, "deltas": bad}))
+
+
+def test_a_page_request_decodes_with_its_cursor_and_limit() -> None:
+    message = decode_client_message(frame("page", {**GROUP_DATA, "before": "17", "limit": 25}))
+    newest = decode_client_message(frame("page", GROUP_DATA))
+
+    assert message == Page("todo", "inbox", "sub-1", "17", 25)
+    assert newest == Page("todo", "inbox", "sub-1", None, None)
+
+
+@pytest.mark.parametrize(
+    ("extra", "word"),
+    [
+        ({"before": 17}, "before"),
+        ({"before": ""}, "before"),
+        ({"before": "x" * (MAX_CURSOR_CHARS + 1)}, "before"),
+        ({"limit": 0}, "limit"),
+        ({"limit": MAX_PAGE_LIMIT + 1}, "limit"),
+        ({"limit": True}, "limit"),
+        ({"limit": "5"}, "limit"),
+        ({"subscriptionId": ""}, "subscriptionId"),
+    ],
+)
+def test_a_bad_page_request_is_a_protocol_error_naming_the_field(
+    extra: dict[str, Any], word: str
+) -> None:
+    assert word in decode_error(frame("page", {**GROUP_DATA, **extra}))
+
+
+def updated(ops: list[dict[str, Any]] | None) -> Change:
+    item = {"id": "m1", "content": "Hello world"}
+    return Change("update", "chat", "c1", "m1", item, 7, ops)
+
+
+def test_a_patch_frame_carries_the_ops_and_gives_the_whole_item_frame_on_demand() -> None:
+    change = updated([{"type": "append", "path": "content", "value": " world"}])
+
+    patch = encode_patch(change, 1000)
+
+    assert isinstance(patch, PatchFrame) and patch.source is change
+    assert parsed(patch) == {
+        "timestamp": 1000,
+        "streamName": "chat",
+        "groupId": "c1",
+        "id": "m1",
+        "event": {"type": "patch", "data": {"ops": change.ops}},
+    }
+    assert patch.full == encode_change(change, 1000)
+    assert patch.full is patch.full  # encoded once, then shared
+
+
+def test_a_restamped_patch_is_still_a_patch_and_its_whole_item_follows() -> None:
+    patch = encode_patch(updated([{"type": "increment", "path": "n"}]), 5)
+    full = patch.full
+
+    again = patch.restamped(9)
+
+    assert isinstance(again, PatchFrame)
+    assert parsed(again)["timestamp"] == 9 and parsed(again)["event"]["type"] == "patch"
+    assert again.full == full.restamped(9)
+    assert parsed(patch.restamped(10).full)["timestamp"] == 10
+
+
+def test_a_windowed_sync_and_a_page_carry_the_cursor_before_the_event() -> None:
+    items = [{"id": "a"}]
+
+    sync = encode_group_sync("chat", "c1", items, 3, more="12")
+    page = encode_page("chat", "c1", items, 4, more="9")
+    last = encode_page("chat", "c1", [], 5)
+
+    assert parsed(sync) == {
+        "timestamp": 3,
+        "streamName": "chat",
+        "groupId": "c1",
+        "more": "12",
+        "event": {"type": "sync", "data": items},
+    }
+    assert parsed(page)["more"] == "9" and parsed(page)["event"] == {"type": "page", "data": items}
+    assert "more" not in parsed(last)
+    assert "more" not in parsed(encode_group_sync("chat", "c1", items, 6))

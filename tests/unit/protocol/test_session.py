@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from surge.protocol.codec import ACCESS_DENIED, INVALID_MESSAGE, TOO_MANY_SUBSCRIPTIONS
+from surge.protocol.codes import UNKNOWN_SUBSCRIPTION
 from surge.protocol.messages import SubscriptionRequest
 from surge.protocol.session import (
     CLOSE_MESSAGE_TOO_BIG,
@@ -18,6 +19,7 @@ from surge.protocol.session import (
     CheckAccess,
     Close,
     SendError,
+    SendPage,
     Session,
     Subscribe,
     Unsubscribe,
@@ -508,3 +510,74 @@ def test_revoke_of_a_subscription_left_or_replaced_meanwhile_does_nothing() -> N
     assert session.revoke(old, "access revoked") == []
     leave(session, replacement)
     assert session.revoke(replacement, "access revoked") == []
+
+
+# --- page (protocol.md section 5) --------------------------------------------------------------
+
+
+def page(session: Session, sid: str, *, group: str = "inbox", **extra: object) -> list[Action]:
+    data = {"streamName": "todo", "groupId": group, "subscriptionId": sid, **extra}
+    return session.receive_text(orjson.dumps({"type": "page", "data": data}).decode())
+
+
+def test_page_of_a_held_group_subscription_asks_for_that_page() -> None:
+    session = Session()
+    req = request("s1")
+    subscribed(session, req)
+
+    assert page(session, "s1", before="42", limit=20) == [SendPage(req, "42", 20)]
+    assert page(session, "s1") == [SendPage(req, None, None)]
+
+
+@pytest.mark.parametrize(
+    ("held", "sid", "group"),
+    [
+        (None, "s1", "inbox"),  # nothing held
+        (request("s1"), "other", "inbox"),  # another id
+        (request("s1"), "s1", "elsewhere"),  # the id names another group
+        (request("s1", id="t1"), "s1", "inbox"),  # an item subscription
+    ],
+)
+def test_page_of_a_subscription_not_held_is_an_unknown_subscription_error(
+    held: SubscriptionRequest | None, sid: str, group: str
+) -> None:
+    session = Session()
+    if held is not None:
+        subscribed(session, held)
+
+    actions = page(session, sid, group=group)
+
+    assert len(actions) == 1 and isinstance(actions[0], SendError)
+    error = actions[0]
+    assert error.code == UNKNOWN_SUBSCRIPTION
+    assert error.request is not None
+    assert (error.request.stream, error.request.group, error.request.id) == ("todo", group, None)
+
+
+def test_page_of_a_pending_join_is_refused_too() -> None:
+    session = Session()
+    join(session, request("s1"))
+
+    [action] = page(session, "s1")
+
+    assert isinstance(action, SendError) and action.code == UNKNOWN_SUBSCRIPTION
+
+
+def test_pages_for_foreign_subscriptions_spend_the_error_budget() -> None:
+    session = Session(max_errors=3)
+
+    page(session, "x")
+    page(session, "y")
+    actions = page(session, "z")
+
+    assert isinstance(actions[-1], Close) and actions[-1].code == CLOSE_POLICY_VIOLATION
+
+
+def test_a_join_with_deltas_is_recorded_with_them() -> None:
+    session = Session()
+    data = {"streamName": "todo", "groupId": "inbox", "subscriptionId": "s1", "deltas": True}
+    [check] = session.receive_text(orjson.dumps({"type": "join", "data": data}).decode())
+
+    assert isinstance(check, CheckAccess) and check.request.deltas is True
+    session.access_granted(check.request)
+    assert session.subscriptions["s1"].deltas is True

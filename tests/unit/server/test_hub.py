@@ -7,13 +7,13 @@ from typing import Any
 import orjson
 from starlette.types import Message
 
-from surge.protocol.codec import Frame, encode_group_sync
+from surge.protocol.codec import Frame, PatchFrame, encode_group_sync
 from surge.protocol.messages import SubscriptionRequest
 from surge.protocol.session import Session
 from surge.server.connection import Connection
 from surge.server.hub import Hub, HubSubscription
 from surge.server.outbox import Outbox
-from surge.streams.feed import Change, EphemeralEvent
+from surge.streams.feed import Change, EphemeralEvent, GroupSnapshot
 
 
 def make_conn(capacity: int = 100) -> Connection:
@@ -158,3 +158,178 @@ def test_resync_puts_live_subscriptions_back_to_pending_and_reports_them() -> No
     assert len(queued(conn)) == 1  # only the first sync: the change waits for the new sync
     activate(hub, live, seq=2)
     assert [f["event"]["type"] for f in queued(conn)] == ["sync", "sync", "create"]
+
+
+# -- deltas (protocol.md section 4) ---------------------------------------------------------------
+
+APPEND = [{"type": "append", "path": "content", "value": " tok"}]
+
+
+def dreq(group: str = "inbox", id: str | None = None, sid: str = "s1") -> SubscriptionRequest:
+    return SubscriptionRequest("todo", group, id, sid, deltas=True)
+
+
+def patched(id: str, seq: int, group: str = "inbox") -> Change:
+    item = {"id": id, "content": "x" * 500 + " tok"}
+    return Change("update", "todo", group, id, item, seq, APPEND)
+
+
+def kinds(conn: Connection) -> list[str]:
+    return [f["event"]["type"] for f in queued(conn)]
+
+
+def test_a_delta_subscriber_gets_the_ops_and_a_plain_one_the_whole_item() -> None:
+    hub = Hub()
+    delta, plain = make_conn(), make_conn()
+    activate(hub, hub.subscribe(delta, dreq()))
+    activate(hub, hub.subscribe(plain, req()))
+
+    hub.dispatch(patched("m1", 5))
+
+    assert kinds(delta) == ["sync", "patch"] and kinds(plain) == ["sync", "update"]
+    assert queued(delta)[1]["event"]["data"] == {"ops": APPEND}
+    assert queued(plain)[1]["event"]["data"] == patched("m1", 5).item
+    # One encode of each form, shared: the whole item is the patch frame's own.
+    patch, whole = delta.outbox._frames[-1], plain.outbox._frames[-1]
+    assert isinstance(patch, PatchFrame) and patch.full is whole
+    assert queued(delta)[1]["timestamp"] == queued(plain)[1]["timestamp"]
+
+
+def test_without_a_delta_subscriber_no_patch_is_encoded() -> None:
+    hub = Hub()
+    conns = [make_conn() for _ in range(3)]
+    for n, conn in enumerate(conns):
+        activate(hub, hub.subscribe(conn, req(sid=f"s{n}")))
+    elsewhere = make_conn()
+    activate(hub, hub.subscribe(elsewhere, dreq(group="other")))
+
+    hub.dispatch(patched("m1", 5))
+
+    frames = [conn.outbox._frames[-1] for conn in conns]
+    assert all(type(f) is Frame for f in frames) and frames[0] is frames[1] is frames[2]
+    assert kinds(elsewhere) == ["sync"]
+
+
+def test_many_delta_subscribers_share_one_patch_frame() -> None:
+    hub = Hub()
+    conns = [make_conn() for _ in range(4)]
+    for n, conn in enumerate(conns):
+        activate(hub, hub.subscribe(conn, dreq(sid=f"s{n}")))
+
+    hub.dispatch(patched("m1", 5))
+
+    frames = {id(conn.outbox._frames[-1]) for conn in conns}
+    assert len(frames) == 1 and kinds(conns[0])[-1] == "patch"
+    patch = conns[0].outbox._frames[-1]
+    assert isinstance(patch, PatchFrame) and patch._full is None  # the whole item never encoded
+
+
+def test_a_connection_with_a_plain_subscription_to_the_item_gets_the_whole_item() -> None:
+    hub = Hub()
+    conn = make_conn()
+    activate(hub, hub.subscribe(conn, dreq()))
+    activate(hub, hub.subscribe(conn, req(id="m1", sid="s2")))
+
+    hub.dispatch(patched("m1", 5))
+
+    assert kinds(conn) == ["sync", "sync", "update"]  # one frame, serving both subscriptions
+
+
+def test_delta_item_and_group_subscriptions_of_one_connection_get_one_patch() -> None:
+    hub = Hub()
+    conn = make_conn()
+    activate(hub, hub.subscribe(conn, dreq()))
+    activate(hub, hub.subscribe(conn, dreq(id="m1", sid="s2")))
+
+    hub.dispatch(patched("m1", 5))
+
+    assert kinds(conn) == ["sync", "sync", "patch"]
+
+
+def test_creates_deletes_and_sets_go_whole_to_delta_subscribers() -> None:
+    hub = Hub()
+    conn = make_conn()
+    activate(hub, hub.subscribe(conn, dreq()))
+
+    hub.dispatch(change("m1", 1))
+    hub.dispatch(change("m1", 2, "update"))
+    hub.dispatch(change("m1", 3, "delete"))
+
+    assert kinds(conn) == ["sync", "create", "update", "delete"]
+
+
+def test_a_pending_delta_subscription_buffers_the_whole_item() -> None:
+    hub = Hub()
+    conn = make_conn()
+    sub = hub.subscribe(conn, dreq())
+
+    hub.dispatch(patched("m1", 5))
+    activate(hub, sub, seq=4)
+
+    assert kinds(conn) == ["sync", "update"]
+
+
+def test_a_change_the_sync_already_reflects_never_comes_as_a_patch() -> None:
+    # A local store may commit a change, a snapshot may read it, and only then is it dispatched:
+    # the client's copy already has it, so applying its ops would apply them twice.
+    hub = Hub()
+    conn = make_conn()
+    activate(hub, hub.subscribe(conn, dreq()), seq=7)
+
+    hub.dispatch(patched("m1", 6))
+    hub.dispatch(patched("m1", 7))
+    hub.dispatch(patched("m1", 8))
+
+    assert kinds(conn) == ["sync", "update", "update", "patch"]
+
+
+def test_a_page_makes_the_changes_it_may_reflect_go_whole() -> None:
+    hub = Hub()
+    conn = make_conn()
+    sub = hub.subscribe(conn, dreq())
+    activate(hub, sub, seq=3)
+
+    hub.paged(sub, 9)
+    hub.dispatch(patched("m1", 9))
+    hub.dispatch(patched("m1", 10))
+    hub.paged(sub, 2)  # an older page never lowers it
+
+    assert kinds(conn) == ["sync", "update", "patch"]
+
+
+def test_unsubscribing_the_last_delta_subscription_stops_patch_encoding() -> None:
+    hub = Hub()
+    conn, plain = make_conn(), make_conn()
+    sub = hub.subscribe(conn, dreq())
+    activate(hub, sub)
+    activate(hub, hub.subscribe(plain, req()))
+
+    hub.unsubscribe(sub)
+    hub.unsubscribe(sub)  # idempotent: the count does not go below zero
+    hub.dispatch(patched("m1", 5))
+
+    assert type(plain.outbox._frames[-1]) is Frame
+    assert hub._delta_subs == {}
+
+
+# -- pages (protocol.md section 5) ----------------------------------------------------------------
+
+
+def test_a_page_capture_brings_the_page_up_to_the_changes_dispatched_meanwhile() -> None:
+    hub = Hub()
+    capture = hub.capture("todo", "inbox")
+    other = hub.capture("todo", "elsewhere")
+    snapshot = GroupSnapshot([{"id": "a", "v": 0}, {"id": "b", "v": 0}, {"id": "c", "v": 0}], 10)
+
+    hub.dispatch(Change("update", "todo", "inbox", "a", {"id": "a", "v": 9}, 9))  # in the page
+    hub.dispatch(Change("update", "todo", "inbox", "b", {"id": "b", "v": 1}, 11))
+    hub.dispatch(Change("delete", "todo", "inbox", "c", {"id": "c", "v": 0}, 12))
+    hub.dispatch(Change("create", "todo", "inbox", "d", {"id": "d"}, 13))  # newer: not in it
+    hub.release(capture)
+    hub.dispatch(Change("update", "todo", "inbox", "a", {"id": "a", "v": 99}, 14))
+
+    assert capture.apply(snapshot) == [{"id": "a", "v": 0}, {"id": "b", "v": 1}]
+    assert other.changes == []
+    hub.release(other)
+    hub.release(other)
+    assert hub._captures == {}
