@@ -12,6 +12,9 @@ comes back on the same port. The page must:
   offset and epoch it saw) and get a `resume` answer and the missed changes, not a full sync
   (docs/protocol.md section 3). That half needs the server's resume: until it is on main it is
   an expected failure (strict) with the reason.
+
+And the browser's own network going (Playwright's offline emulation) shows the `offline` banner;
+coming back retries at once and catches up.
 """
 
 from __future__ import annotations
@@ -230,3 +233,24 @@ def test_after_the_outage_the_page_resumes_instead_of_a_full_sync(
     assert frames[0]["event"]["data"] == {"since": last_seen["offset"], "missed": 3}
     assert [f["event"]["type"] for f in frames[1:4]] == ["create", "update", "delete"]
     assert all(f["event"]["type"] != "sync" for f in frames)
+
+
+def test_the_browser_going_offline_shows_offline_and_catches_up_when_back(
+    todo_app: SurgeProcess,
+    new_page: NewPage,  # noqa: F811
+) -> None:
+    page = new_page(todo_app.url + "/")
+    expect(page.get_by_role("main")).to_have_attribute("data-subscribed", "true")
+    banner = page.get_by_test_id("connection-banner")
+    create_todo(todo_app, "before")
+    expect(page.get_by_test_id("todo-description")).to_have_text(["before"])
+
+    page.context.set_offline(True)  # the browser's network goes (navigator.onLine, 'offline')
+    expect(banner).to_have_attribute("data-state", "offline")
+    expect(banner).to_contain_text("You are offline")
+    create_todo(todo_app, "while the browser was offline")  # the server is up: someone else
+    page.context.set_offline(False)  # 'online': the client retries at once, not at its backoff
+    expect(page.get_by_test_id("todo-description")).to_have_text(
+        ["before", "while the browser was offline"]
+    )
+    expect(banner).to_be_hidden()

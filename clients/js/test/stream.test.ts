@@ -431,6 +431,46 @@ describe('connection', () => {
     assert.equal(stream.status.state, 'connecting')
   })
 
+  test('the browser going offline drops the socket at once, coming online retries at once', async () => {
+    // A browser's window and navigator, as far as the client looks at them.
+    const target = new EventTarget()
+    const globals = globalThis as Record<string, unknown>
+    const saved = { add: globals.addEventListener, remove: globals.removeEventListener, nav: globals.navigator }
+    const navigator = { onLine: true }
+    globals.addEventListener = target.addEventListener.bind(target)
+    globals.removeEventListener = target.removeEventListener.bind(target)
+    Object.defineProperty(globalThis, 'navigator', { value: navigator, configurable: true, writable: true })
+    cleanups.push(() => {
+      globals.addEventListener = saved.add
+      globals.removeEventListener = saved.remove
+      Object.defineProperty(globalThis, 'navigator', { value: saved.nav, configurable: true, writable: true })
+    })
+    const server = await fake()
+    // A long backoff: only the online event can bring the connection back within the test.
+    const stream = connect(server, { reconnect: { initialDelayMs: 60_000, maxDelayMs: 60_000, jitter: 0 } })
+    const inbox = stream.subscribeGroup<Todo>('todo', 'inbox')
+    await waitFor(() => inbox.isSynced, 'the sync')
+
+    navigator.onLine = false
+    target.dispatchEvent(new Event('offline'))
+    assert.equal(stream.status.state, 'offline')
+    assert.equal(stream.status.attempt, 1)
+    await waitFor(() => server.connectionCount === 0, 'the socket closed')
+    server.set('todo', 'inbox', 't1', { description: 'while offline' })
+
+    navigator.onLine = true
+    target.dispatchEvent(new Event('online'))
+    await waitFor(() => stream.status.state === 'open', 'open again', 2000)
+    await waitFor(() => inbox.getState().length === 1, 'the missed create')
+    stream.close()
+    const upgrades = server.upgrades.length
+    target.dispatchEvent(new Event('offline'))
+    target.dispatchEvent(new Event('online'))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.equal(server.upgrades.length, upgrades)
+    assert.equal(stream.status.state, 'closed')
+  })
+
   test('without a WebSocket implementation the constructor says what to pass', () => {
     const original = (globalThis as { WebSocket?: unknown }).WebSocket
     ;(globalThis as { WebSocket?: unknown }).WebSocket = undefined
