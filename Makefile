@@ -60,7 +60,7 @@ $(AI_CHAT_WEB_DEPS): $(AI_CHAT_WEB)/package.json $(AI_CHAT_WEB)/package-lock.jso
 	cd $(AI_CHAT_WEB) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(AI_CHAT_WEB_BUILD): $(AI_CHAT_WEB_DEPS) $(AI_CHAT_WEB_SOURCES)
+$(AI_CHAT_WEB_BUILD): $(AI_CHAT_WEB_DEPS) $(AI_CHAT_WEB_SOURCES) $(CLIENT_JS_BUILD)
 	cd $(AI_CHAT_WEB) && npm run --silent build
 	touch $@
 # --- end of the ai-chat web app --------------------------------------------------------------

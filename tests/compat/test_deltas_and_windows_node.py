@@ -191,7 +191,7 @@ def test_a_delta_subscriber_and_motias_client_end_identical_through_1000_tokens(
     frames = [json.loads(f)["event"]["type"] for f in frames_of(motia, "m1")]
     assert frames.count("patch") == 0 and frames.count("update") == TOKENS + 1
     whole_bytes = sum(len(f.encode()) for f in frames_of(motia, "m1")[1:])
-    print(  # noqa: T201 - the measurement (pytest -s shows it)
+    print(
         f"\nbytes per token, {TOKENS} tokens: Motia's client (whole items) "
         f"{whole_bytes / TOKENS:.0f}, delta subscriber {patch_bytes / TOKENS:.0f}"
     )

@@ -1,13 +1,15 @@
 """The ai-chat example's web app (examples/ai-chat/web) in headless Chromium, against `surge start`.
 
-The reply grows in the page word by word, then is complete; and after a kill -9 in the middle of a
-reply and a restart, the page (which reconnects by itself) shows the reply regenerated and done.
+The reply grows in the page word by word, each word reaching it as a delta (a ``patch`` frame,
+protocol.md section 4), then is complete; and after a kill -9 in the middle of a reply and a
+restart, the page (which reconnects by itself) shows the reply regenerated and done.
 Screenshots and console logs: test-artifacts/test_ai_chat_browser/.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -84,9 +86,23 @@ def start_chat(
     return start
 
 
-def open_chat(new_page: NewPage, server: SurgeProcess) -> Page:  # noqa: F811
-    """A page on the app once its subscription has synced."""
-    page = new_page(server.url + "/")
+def open_chat(
+    new_page: NewPage,  # noqa: F811
+    server: SurgeProcess,
+    frames: list[str] | None = None,
+) -> Page:
+    """A page on the app once its subscription has synced; ``frames`` gets every WebSocket
+    frame the page receives."""
+    page = new_page()
+    if frames is not None:
+        page.on(
+            "websocket",
+            lambda ws: ws.on(
+                "framereceived",
+                lambda payload: frames.append(payload if isinstance(payload, str) else ""),
+            ),
+        )
+    page.goto(server.url + "/")
     expect(page.get_by_role("heading", name="AI chat")).to_be_visible()
     expect(page.get_by_role("main")).to_have_attribute("data-subscribed", "true")
     page.evaluate("window.__notReloaded = true")
@@ -131,7 +147,8 @@ def test_the_reply_grows_in_the_page_then_is_complete(
     new_page: NewPage,  # noqa: F811
 ) -> None:
     server = start_chat(0.15)
-    page = open_chat(new_page, server)
+    frames: list[str] = []
+    page = open_chat(new_page, server, frames)
     expect(page.get_by_test_id("empty")).to_be_visible()
     expect(page.get_by_test_id("typing-indicator")).to_be_hidden()
     page.evaluate(RECORD_REPLY_LENGTHS)
@@ -158,6 +175,15 @@ def test_the_reply_grows_in_the_page_then_is_complete(
     assert intermediate == sorted(set(intermediate)), lengths  # it only ever grew
     assert lengths[-1] == len(answer)
     assert page.evaluate("window.__notReloaded") is True
+    # Every word reached the page as a delta: the reply was created whole, then only patched.
+    reply_id = reply(page).get_attribute("data-message-id") or ""
+    kinds = [
+        frame["event"]["type"]
+        for frame in map(json.loads, frames)
+        if frame.get("id") == reply_id and reply_id
+    ]
+    assert kinds[0] == "create" and len(kinds) >= 3, kinds
+    assert set(kinds[1:]) == {"patch"}, kinds
 
 
 @pytest.mark.slow

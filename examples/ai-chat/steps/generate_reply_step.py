@@ -70,7 +70,8 @@ async def handler(input: MessageCreated, ctx: FlowContext) -> None:
         turns = await history(ctx, conversation, input.messageId)
         async for piece in model.stream(turns):
             # One atomic append per word: no read-modify-write, so nothing is lost even if
-            # another writer touches the item (subscribers still get the whole item for now).
+            # another writer touches the item. The page (@surge/stream-client) gets each word as
+            # a delta (a patch frame of the word), Motia's clients the whole item.
             result = await messages.update(
                 conversation, reply_id, [{"type": "append", "path": "content", "value": piece}]
             )

@@ -1,4 +1,4 @@
-import { useStreamGroup } from '@motiadev/stream-client-react'
+import { useStreamGroup } from '@surge/stream-client/react'
 import { useEffect, useRef, useState, type FormEvent } from 'react'
 import { sendMessage } from './api'
 import type { Message } from './types'

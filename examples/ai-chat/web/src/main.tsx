@@ -1,4 +1,4 @@
-import { MotiaStreamProvider } from '@motiadev/stream-client-react'
+import { MotiaStreamProvider } from '@surge/stream-client/react'
 import { StrictMode } from 'react'
 import { createRoot } from 'react-dom/client'
 import { App } from './App'

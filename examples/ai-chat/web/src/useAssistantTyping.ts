@@ -1,4 +1,4 @@
-import { useStreamEventHandler, type useStreamGroup } from '@motiadev/stream-client-react'
+import { useStreamEventHandler, type useStreamGroup } from '@surge/stream-client/react'
 import { useCallback, useState } from 'react'
 import type { Message, TypingEvent } from './types'
 
