@@ -13,15 +13,16 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from conftest import require_component
-from redis_server import REDIS_TEST_URL, drop_redis_keys, redis_is_up
-from surge import Config, StreamAuth, StreamConfig, create_app
+from redis_server import REDIS_TEST_URL, PrivateRedis, drop_redis_keys, redis_is_up
+from surge import Config, PresenceSettings, StreamAuth, StreamConfig, create_app
+from surge.errors import StoreError
 from surge.streams.stores.redis import RedisStreamAdapter
 from surge.testing import LiveServer, live_server
 
@@ -40,9 +41,12 @@ def prefix() -> Iterator[str]:
     drop_redis_keys(unique)
 
 
-def redis_app(prefix: str) -> Any:
+def redis_app(prefix: str, url: str = REDIS_TEST_URL, timeout: float = 15.0) -> Any:
     return create_app(
-        config=Config(stream_auth=StreamAuth(authenticate=authenticate)),
+        config=Config(
+            stream_auth=StreamAuth(authenticate=authenticate),
+            presence=PresenceSettings(timeout=timeout),
+        ),
         streams=[
             StreamConfig(
                 name="room",
@@ -52,13 +56,18 @@ def redis_app(prefix: str) -> Any:
                 presence_meta=["name"],
             )
         ],
-        adapter=RedisStreamAdapter(REDIS_TEST_URL, prefix=prefix),
+        adapter=RedisStreamAdapter(url, prefix=prefix),
     )
 
 
 @asynccontextmanager
-async def two_instances(prefix: str) -> AsyncIterator[tuple[LiveServer, LiveServer]]:
-    async with live_server(redis_app(prefix)) as a, live_server(redis_app(prefix)) as b:
+async def two_instances(
+    prefix: str, url: str = REDIS_TEST_URL, presence_timeout: float = 15.0
+) -> AsyncIterator[tuple[LiveServer, LiveServer]]:
+    async with (
+        live_server(redis_app(prefix, url, presence_timeout)) as a,
+        live_server(redis_app(prefix, url, presence_timeout)) as b,
+    ):
         yield a, b
 
 
@@ -177,3 +186,63 @@ async def test_an_instance_declared_dead_registers_its_members_again(prefix: str
         assert backend.instance != old_id
         await wait_until(lambda: b.app.runtime.presence.sizes()["registered"] == 1, within=10)
         assert await a.app.streams.room.presence("r1") == [ALICE, BOB]
+
+
+class MemberSet:
+    """The member set a client builds from the presence events it receives, as set operations."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    def apply(self, frames: list[dict[str, Any]]) -> None:
+        for data in presence_frames(frames):
+            if data["action"] == "sync":
+                self.ids = {m["id"] for m in data["members"]}
+            elif data["action"] == "join":
+                self.ids.add(data["member"]["id"])
+            else:
+                self.ids.discard(data["member"]["id"])
+
+
+async def test_after_redis_lost_everything_the_members_come_back(
+    private_redis: PrivateRedis,
+) -> None:
+    prefix = f"surge-test-{uuid.uuid4().hex}"
+    async with (
+        two_instances(prefix, private_redis.url, presence_timeout=3.0) as (a, b),
+        AsyncExitStack() as stack,
+    ):
+        watcher = await stack.enter_async_context(connect(f"{a.ws_url}?authToken=alice-token"))
+        seen = MemberSet()
+        _, members = await join_room(watcher)
+        seen.ids = {m["id"] for m in members}
+        bob = await stack.enter_async_context(connect(f"{b.ws_url}?authToken=bob-token"))
+        await join_room(bob)
+        assert await next_presence(watcher) == {"action": "join", "member": BOB}
+        seen.ids.add("bob")
+
+        await private_redis.kill()  # no persistence: every presence key is gone with it
+        seen.ids = set()  # from here on, only what the watcher is told after the outage counts
+        with pytest.raises(StoreError):
+            await a.app.streams.room.presence("r1")
+        await private_redis.start()
+
+        # Both instances find their ids gone, register again and add their members; the
+        # watcher's feed comes back with a resync and a fresh list.
+        await wait_until(lambda: _members_are(a, ["alice", "bob"]), within=30)
+
+        async def watcher_agrees() -> bool:
+            with suppress(TimeoutError):
+                seen.apply([await watcher.recv(0.5)])
+            return seen.ids == {"alice", "bob"}
+
+        await wait_until(watcher_agrees, within=30)
+        assert await b.app.streams.room.presence("r1") == [ALICE, BOB]
+
+
+async def _members_are(server: LiveServer, ids: list[str]) -> bool:
+    try:
+        members = await server.app.streams.room.presence("r1")
+    except StoreError:
+        return False
+    return [m["id"] for m in members] == ids

@@ -346,7 +346,7 @@ class RedisPresence:
             [instance, round(self.lease * 1000), "beat"],
         )
         if alive != 1:
-            await self._renew(instance, "it missed its heartbeats")
+            await self._renew(instance, "its registration had expired or was gone")
 
     async def _renew(self, dead: str, why: str) -> None:
         """Id ``dead`` was declared dead: take a new one and have every member added again."""
