@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +28,10 @@ from surge import (
     extract_auth_token,
 )
 from surge.server.app import SurgeApp
+from surge.streams.adapter import StreamAdapter
 from surge.streams.presence import LocalPresence
+from surge.streams.stores.file import FileStreamAdapter
+from surge.streams.stores.memory import MemoryStreamAdapter
 from surge.testing import LiveServer, live_server
 
 from .streamclient import StreamClient, connect, wait_until
@@ -55,8 +59,9 @@ async def online(req: ApiRequest, ctx: Any) -> ApiResponse:
     return ApiResponse(200, await ctx.streams.room.presence(req.path_params["group"]))
 
 
-def presence_app() -> SurgeApp:
+def presence_app(adapter: StreamAdapter | None = None) -> SurgeApp:
     return create_app(
+        adapter=adapter,
         config=Config(stream_auth=StreamAuth(authenticate=authenticate)),
         streams=[
             StreamConfig(
@@ -72,9 +77,15 @@ def presence_app() -> SurgeApp:
     )
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[LiveServer]:
-    async with live_server(presence_app()) as srv:
+@pytest.fixture(params=["memory", "file"])
+async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LiveServer]:
+    """The app on the memory store and on the durable file store (one process each)."""
+    adapter = (
+        MemoryStreamAdapter()
+        if request.param == "memory"
+        else FileStreamAdapter(tmp_path / "streams")
+    )
+    async with live_server(presence_app(adapter)) as srv:
         yield srv
 
 
@@ -151,6 +162,10 @@ async def test_tabs_of_one_user_are_one_member_and_only_the_last_tab_leaves(
         await settled(server)
         assert presence_frames(await alice.barrier()) == []
         assert presence_frames(await bob_tab2.barrier()) == []  # it left: it hears nothing
+
+    # Presence is not part of the group's history: it cost no write and replays nothing.
+    history = await server.app.runtime.adapter.read_history("room", "r1", 0)
+    assert history is not None and history.messages == []
 
 
 async def test_presence_answers_over_http_from_a_handler(server: LiveServer) -> None:

@@ -129,6 +129,9 @@ async def test_a_member_on_two_instances_is_one_member_until_both_let_go(prefix:
         assert await next_presence(watcher) == {"action": "leave", "member": BOB}
         assert await quiet(watcher, a, b) == []
         assert await b.app.streams.room.presence("r1") == [ALICE]
+        history = await a.app.runtime.adapter.read_history("room", "r1", 0)
+        assert history is not None  # presence is not history: only the markers' sends are
+        assert [m.event["type"] for m in history.messages] == ["marker"] * 3  # type: ignore[union-attr]
 
 
 async def test_an_instance_that_stops_heartbeating_loses_its_members_once(prefix: str) -> None:

@@ -45,7 +45,7 @@ class Runtime:
         """What plugins registered (``surge.server.plugins``); filled before the app serves."""
         self.registry = registry
         self.presence = PresenceTracker(
-            _presence_backend(adapter, config), lambda: self.registry, self.hub.clock
+            _presence_backend(adapter, config, self.hub), lambda: self.registry, self.hub.clock
         )
         """Who subscribes to the groups of ``presence=True`` streams (``surge.server.presence``)."""
         self.hub.presence = self.presence
@@ -114,13 +114,13 @@ class Runtime:
         )
 
 
-def _presence_backend(adapter: StreamAdapter, config: Config) -> PresenceBackend:
+def _presence_backend(adapter: StreamAdapter, config: Config, hub: Hub) -> PresenceBackend:
     """The adapter's own presence registry when it has one (Redis), else this process's."""
     make = getattr(adapter, "presence_backend", None)
     if make is not None:
         backend: PresenceBackend = make(config.presence.timeout)
         return backend
-    return LocalPresence(lambda stream, group, event: adapter.send(stream, group, None, event))
+    return LocalPresence(hub.dispatch)
 
 
 def _auth_schema(config: Config) -> Schema | None:

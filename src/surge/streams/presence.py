@@ -10,7 +10,8 @@ on every instance gets each join and each leave once (wire frames: docs/protocol
 Two backends:
 
 - ``LocalPresence`` (here): one process is the deployment (memory and file stores). The member
-  set is a dict; announcements go through ``adapter.send``.
+  set is a dict; announcements go straight to this process's feed sink (the hub), never to
+  storage: presence is not part of a group's history and costs no write.
 - ``RedisPresence`` (``surge.streams.stores.redis_presence``, offered by the Redis adapter's
   ``presence_backend``): the member set lives in Redis, with instance heartbeats so that the
   members of an instance that died without saying goodbye are removed within a bound.
@@ -20,8 +21,10 @@ Two backends:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Final, NotRequired, Protocol, TypedDict
+
+from surge.streams.feed import EphemeralEvent
 
 __all__ = [
     "PRESENCE_EVENT",
@@ -85,15 +88,15 @@ class PresenceBackend(PresenceSource, Protocol):
         ...
 
 
-Announce = Callable[[str, str, dict[str, Any]], Awaitable[None]]
-"""Sends a group-wide ephemeral event: (stream, group, event) (the adapter's ``send``)."""
+Deliver = Callable[[EphemeralEvent], None]
+"""Hands a presence event to this process's subscribers (the hub's ``dispatch``)."""
 
 
 class LocalPresence:
     """``PresenceBackend`` of a single process: the member sets are this process's."""
 
-    def __init__(self, announce: Announce) -> None:
-        self._announce = announce
+    def __init__(self, deliver: Deliver) -> None:
+        self._deliver = deliver
         self._groups: dict[tuple[str, str], dict[str, PresenceMember]] = {}
         self.on_reset: Callable[[], None] | None = None
 
@@ -103,7 +106,7 @@ class LocalPresence:
         if member["id"] in members:
             return
         members[member["id"]] = member
-        await self._announce(stream, group, presence_event("join", member=member))
+        self._deliver(EphemeralEvent(stream, group, None, presence_event("join", member=member)))
 
     async def remove(self, stream: str, group: str, member_id: str) -> None:
         """Forget the member; announce its leave when it was there."""
@@ -113,7 +116,7 @@ class LocalPresence:
         member = members.pop(member_id)
         if not members:
             del self._groups[(stream, group)]
-        await self._announce(stream, group, presence_event("leave", member=member))
+        self._deliver(EphemeralEvent(stream, group, None, presence_event("leave", member=member)))
 
     async def members(self, stream: str, group: str) -> list[PresenceMember]:
         """The group's members, sorted by id."""
