@@ -237,3 +237,18 @@ async def test_many_joins_and_leaves_leave_nothing_behind(server: LiveServer) ->
         backend = runtime.presence.backend
         assert isinstance(backend, LocalPresence)
         assert backend.group_count() == 0
+
+
+async def test_the_python_client_keeps_the_member_list(server: LiveServer) -> None:
+    from surge.client import connect as client_connect
+
+    async with (
+        client_connect(server.ws_url, token="alice-token") as alice,
+        client_connect(server.ws_url, token="bob-token") as bob,
+    ):
+        alice_room = await alice.subscribe_group("room", "r5", timeout=10)
+        bob_room = await bob.subscribe_group("room", "r5", timeout=10)
+        await wait_until(lambda: alice_room.members == [ALICE, BOB])
+        await wait_until(lambda: bob_room.members == [ALICE, BOB])
+        await bob_room.unsubscribe()
+        await wait_until(lambda: alice_room.members == [ALICE])

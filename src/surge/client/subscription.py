@@ -295,11 +295,40 @@ class GroupSubscription(Subscription[list[dict[str, Any]]]):
     For a windowed stream (``StreamConfig(sync_limit=N)``) ``state`` starts with the newest N
     items; ``more`` is then the cursor of the older ones and ``load_older()`` fetches them, a
     page at a time, before the held items.
+
+    For a presence stream (``StreamConfig(presence=True)``) ``members`` is who is subscribed to
+    the group, kept from the ``presence`` events (``on_event("presence", ...)`` sees them too).
     """
 
     def __init__(self, client: _Owner, request: SubscriptionRequest) -> None:
         self._group = GroupState()
         super().__init__(client, request, self._group)
+        self._members: dict[str, dict[str, Any]] = {}
+        self.on_event("presence", self._apply_presence)
+
+    @property
+    def members(self) -> list[dict[str, Any]]:
+        """The group's members (``{"id": .., "meta"?: ..}``), sorted by id; ``[]`` before the
+        server's first list or for a stream without presence (protocol.md, section 6)."""
+        return [self._members[k] for k in sorted(self._members)]
+
+    def _apply_presence(self, data: Any) -> None:
+        # Set operations, as the protocol asks: the order they arrive in ends in the current set.
+        if not isinstance(data, dict):
+            return
+        action = data.get("action")
+        if action == "sync" and isinstance(data.get("members"), list):
+            self._members = {
+                m["id"]: m for m in data["members"] if isinstance(m, dict) and "id" in m
+            }
+            return
+        member = data.get("member")
+        if not isinstance(member, dict) or not isinstance(member.get("id"), str):
+            return
+        if action == "join":
+            self._members[member["id"]] = member
+        elif action == "leave":
+            self._members.pop(member["id"], None)
 
     @property
     def more(self) -> str | None:
