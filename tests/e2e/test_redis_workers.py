@@ -199,9 +199,23 @@ async def test_each_worker_serves_its_metrics_on_its_own_port(
     )
     await asyncio.to_thread(server.start, 30.0)
     try:
-        pids: set[int] = set()
         async with httpx2.AsyncClient(timeout=5) as client:
-            for n in range(60):
+
+            async def scrape(port: int) -> str | None:
+                try:
+                    response = await client.get(f"http://127.0.0.1:{port}/metrics")
+                except httpx2.TransportError:
+                    return None
+                return response.text if response.status_code == 200 else None
+
+            # Both workers are up once both metrics ports answer (the app port answers as soon
+            # as the first one is).
+            for port in (metrics_port, metrics_port + 1):
+                async with asyncio.timeout(30):
+                    while await scrape(port) is None:  # noqa: ASYNC110 - polls another process
+                        await asyncio.sleep(0.05)
+            pids: set[int] = set()
+            for n in range(400):  # a fresh connection each: the kernel picks a worker each time
                 response = await client.post(
                     f"{server.url}/pid-todo", json={"n": n}, headers={"connection": "close"}
                 )
@@ -212,20 +226,7 @@ async def test_each_worker_serves_its_metrics_on_its_own_port(
             assert len(pids) == 2, "the kernel never handed a connection to the second worker"
             requests = n + 1
             assert (await client.get(f"{server.url}/metrics")).status_code == 404
-
-            async def scrape(port: int) -> str | None:
-                try:
-                    response = await client.get(f"http://127.0.0.1:{port}/metrics")
-                except httpx2.TransportError:
-                    return None
-                return response.text if response.status_code == 200 else None
-
-            texts: list[str] = []
-            for port in (metrics_port, metrics_port + 1):
-                async with asyncio.timeout(20):
-                    while (text := await scrape(port)) is None:  # noqa: ASYNC110 - polls another process
-                        await asyncio.sleep(0.05)
-                texts.append(text)
+            texts = [await scrape(port) or "" for port in (metrics_port, metrics_port + 1)]
         served = []
         for text in texts:
             names = {f.name for f in text_string_to_metric_families(text)}

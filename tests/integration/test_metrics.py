@@ -26,6 +26,7 @@ from surge import (
     StreamAuth,
     StreamConfig,
 )
+from surge.config import EventSettings
 from surge.errors import ConfigError
 from surge.server.auth import AuthRequest
 from surge.testing import live_server
@@ -125,10 +126,10 @@ async def test_store_operations_fanout_and_queues_are_measured() -> None:
 
     app = surge.create_app(
         streams=STREAMS,
-        config=Config(metrics=True),
+        config=Config(metrics=True, events=EventSettings(retry_delay=0.01)),
         steps=[
             (EventConfig(name="Hold", subscribes=["hold"], concurrency=1), hold),
-            (EventConfig(name="Fail", subscribes=["fail"], max_retries=0), fail),
+            (EventConfig(name="Fail", subscribes=["fail"], max_retries=1), fail),
         ],
     )
     async with live_server(app) as srv, httpx2.AsyncClient(base_url=srv.url, timeout=5) as http:
@@ -181,6 +182,7 @@ async def test_store_operations_fanout_and_queues_are_measured() -> None:
     assert sample(text, "surge_fanout_seconds_sum") > 0
     assert sample(text, "surge_queue_messages", step="Hold", state="in_flight") == 1
     assert sample(text, "surge_queue_messages", step="Hold", state="ready") == 2
+    assert sample(text, "surge_event_deliveries_total", step="Fail", outcome="retried") == 1
     assert sample(text, "surge_event_deliveries_total", step="Fail", outcome="dead") == 1
     assert sample(text, "surge_ready") == 1
 
