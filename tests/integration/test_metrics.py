@@ -268,3 +268,20 @@ async def test_metrics_on_their_own_port_and_not_on_the_app_port() -> None:
 def test_a_bad_metrics_port_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="metrics_port"):
         surge.create_app(streams=STREAMS, config=Config(metrics_port=70000))
+
+
+async def test_rate_limit_hits_are_counted_by_limit() -> None:
+    limits = Limits(joins_per_second=0.001, join_burst=1, rate_limit_strikes=5)
+    app = surge.create_app(streams=STREAMS, config=Config(metrics=True, limits=limits))
+    async with live_server(app) as srv, httpx2.AsyncClient(base_url=srv.url, timeout=5) as http:
+        before = (await http.get("/metrics")).text
+        async with connect(srv.ws_url) as client:
+            await client.join_synced("g0")
+            for n in (1, 2):
+                await client.join(f"g{n}")
+                await client.recv()  # RATE_LIMITED
+        after = (await http.get("/metrics")).text
+    grew = sample(after, "surge_rate_limited_total", limit="joins") - sample(
+        before, "surge_rate_limited_total", limit="joins"
+    )
+    assert grew == 2

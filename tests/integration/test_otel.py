@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import surge
-from surge import ApiResponse, ApiRouteConfig, EventConfig, StreamConfig, tracing
+from surge import ApiResponse, ApiRouteConfig, Config, EventConfig, StreamConfig, tracing
 from surge.server.otel import OtelPlugin
 from surge.testing import live_server
 
@@ -67,7 +67,9 @@ async def test_one_trace_from_the_request_through_the_event_and_the_writes() -> 
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     seen: dict[str, str] = {}
     handled = asyncio.Event()
-    app = build(seen, handled, plugins=[OtelPlugin(tracer_provider=provider)])
+    app = build(
+        seen, handled, plugins=[OtelPlugin(tracer_provider=provider)], config=Config(metrics=True)
+    )
     caller = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
     async with live_server(app) as srv, httpx2.AsyncClient(base_url=srv.url, timeout=5) as http:
         response = await http.post("/t", json={}, headers=caller)
@@ -77,7 +79,10 @@ async def test_one_trace_from_the_request_through_the_event_and_the_writes() -> 
         await srv.app.wait_idle()
         failed = await http.get("/broken")
         assert failed.status_code == 500
+        metrics = (await http.get("/metrics")).text
     assert tracing.TRACER is None  # removed with the app
+    # Under both wrappers (timing and tracing) the store is still named for what it is.
+    assert 'surge_store_operation_seconds_count{operation="set",store="memory"} 2.0' in metrics
 
     spans = exporter.get_finished_spans()
     flow = [s for s in spans if hexid(s.context.trace_id, 32) == CALLER_TRACE]

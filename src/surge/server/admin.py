@@ -32,6 +32,7 @@ from surge.errors import ConfigError
 from surge.server.asgi import request_headers, route_path
 from surge.server.plugins import HttpRoute
 from surge.server.stats import STATS
+from surge.streams.timed import innermost
 
 if TYPE_CHECKING:
     from surge.server.app import SurgeApp
@@ -141,7 +142,7 @@ class AdminPlugin:
                 "ready": reason is None,
                 "not_ready_reason": reason,
                 "draining": app.draining,
-                "store": type(getattr(runtime.adapter, "inner", runtime.adapter)).__name__,
+                "store": type(innermost(runtime.adapter)).__name__,
             },
             "connections": {
                 "open": len(connections),

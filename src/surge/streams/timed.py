@@ -24,7 +24,7 @@ from surge.streams.feed import Change, FeedSink, GroupSnapshot, History
 from surge.streams.history import HistoryPolicy
 from surge.streams.ops import ItemValidator, Updated
 
-__all__ = ["StoreObserver", "TimedAdapter", "store_kind"]
+__all__ = ["StoreObserver", "TimedAdapter", "innermost", "store_kind"]
 
 StoreObserver = Callable[[str, float, bool], None]
 """Told (operation, seconds, ok) after each timed storage operation."""
@@ -36,10 +36,19 @@ _KINDS = {
 }
 
 
+def innermost(adapter: object) -> object:
+    """The adapter under every wrapper (wrappers keep what they wrap in ``inner``)."""
+    for _ in range(16):  # wrappers are few; a cycle must not hang
+        inner = getattr(adapter, "inner", None)
+        if inner is None:
+            return adapter
+        adapter = inner
+    return adapter
+
+
 def store_kind(adapter: object) -> str:
     """A short, bounded name for the adapter's kind (a metric label)."""
-    inner = adapter.inner if isinstance(adapter, TimedAdapter) else adapter
-    name = type(inner).__name__
+    name = type(innermost(adapter)).__name__
     return _KINDS.get(name, name.removesuffix("StreamAdapter").lower()[:40] or "custom")
 
 
