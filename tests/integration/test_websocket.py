@@ -70,7 +70,8 @@ async def test_group_join_gets_empty_sync_then_create_update_delete_frames(
     async with connect(server.ws_url) as client:
         await client.join("inbox")
         sync = await client.recv()
-        assert set(sync) == {"timestamp", "streamName", "groupId", "event"}  # no "id" key
+        # No "id" key; the offset and epoch of docs/protocol.md section 2.
+        assert set(sync) == {"timestamp", "streamName", "groupId", "offset", "epoch", "event"}
         assert isinstance(sync["timestamp"], int)
         assert sync["streamName"] == "todo"
         assert sync["groupId"] == "inbox"
@@ -129,7 +130,7 @@ async def test_item_join_syncs_null_for_a_missing_item_then_gets_only_its_change
     async with connect(server.ws_url) as client:
         await client.join("inbox", "t1")
         sync = await client.recv()
-        assert set(sync) == {"timestamp", "streamName", "groupId", "id", "event"}
+        assert set(sync) == {"timestamp", "streamName", "groupId", "id", "offset", "epoch", "event"}
         assert sync["id"] == "t1"
         assert sync["event"] == {"type": "sync", "data": None}
 
@@ -178,7 +179,7 @@ async def test_send_to_group_reaches_group_subscribers_but_not_item_subscribers(
         await stream.send({"groupId": "inbox"}, {"type": "typing", "data": {"user": "ann"}})
 
         frame = await group_client.recv()
-        assert set(frame) == {"timestamp", "streamName", "groupId", "event"}  # no "id"
+        assert set(frame) == {"timestamp", "streamName", "groupId", "offset", "epoch", "event"}
         assert frame["streamName"] == "todo"
         assert frame["groupId"] == "inbox"
         assert frame["event"] == {

@@ -12,6 +12,11 @@ subscriptions that asked for them; its ``full`` is the same change's whole-item 
 (same timestamp), encoded at most once and only when asked for, so one change costs at most one
 encode of each form whatever the number of connections, and whoever holds a patch frame (the
 outbox collapsing frames, say) can always get the whole item instead.
+
+Offsets and epochs (docs/protocol.md sections 2-3): given an ``epoch``, change, patch, event and
+sync frames carry ``"offset"`` and ``"epoch"`` in the envelope (events only when they have a
+``seq``); ``encode_resume`` is the answer to a join whose ``since`` could be honoured, and
+``unrecovered`` marks a sync that answers one that could not (``"recovered": false``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from surge.protocol.codes import (
     TOO_MANY_SUBSCRIPTIONS,
 )
 from surge.protocol.ids import id_problem
-from surge.protocol.messages import Join, Leave, Page, SubscriptionRequest
+from surge.protocol.messages import Join, Leave, Page, Since, SubscriptionRequest
 
 __all__ = [
     "ACCESS_DENIED",
@@ -53,7 +58,12 @@ __all__ = [
     "encode_item_sync",
     "encode_page",
     "encode_patch",
+    "encode_resume",
+    "unrecovered",
 ]
+
+MAX_EPOCH_LENGTH = 64
+"""The longest ``since.epoch`` a join may carry (the stores' are 8-12 characters)."""
 
 MAX_PAGE_LIMIT = 1000
 """The largest ``limit`` a ``page`` request may ask for."""
@@ -144,6 +154,8 @@ class ChangeMessage(Protocol):
     def id(self) -> str: ...
     @property
     def item(self) -> dict[str, Any]: ...
+    @property
+    def seq(self) -> int: ...
 
 
 class EventMessage(Protocol):
@@ -157,6 +169,8 @@ class EventMessage(Protocol):
     def id(self) -> str | None: ...
     @property
     def event(self) -> dict[str, Any]: ...
+    @property
+    def seq(self) -> int: ...
 
 
 class PatchMessage(ChangeMessage, Protocol):
@@ -164,18 +178,21 @@ class PatchMessage(ChangeMessage, Protocol):
 
     @property
     def ops(self) -> list[dict[str, Any]] | None: ...
-    @property
-    def seq(self) -> int: ...
 
 
-def _change_body(change: ChangeMessage, event: dict[str, Any]) -> dict[str, Any]:
+def _change_body(change: ChangeMessage, event: dict[str, Any], epoch: str | None) -> dict[str, Any]:
     """The envelope (without the timestamp) of a change of item ``change.id``."""
-    return {"streamName": change.stream, "groupId": change.group, "id": change.id, "event": event}
+    body: dict[str, Any] = {"streamName": change.stream, "groupId": change.group, "id": change.id}
+    if epoch is not None:
+        body["offset"] = change.seq
+        body["epoch"] = epoch
+    body["event"] = event
+    return body
 
 
-def encode_change(change: ChangeMessage, ts: int) -> Frame:
-    """Encode a create/update/delete for item ``change.id``."""
-    frame = _frame(ts, _change_body(change, {"type": change.kind, "data": change.item}))
+def encode_change(change: ChangeMessage, ts: int, epoch: str | None = None) -> Frame:
+    """Encode a create/update/delete for item ``change.id`` (with its offset, given ``epoch``)."""
+    frame = _frame(ts, _change_body(change, {"type": change.kind, "data": change.item}, epoch))
     frame.change = (change.stream, change.group, change.id, change.kind)
     return frame
 
@@ -186,11 +203,12 @@ class PatchFrame(Frame):
     Its ``change`` is ``(stream, group, id, "patch")``; ``source`` is the change itself.
     """
 
-    __slots__ = ("_full", "_source")
+    __slots__ = ("_epoch", "_full", "_source")
 
-    def __init__(self, ts: int, text: str, source: PatchMessage) -> None:
+    def __init__(self, ts: int, text: str, source: PatchMessage, epoch: str | None = None) -> None:
         super().__init__(ts, text, (source.stream, source.group, source.id, "patch"))
         self._source = source
+        self._epoch = epoch
         self._full: Frame | None = None
 
     @property
@@ -204,40 +222,55 @@ class PatchFrame(Frame):
         first use, then shared)."""
         full = self._full
         if full is None:
-            full = self._full = encode_change(self._source, self.ts)
+            full = self._full = encode_change(self._source, self.ts, self._epoch)
         return full
 
     def restamped(self, ts: int) -> PatchFrame:
         """The same patch with another timestamp (its ``full`` follows)."""
         rest = self.text[len(_TS_PREFIX) + len(str(self.ts)) :]
-        again = PatchFrame(ts, f"{_TS_PREFIX}{ts}{rest}", self._source)
+        again = PatchFrame(ts, f"{_TS_PREFIX}{ts}{rest}", self._source, self._epoch)
         if self._full is not None:
             again._full = self._full.restamped(ts)
         return again
 
 
-def encode_patch(change: PatchMessage, ts: int) -> PatchFrame:
+def encode_patch(change: PatchMessage, ts: int, epoch: str | None = None) -> PatchFrame:
     """Encode an ``update`` made by ``update(ops)`` as its ops (``change.ops`` must be set)."""
     event = {"type": "patch", "data": {"ops": change.ops}}
-    return PatchFrame(ts, _text(ts, _change_body(change, event)), change)
+    return PatchFrame(ts, _text(ts, _change_body(change, event, epoch)), change, epoch)
 
 
-def encode_event(event: EventMessage, ts: int) -> Frame:
-    """Encode an ephemeral event; ``id`` is present only when the channel has one."""
+def encode_event(event: EventMessage, ts: int, epoch: str | None = None) -> Frame:
+    """Encode an ephemeral event; ``id`` is present only when the channel has one; the offset
+    only given ``epoch`` and a ``seq`` (events of other extensions, such as presence, have none)."""
     body: dict[str, Any] = {"streamName": event.stream, "groupId": event.group}
     if event.id is not None:
         body["id"] = event.id
+    if epoch is not None and event.seq > 0:
+        body["offset"] = event.seq
+        body["epoch"] = epoch
     body["event"] = {"type": "event", "event": event.event}
     return _frame(ts, body)
 
 
 def encode_group_sync(
-    stream: str, group: str, items: list[dict[str, Any]], ts: int, *, more: str | None = None
+    stream: str,
+    group: str,
+    items: list[dict[str, Any]],
+    ts: int,
+    *,
+    more: str | None = None,
+    offset: int | None = None,
+    epoch: str | None = None,
 ) -> Frame:
-    """Encode the answer to a group join (``more``: the cursor of older items, windowed)."""
+    """Encode the answer to a group join (``more``: the cursor of older items, windowed; at
+    ``offset`` of ``epoch``, when given)."""
     body: dict[str, Any] = {"streamName": stream, "groupId": group}
     if more is not None:
         body["more"] = more
+    if offset is not None and epoch is not None:
+        body["offset"] = offset
+        body["epoch"] = epoch
     body["event"] = {"type": "sync", "data": items}
     return _frame(ts, body)
 
@@ -254,13 +287,43 @@ def encode_page(
 
 
 def encode_item_sync(
-    stream: str, group: str, id: str, item: dict[str, Any] | None, ts: int
+    stream: str,
+    group: str,
+    id: str,
+    item: dict[str, Any] | None,
+    ts: int,
+    *,
+    offset: int | None = None,
+    epoch: str | None = None,
 ) -> Frame:
     """Encode the answer to an item join (``data`` is null when the item does not exist)."""
-    return _frame(
-        ts,
-        {"streamName": stream, "groupId": group, "id": id, "event": {"type": "sync", "data": item}},
-    )
+    body: dict[str, Any] = {"streamName": stream, "groupId": group, "id": id}
+    if offset is not None and epoch is not None:
+        body["offset"] = offset
+        body["epoch"] = epoch
+    body["event"] = {"type": "sync", "data": item}
+    return _frame(ts, body)
+
+
+def encode_resume(
+    request: SubscriptionRequest, since: int, missed: int, offset: int, epoch: str, ts: int
+) -> Frame:
+    """Encode the answer to a join resumed from ``since``: ``missed`` messages follow, which
+    bring the client to ``offset`` (docs/protocol.md section 3)."""
+    body: dict[str, Any] = {"streamName": request.stream, "groupId": request.group}
+    if request.id is not None:
+        body["id"] = request.id
+    body["offset"] = offset
+    body["epoch"] = epoch
+    body["event"] = {"type": "resume", "data": {"since": since, "missed": missed}}
+    return _frame(ts, body)
+
+
+def unrecovered(sync: Frame, ts: int) -> Frame:
+    """``sync`` stamped ``ts`` with ``"recovered": false``: it answers a join whose ``since``
+    could not be honoured (the rest of the text is reused as is)."""
+    rest = sync.text[len(_TS_PREFIX) + len(str(sync.ts)) :]
+    return Frame(ts, f'{_TS_PREFIX}{ts},"recovered":false{rest}')
 
 
 def encode_error(
@@ -358,4 +421,21 @@ def _subscription_request(kind: str, data: dict[str, Any]) -> SubscriptionReques
         id=item_id,
         subscription_id=data["subscriptionId"],
         deltas=deltas,
+        since=_since(kind, data.get("since")) if kind == "join" else None,
     )
+
+
+def _since(kind: str, raw: object) -> Since | None:
+    """A join's ``since``: absent or null -> None; otherwise it must be well formed."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ProtocolError(f'{kind}: "since" must be an object with "offset" and "epoch"')
+    offset, epoch = raw.get("offset"), raw.get("epoch")
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**63:
+        raise ProtocolError(f'{kind}: "since.offset" must be an integer >= 0')
+    if not isinstance(epoch, str) or not 0 < len(epoch) <= MAX_EPOCH_LENGTH:
+        raise ProtocolError(
+            f'{kind}: "since.epoch" must be a non-empty string of at most {MAX_EPOCH_LENGTH}'
+        )
+    return Since(offset, epoch)

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["Join", "Leave", "Page", "SubscriptionKey", "SubscriptionRequest"]
+__all__ = ["Join", "Leave", "Page", "Since", "SubscriptionKey", "SubscriptionRequest"]
 
 # (stream, group) for a group subscription, (stream, group, id) for an item subscription.
 SubscriptionKey = tuple[str, str] | tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
+class Since:
+    """A join's ``"since": {"offset": N, "epoch": "E"}``: the last position the client saw
+    (docs/protocol.md section 3)."""
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionRequest:
-    """The ``data`` object of a join or leave: what the client subscribes to, under which id."""
+    """The ``data`` object of a join or leave: what the client subscribes to, under which id.
+
+    ``since`` (a resuming join's position) is not part of equality or hashing: a leave, which
+    carries no ``since``, still names the same subscription.
+    """
 
     stream: str
     group: str
@@ -21,6 +34,7 @@ class SubscriptionRequest:
     deltas: bool = False
     """The join asked for deltas (``"deltas": true``): updates made by ``update(ops)`` may come as
     ``patch`` frames (protocol.md section 4)."""
+    since: Since | None = field(default=None, compare=False)
 
     @property
     def key(self) -> SubscriptionKey:

@@ -8,8 +8,14 @@ subscriptions match (the clients route one frame to every matching subscription)
 No change is lost between a sync's snapshot and the live feed: ``subscribe`` registers the
 subscription *pending* before the snapshot is read; frames that arrive meanwhile are buffered on
 it with their ``seq``; ``activate`` sends the sync and then only the buffered changes the snapshot
-does not reflect (``seq > snapshot.seq``) plus buffered ephemeral events. So a client never gets an
-older change after a newer sync, and never misses a newer one.
+does not reflect (``seq > snapshot.seq``), events included (they share the sequence; an event
+without a ``seq`` is always delivered). So a client never gets an older change after a newer
+sync, and never misses a newer one. A resumed join (``Syncer``) is the same with the ``resume``
+frame and the replayed history in place of the sync, and the history's ``seq`` as the cut.
+
+Offsets: with ``epoch`` set (``Syncer`` points it at the adapter's), every change, patch and
+event frame carries its ``seq`` as ``"offset"`` and the epoch, in the one frame shared by every
+connection. Each dispatched message also drops the replays cached for its group.
 
 Presence (``surge.server.presence``) hooks in at the two moments it needs, via ``presence``:
 a group subscription going live (``activate``) and any subscription going away (``unsubscribe``).
@@ -41,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from surge.protocol.codec import Frame, PatchFrame, encode_change, encode_event, encode_patch
 from surge.protocol.messages import SubscriptionKey, SubscriptionRequest
 from surge.server.clock import EnvelopeClock
+from surge.server.replay_cache import ReplayCache
 from surge.server.sync_cache import SyncCache
 from surge.streams.feed import Change, FeedMessage, GroupSnapshot, Resync
 
@@ -118,6 +125,9 @@ class Hub:
     ) -> None:
         self.clock = clock or EnvelopeClock()
         self.sync_cache = SyncCache()
+        self.replay_cache = ReplayCache()
+        self.epoch: Callable[[], str] | None = None
+        """The storage's current epoch (None or '': frames carry no offsets)."""
         self._routes: dict[SubscriptionKey, dict[Connection, list[HubSubscription]]] = {}
         # How many subscriptions of each key asked for deltas: no patch is encoded without one.
         self._delta_subs: dict[SubscriptionKey, int] = {}
@@ -144,15 +154,20 @@ class Hub:
             self._delta_subs[key] = self._delta_subs.get(key, 0) + 1
         return sub
 
-    def activate(self, sub: HubSubscription, sync: Frame, snapshot_seq: int) -> None:
-        """Send the sync, then the buffered frames newer than the snapshot; go live."""
+    def activate(self, sub: HubSubscription, sync: Frame | list[Frame], snapshot_seq: int) -> None:
+        """Send the sync (or a resume and its replay), then the buffered frames newer than
+        ``snapshot_seq``; go live."""
         pending = sub.pending
         sub.pending = None
         if sub.is_removed or pending is None:
             return
         sub.synced_seq = snapshot_seq
         conn = sub.conn
-        conn.send(sync)
+        if isinstance(sync, Frame):
+            conn.send(sync)
+        else:
+            for frame in sync:
+                conn.send(frame)
         for frame, seq in pending:
             if seq is None or seq > snapshot_seq:
                 conn.send(frame)
@@ -259,6 +274,7 @@ class Hub:
         """Deliver one change or ephemeral event to every subscribed connection."""
         if isinstance(message, Resync):
             self.sync_cache.clear()
+            self.replay_cache.clear()
             subs = self.resync_all()
             if self.on_resync is not None:
                 self.on_resync(subs)
@@ -268,6 +284,7 @@ class Hub:
             if self._captures:
                 for capture in self._captures.get((message.stream, message.group), ()):
                     capture.changes.append(message)
+        self.replay_cache.invalidate(message.stream, message.group)
         group_key = (message.stream, message.group)
         group_subs = self._routes.get(group_key)
         item_subs = (
@@ -284,17 +301,18 @@ class Hub:
                 self._fanout_countdown = FANOUT_SAMPLE_EVERY
                 sampled = time.perf_counter()
         ts = self.clock.next()
+        epoch = (self.epoch() if self.epoch is not None else None) or None
         if isinstance(message, Change):
             if message.ops is not None and self._wants_deltas(message):
-                self._fan_out_patch(encode_patch(message, ts), group_subs, item_subs)
+                self._fan_out_patch(encode_patch(message, ts, epoch), group_subs, item_subs)
                 if sampled and self.on_fanout is not None:
                     asyncio.get_running_loop().call_soon(self.on_fanout, sampled)
                 return
-            frame = encode_change(message, ts)
+            frame = encode_change(message, ts, epoch)
             seq: int | None = message.seq
         else:
-            frame = encode_event(message, ts)
-            seq = None
+            frame = encode_event(message, ts, epoch)
+            seq = message.seq or None
         self.frames_encoded += 1
         if item_subs is None or group_subs is None:
             # One key: each connection appears once, no de-duplication needed.

@@ -9,6 +9,15 @@ snapshot of a group key is its newest N items, and the sync carries ``more``. ``
 answers a ``page`` request: it reads the older items under a ``Hub.capture`` (so the page is
 never older than what the connection was sent meanwhile) and sends them to the connection.
 
+A join carrying ``since`` (docs/protocol.md section 3) is resumed instead when the epoch is the
+storage's and ``read_history`` still holds every message after the offset: the client gets one
+``resume`` frame and the missed messages (those of its item, for an item subscription), encoded
+once per (key, offset) in the hub's ``ReplayCache``, with the same pending-buffer cut as a sync
+(the history's ``seq``). Otherwise, or when the replay would not fit the connection's outbox
+(frames or bytes), it gets the usual sync marked ``"recovered": false``. A fresh sync after a
+feed gap is a plain sync, whatever the join carried. Replays are whole-item frames, also for
+subscriptions that asked for deltas.
+
 ``Syncer.run`` is a long-lived task owned by the app's lifespan: when the storage feed reports a
 gap (``Resync``), the hub puts every live subscription back into pending and hands them here; one
 snapshot per key serves every subscription of that key, and a storage failure is retried with
@@ -23,14 +32,24 @@ import logging
 from collections.abc import Callable
 
 from surge.errors import StoreError, ValidationError
-from surge.protocol.codec import Frame, encode_group_sync, encode_item_sync, encode_page
+from surge.protocol.codec import (
+    Frame,
+    encode_change,
+    encode_event,
+    encode_group_sync,
+    encode_item_sync,
+    encode_page,
+    encode_resume,
+    unrecovered,
+)
 from surge.protocol.codes import INVALID_MESSAGE, STORE_UNAVAILABLE, SYNC_TOO_LARGE
 from surge.protocol.messages import SubscriptionKey, SubscriptionRequest
 from surge.server.hub import Hub, HubSubscription
+from surge.server.replay_cache import Replay
 from surge.server.stats import STATS
 from surge.server.sync_cache import CachedSync
 from surge.streams.adapter import StreamAdapter
-from surge.streams.feed import GroupSnapshot
+from surge.streams.feed import Change, GroupSnapshot
 
 __all__ = ["DEFAULT_PAGE_LIMIT", "Syncer", "encode_sync"]
 
@@ -40,14 +59,25 @@ DEFAULT_PAGE_LIMIT = 50
 """Items per ``page`` answer when the request gives no ``limit`` and the stream no sync_limit."""
 
 
-def encode_sync(request: SubscriptionRequest, snapshot: GroupSnapshot, ts: int) -> Frame:
-    """The sync frame answering ``request`` from ``snapshot``."""
+def encode_sync(
+    request: SubscriptionRequest, snapshot: GroupSnapshot, ts: int, epoch: str | None = None
+) -> Frame:
+    """The sync frame answering ``request`` from ``snapshot`` (at its ``seq``, given ``epoch``)."""
+    offset = snapshot.seq if epoch else None
     if request.id is None:
         return encode_group_sync(
-            request.stream, request.group, snapshot.items, ts, more=snapshot.more
+            request.stream,
+            request.group,
+            snapshot.items,
+            ts,
+            more=snapshot.more,
+            offset=offset,
+            epoch=epoch,
         )
     item = snapshot.items[0] if snapshot.items else None
-    return encode_item_sync(request.stream, request.group, request.id, item, ts)
+    return encode_item_sync(
+        request.stream, request.group, request.id, item, ts, offset=offset, epoch=epoch
+    )
 
 
 class Syncer:
@@ -66,6 +96,10 @@ class Syncer:
         # The stream's StreamConfig.sync_limit (None: whole groups); looked up per sync so a
         # reloaded registry applies to the next join.
         self.sync_limit = sync_limit or (lambda stream: None)
+        hub.epoch = self._epoch
+
+    def _epoch(self) -> str:
+        return self.adapter.epoch
 
     async def snapshot(self, key: SubscriptionKey) -> GroupSnapshot:
         """Read the group (its newest ``sync_limit`` items) or the one item of ``key``."""
@@ -123,24 +157,74 @@ class Syncer:
         """
         request = sub.request
         hub = self.hub
+        is_resume = snapshot is None and request.since is not None
+        if is_resume:
+            try:
+                replay = await self._replay(request)
+            except StoreError as exc:
+                logger.error("resume of %s failed: %s", request.key, exc)
+                return STORE_UNAVAILABLE
+            if replay is not None:
+                frames, seq = replay
+                # What the outbox could not take at once is a sync instead (recovered: false).
+                conn = sub.conn
+                size = sum(frame.size for frame in frames)
+                if len(frames) < conn.pending_limit and size <= conn.max_sync_bytes:
+                    STATS.resumes += 1
+                    hub.activate(sub, frames, seq)
+                    return None
 
         async def load() -> CachedSync:
             read = await self.snapshot(request.key)
-            return encode_sync(request, read, hub.clock.next()), read.seq
+            return encode_sync(
+                request, read, hub.clock.next(), self.adapter.epoch or None
+            ), read.seq
 
         try:
             if snapshot is None:
                 sync, seq = await hub.sync_cache.get(request.key, load)
             else:
-                sync, seq = encode_sync(request, snapshot, hub.clock.next()), snapshot.seq
+                sync = encode_sync(request, snapshot, hub.clock.next(), self.adapter.epoch or None)
+                seq = snapshot.seq
         except StoreError as exc:
             logger.error("sync of %s failed: %s", request.key, exc)
             return STORE_UNAVAILABLE
         if sync.size > sub.conn.max_sync_bytes:
             return SYNC_TOO_LARGE
         # Stamped now: a cached sync is older than what the client may have seen before.
-        hub.activate(sub, sync.restamped(hub.clock.next()), seq)
+        ts = hub.clock.next()
+        hub.activate(sub, unrecovered(sync, ts) if is_resume else sync.restamped(ts), seq)
         return None
+
+    async def _replay(self, request: SubscriptionRequest) -> Replay:
+        """The resume of ``request`` from its ``since``, or None when it cannot be honoured."""
+        since = request.since
+        epoch = self.adapter.epoch
+        if since is None or not epoch or since.epoch != epoch:
+            return None
+        hub = self.hub
+
+        async def load() -> Replay:
+            history = await self.adapter.read_history(request.stream, request.group, since.offset)
+            if history is None or self.adapter.epoch != epoch:
+                return None
+            messages = history.messages
+            if request.id is not None:
+                messages = [m for m in messages if m.id == request.id]
+            clock = hub.clock
+            frames = [
+                encode_resume(
+                    request, since.offset, len(messages), history.seq, epoch, clock.next()
+                )
+            ]
+            for m in messages:
+                if isinstance(m, Change):
+                    frames.append(encode_change(m, clock.next(), epoch))
+                else:
+                    frames.append(encode_event(m, clock.next(), epoch))
+            return frames, history.seq
+
+        return await hub.replay_cache.get((request.key, since.offset), load)
 
     def _queue_resync(self, subs: list[HubSubscription]) -> None:
         logger.warning("stream feed was interrupted: re-syncing %d subscription(s)", len(subs))

@@ -542,3 +542,90 @@ def test_a_windowed_sync_and_a_page_carry_the_cursor_before_the_event() -> None:
     assert parsed(page)["more"] == "9" and parsed(page)["event"] == {"type": "page", "data": items}
     assert "more" not in parsed(last)
     assert "more" not in parsed(encode_group_sync("chat", "c1", items, 6))
+
+
+# -- offsets, epochs and resume (docs/protocol.md sections 2-3) ---------------------------------
+
+
+def test_a_join_since_is_decoded_and_left_out_of_equality() -> None:
+    from surge.protocol.messages import Since
+
+    join = decode_client_message(
+        '{"type":"join","data":{"streamName":"todo","groupId":"g","subscriptionId":"s",'
+        '"since":{"offset":42,"epoch":"q7Lc9w"}}}'
+    )
+    leave = decode_client_message(
+        '{"type":"leave","data":{"streamName":"todo","groupId":"g","subscriptionId":"s"}}'
+    )
+    assert isinstance(join, Join) and isinstance(leave, Leave)
+    assert join.request.since == Since(42, "q7Lc9w")
+    assert join.request == leave.request and hash(join.request) == hash(leave.request)
+    null = decode_client_message(
+        '{"type":"join","data":{"streamName":"t","groupId":"g","subscriptionId":"s","since":null}}'
+    )
+    assert isinstance(null, Join) and null.request.since is None
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        '"42"',
+        '[42, "e"]',
+        '{"offset":"1","epoch":"e"}',
+        '{"offset":-1,"epoch":"e"}',
+        '{"offset":true,"epoch":"e"}',
+        '{"offset":1}',
+        '{"offset":1,"epoch":""}',
+        '{"offset":1,"epoch":"' + "e" * 65 + '"}',
+        '{"offset":1.5,"epoch":"e"}',
+    ],
+)
+def test_a_malformed_since_is_a_protocol_error(since: str) -> None:
+    with pytest.raises(ProtocolError, match="since"):
+        decode_client_message(
+            '{"type":"join","data":{"streamName":"t","groupId":"g","subscriptionId":"s",'
+            f'"since":{since}}}}}'
+        )
+
+
+def test_frames_carry_offset_and_epoch_when_given_one() -> None:
+    change = Change("update", "todo", "g", "t1", {"id": "t1"}, 7)
+    assert orjson.loads(encode_change(change, TS, "E").text) == {
+        "timestamp": TS,
+        "streamName": "todo",
+        "groupId": "g",
+        "id": "t1",
+        "offset": 7,
+        "epoch": "E",
+        "event": {"type": "update", "data": {"id": "t1"}},
+    }
+    assert "offset" not in orjson.loads(encode_change(change, TS).text)
+    event = EphemeralEvent("todo", "g", None, {"type": "x", "data": 1}, 8)
+    assert orjson.loads(encode_event(event, TS, "E").text)["offset"] == 8
+    unnumbered = EphemeralEvent("todo", "g", None, {"type": "presence", "data": 1})
+    assert "offset" not in orjson.loads(encode_event(unnumbered, TS, "E").text)
+    sync = encode_group_sync("todo", "g", [], TS, offset=9, epoch="E")
+    assert orjson.loads(sync.text)["offset"] == 9
+
+
+def test_resume_and_unrecovered_frames() -> None:
+    from surge.protocol.codec import encode_resume, unrecovered
+
+    request = SubscriptionRequest("todo", "g", None, "s")
+    resume = orjson.loads(encode_resume(request, 42, 3, 57, "E", TS).text)
+    assert resume == {
+        "timestamp": TS,
+        "streamName": "todo",
+        "groupId": "g",
+        "offset": 57,
+        "epoch": "E",
+        "event": {"type": "resume", "data": {"since": 42, "missed": 3}},
+    }
+    sync = encode_group_sync("todo", "g", [{"id": "a"}], TS, offset=9, epoch="E")
+    marked = unrecovered(sync, TS + 5)
+    assert marked.ts == TS + 5
+    assert orjson.loads(marked.text) == {
+        **orjson.loads(sync.text),
+        "timestamp": TS + 5,
+        "recovered": False,
+    }

@@ -1,0 +1,364 @@
+"""Offsets, epochs and resume on the wire (docs/protocol.md sections 2 and 3), end to end: a live
+server on every store and raw WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from conftest import require_component
+from redis_server import REDIS_TEST_URL, drop_redis_keys, redis_is_up
+from surge import StreamConfig, create_app
+from surge.server.app import SurgeApp
+from surge.server.stats import STATS
+from surge.streams.adapter import StreamAdapter
+from surge.streams.feed import History, Resync
+from surge.streams.stores.file import FileStreamAdapter
+from surge.streams.stores.memory import MemoryStreamAdapter
+from surge.testing import LiveServer, live_server
+
+from .streamclient import StreamClient, StrictGroupState, connect, is_error_event
+
+pytestmark = pytest.mark.timeout(90)
+
+Frame = dict[str, Any]
+
+
+class Todo(BaseModel):
+    id: str
+    description: str = ""
+    done: bool = False
+
+
+def todo(id: str, description: str = "d") -> dict[str, Any]:
+    return {"id": id, "description": description, "done": False}
+
+
+def app_on(adapter: StreamAdapter, **stream: Any) -> SurgeApp:
+    return create_app(streams=[StreamConfig(name="todo", schema=Todo, **stream)], adapter=adapter)
+
+
+@pytest.fixture(params=["memory", "file", "redis"])
+def make_adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
+    prefix = f"surge-test-{uuid.uuid4().hex}"
+
+    def make() -> StreamAdapter:
+        if request.param == "memory":
+            return MemoryStreamAdapter()
+        if request.param == "file":
+            return FileStreamAdapter(tmp_path / "streams")
+        require_component(redis_is_up(), f"no Redis server answers at {REDIS_TEST_URL}")
+        from surge.streams.stores.redis import RedisStreamAdapter
+
+        return RedisStreamAdapter(REDIS_TEST_URL, prefix=prefix)
+
+    yield make
+    if request.param == "redis" and redis_is_up():
+        drop_redis_keys(prefix)
+
+
+@pytest.fixture
+async def server(make_adapter: Callable[[], StreamAdapter]) -> AsyncIterator[LiveServer]:
+    async with live_server(app_on(make_adapter())) as srv:
+        yield srv
+
+
+def since(frame: Frame) -> dict[str, Any]:
+    return {"offset": frame["offset"], "epoch": frame["epoch"]}
+
+
+async def join_since(
+    client: StreamClient, group: str, position: dict[str, Any] | None, id: str | None = None
+) -> dict[str, Any]:
+    data: dict[str, Any] = {"streamName": "todo", "groupId": group}
+    if id is not None:
+        data["id"] = id
+    data["subscriptionId"] = "s1"
+    if position is not None:
+        data["since"] = position
+    await client.send_json({"type": "join", "data": data})
+    return data
+
+
+async def until_barrier(client: StreamClient) -> list[Frame]:
+    return await client.barrier(within=10)
+
+
+async def test_every_change_event_and_sync_frame_carries_an_increasing_offset_and_the_epoch(
+    server: LiveServer,
+) -> None:
+    stream = server.app.runtime.streams.todo
+    epoch = server.app.runtime.adapter.epoch
+    await stream.set("inbox", "t0", todo("t0"))
+    async with connect(server.ws_url) as client:
+        sync = await client.join_synced("inbox")
+        assert sync["epoch"] == epoch and isinstance(sync["offset"], int) and sync["offset"] > 0
+        assert "recovered" not in sync
+        await stream.set("inbox", "t1", todo("t1"))
+        await stream.send({"groupId": "inbox"}, {"type": "typing", "data": None})
+        await stream.update("inbox", "t1", [{"type": "set", "path": "done", "value": True}])
+        await stream.delete("inbox", "t0")
+        frames = await client.recv_n(4, within=10)
+    assert [f["event"]["type"] for f in frames] == ["create", "event", "update", "delete"]
+    offsets = [sync["offset"]] + [f["offset"] for f in frames]
+    assert offsets == sorted(set(offsets))
+    assert {f["epoch"] for f in frames} == {epoch}
+
+
+async def test_a_resume_replays_exactly_the_missed_changes_and_events_in_order_without_a_sync(
+    server: LiveServer,
+) -> None:
+    stream = server.app.runtime.streams.todo
+    await stream.set("inbox", "t0", todo("t0"))
+    async with connect(server.ws_url) as client:
+        sync = await client.join_synced("inbox")
+    # Away: changes and an event the client must get, in order, once.
+    await stream.set("inbox", "t1", todo("t1", "while away"))
+    await stream.send({"groupId": "inbox"}, {"type": "note", "data": {"n": 1}})
+    await stream.set("inbox", "t0", todo("t0", "edited"))
+    await stream.delete("inbox", "t1")
+    await stream.set("elsewhere", "x", todo("x"))  # another group: not replayed
+    resumes = STATS.resumes
+
+    async with connect(server.ws_url) as client:
+        await join_since(client, "inbox", since(sync))
+        head = await client.recv()
+        replay = await client.recv_n(4, within=10)
+        assert await until_barrier(client) == []
+        await stream.set("inbox", "t2", todo("t2", "live"))
+        live = await client.recv()
+
+    assert head["event"] == {"type": "resume", "data": {"since": sync["offset"], "missed": 4}}
+    assert head["epoch"] == sync["epoch"]
+    assert head["offset"] >= replay[-1]["offset"]
+    assert [(f["event"]["type"], f.get("id")) for f in replay] == [
+        ("create", "t1"),
+        ("event", None),
+        ("update", "t0"),
+        ("delete", "t1"),
+    ]
+    assert replay[1]["event"]["event"] == {"type": "note", "data": {"n": 1}}
+    offsets = [sync["offset"], *(f["offset"] for f in replay), live["offset"]]
+    assert offsets == sorted(set(offsets))
+    assert live["offset"] > head["offset"]
+    assert head["timestamp"] < replay[0]["timestamp"] < replay[-1]["timestamp"] < live["timestamp"]
+    # The client's copy, rebuilt from the sync and the replay, is the stored group.
+    state = StrictGroupState()
+    for frame in [sync, *replay, live]:
+        state.apply(frame)
+    assert state.state == [t.model_dump() for t in await stream.get_group("inbox")]
+    assert STATS.resumes == resumes + 1
+
+
+async def test_an_item_subscription_resumes_with_its_items_messages_only(
+    server: LiveServer,
+) -> None:
+    stream = server.app.runtime.streams.todo
+    async with connect(server.ws_url) as client:
+        sync = await client.join_synced("inbox", "t1")
+    await stream.set("inbox", "t2", todo("t2"))
+    await stream.set("inbox", "t1", todo("t1", "mine"))
+    await stream.send({"groupId": "inbox"}, {"type": "group-wide", "data": None})
+    await stream.send({"groupId": "inbox", "id": "t1"}, {"type": "for-t1", "data": None})
+
+    async with connect(server.ws_url) as client:
+        await join_since(client, "inbox", since(sync), id="t1")
+        head = await client.recv()
+        rest = await until_barrier(client)
+    assert head["id"] == "t1" and head["event"]["data"]["missed"] == 2
+    assert [(f["event"]["type"], f["id"]) for f in rest] == [("create", "t1"), ("event", "t1")]
+
+
+async def test_a_resume_at_the_current_offset_misses_nothing(server: LiveServer) -> None:
+    async with connect(server.ws_url) as client:
+        sync = await client.join_synced("inbox")
+    async with connect(server.ws_url) as client:
+        await join_since(client, "inbox", since(sync))
+        head = await client.recv()
+        assert await until_barrier(client) == []
+    assert head["event"]["data"] == {"since": sync["offset"], "missed": 0}
+
+
+async def test_an_unknown_epoch_or_a_future_offset_gets_a_sync_marked_not_recovered(
+    server: LiveServer,
+) -> None:
+    stream = server.app.runtime.streams.todo
+    await stream.set("inbox", "t1", todo("t1"))
+    async with connect(server.ws_url) as client:
+        sync = await client.join_synced("inbox")
+        for position in (
+            {"offset": sync["offset"], "epoch": "another-store"},
+            {"offset": sync["offset"] + 10_000, "epoch": sync["epoch"]},
+        ):
+            await join_since(client, "inbox", position)
+            again = await client.recv()
+            assert again["event"] == {"type": "sync", "data": [todo("t1")]}, again
+            assert again["recovered"] is False
+            assert again["offset"] == sync["offset"] and again["epoch"] == sync["epoch"]
+
+
+async def test_an_offset_older_than_the_window_gets_a_sync_marked_not_recovered(
+    make_adapter: Callable[[], StreamAdapter],
+) -> None:
+    async with live_server(app_on(make_adapter(), history_size=3)) as server:
+        stream = server.app.runtime.streams.todo
+        async with connect(server.ws_url) as client:
+            sync = await client.join_synced("inbox")
+        for n in range(4):
+            await stream.set("inbox", "t1", todo("t1", f"v{n}"))
+        async with connect(server.ws_url) as client:
+            await join_since(client, "inbox", since(sync))
+            again = await client.recv()
+            assert again["event"]["type"] == "sync" and again["recovered"] is False
+            assert again["event"]["data"] == [todo("t1", "v3")]
+            assert await until_barrier(client) == []
+
+
+async def test_a_malformed_since_is_an_invalid_message_and_a_leave_still_matches(
+    server: LiveServer,
+) -> None:
+    stream = server.app.runtime.streams.todo
+    async with connect(server.ws_url) as client:
+        for bad in ({"offset": "1", "epoch": "e"}, {"offset": 1}, [1, "e"], {"offset": -1}):
+            await join_since(client, "inbox", bad)  # type: ignore[arg-type]
+            assert is_error_event(await client.recv(), "INVALID_MESSAGE")
+        sync = await client.join_synced("inbox", subscription_id="s1")
+        data = await join_since(client, "inbox", since(sync))  # replaces s1
+        assert (await client.recv())["event"]["type"] == "resume"
+        data.pop("since")
+        await client.leave(data)  # no since: the same subscription
+        assert await until_barrier(client) == []  # the leave was handled
+        await stream.set("inbox", "t1", todo("t1"))
+        assert await until_barrier(client) == []
+
+
+async def test_after_a_feed_gap_a_resumed_subscription_gets_a_fresh_sync(
+    server: LiveServer,
+) -> None:
+    stream = server.app.runtime.streams.todo
+    async with connect(server.ws_url) as client:
+        sync = await client.join_synced("inbox")
+        await join_since(client, "inbox", since(sync))
+        assert (await client.recv())["event"]["type"] == "resume"
+        await stream.set("inbox", "t1", todo("t1"))
+        assert (await client.recv())["event"]["type"] == "create"
+
+        server.app.runtime.hub.dispatch(Resync("test"))
+        fresh = await client.recv(within=10)
+    assert fresh["event"] == {"type": "sync", "data": [todo("t1")]}
+    assert "recovered" not in fresh
+
+
+class CountingHistory(MemoryStreamAdapter):
+    """The memory store counting its history reads, each slowed so that joins overlap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def read_history(self, stream: str, group: str, since: int) -> History | None:
+        self.reads += 1
+        await asyncio.sleep(0.05)
+        return await super().read_history(stream, group, since)
+
+
+async def test_many_clients_resuming_from_one_offset_share_one_history_read() -> None:
+    adapter = CountingHistory()
+    async with live_server(app_on(adapter)) as server:
+        stream = server.app.runtime.streams.todo
+        async with connect(server.ws_url) as client:
+            sync = await client.join_synced("inbox")
+        for n in range(5):
+            await stream.set("inbox", f"t{n}", todo(f"t{n}"))
+
+        async def resume() -> list[Frame]:
+            async with connect(server.ws_url) as client:
+                await join_since(client, "inbox", since(sync))
+                return await client.recv_n(6, within=20)
+
+        results = await asyncio.gather(*(resume() for _ in range(20)))
+    assert adapter.reads == 1
+    assert all(frames == results[0] for frames in results[1:])
+    assert results[0][0]["event"]["data"]["missed"] == 5
+
+
+class SlowHistory(MemoryStreamAdapter):
+    """The memory store with a slow history read, so writes land before *and* after it."""
+
+    async def read_history(self, stream: str, group: str, since: int) -> History | None:
+        await asyncio.sleep(0.003)
+        history = await super().read_history(stream, group, since)
+        await asyncio.sleep(0.003)
+        return history
+
+
+async def test_clients_resuming_during_writes_lose_and_repeat_nothing() -> None:
+    adapter = SlowHistory()
+    clients = 12
+    async with live_server(app_on(adapter, history_size=2000)) as server:
+        stream = server.app.runtime.streams.todo
+        stop = asyncio.Event()
+
+        async def writer() -> None:
+            rng = random.Random(20261201)
+            n = 0
+            while not stop.is_set():
+                item_id = f"t{rng.randrange(15)}"
+                if rng.random() < 0.2:
+                    await stream.delete("g", item_id)
+                elif rng.random() < 0.2:
+                    await stream.send({"groupId": "g"}, {"type": "tick", "data": n})
+                else:
+                    await stream.set("g", item_id, todo(item_id, f"w{n}"))
+                n += 1
+                await asyncio.sleep(0.001)
+
+        finished = 0
+
+        async def subscriber(index: int) -> tuple[StrictGroupState, list[int]]:
+            nonlocal finished
+            state, offsets = StrictGroupState(), []
+            position: dict[str, Any] | None = None
+            for attempt in range(4):  # join, then resume three times
+                async with connect(server.ws_url) as client:
+                    await join_since(client, "g", position)
+                    first = await client.recv(within=20)
+                    assert first["event"]["type"] == ("sync" if attempt == 0 else "resume"), first
+                    if attempt == 0:
+                        state.apply(first)
+                        offsets.append(first["offset"])
+                    else:  # the position the replay brings the client to
+                        assert first["event"]["data"]["since"] == offsets[-1]
+                        assert first["offset"] >= offsets[-1]
+                    for _ in range(3 + index):
+                        frame = await client.recv(within=20)
+                        state.apply(frame)
+                        offsets.append(frame["offset"])
+                        position = since(frame)
+                    if attempt == 3:  # stay until the writer stopped, then take the rest
+                        finished += 1
+                        if finished == clients:
+                            stop.set()
+                        await stop.wait()
+                        for frame in await client.barrier(within=20):
+                            state.apply(frame)
+                            offsets.append(frame["offset"])
+            return state, offsets
+
+        async with asyncio.timeout(60), asyncio.TaskGroup() as tasks:
+            tasks.create_task(writer())
+            subs = [tasks.create_task(subscriber(i)) for i in range(clients)]
+        stored = (await adapter.get_group("todo", "g")).items
+        for task in subs:
+            state, offsets = task.result()
+            # Across the sync, the live frames and three replays: nothing repeated or
+            # reordered, and nothing lost: the client's copy is the stored group.
+            assert offsets == sorted(set(offsets)), offsets
+            assert state.state == stored
