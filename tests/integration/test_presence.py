@@ -252,3 +252,26 @@ async def test_the_python_client_keeps_the_member_list(server: LiveServer) -> No
         await wait_until(lambda: bob_room.members == [ALICE, BOB])
         await bob_room.unsubscribe()
         await wait_until(lambda: alice_room.members == [ALICE])
+
+
+async def test_a_resumed_join_gets_the_member_list_after_its_replay(server: LiveServer) -> None:
+    async with connect(f"{server.ws_url}?authToken=alice-token") as alice:
+        data = await alice.join("r6", stream="room")
+        sync = await alice.recv()
+        assert sync["event"]["type"] == "sync"
+        since = {"offset": sync["offset"], "epoch": sync["epoch"]}
+        while presence_frames([await alice.recv()])[0]["action"] != "sync":
+            pass
+        await alice.leave(data)
+        hub = server.app.runtime.hub
+        await wait_until(lambda: hub.subscriber_count(("room", "r6")) == 0)
+        await server.app.streams.room.set("r6", "m1", {"id": "m1", "text": "missed"})
+
+        await alice.send_json({"type": "join", "data": {**data, "since": since}})
+        resume = await alice.recv()
+        assert resume["event"]["type"] == "resume", resume
+        assert (await alice.recv())["event"]["type"] == "create"
+        events = []
+        while not events or events[-1]["action"] != "sync":
+            events.extend(presence_frames([await alice.recv()]))
+        assert events[-1] == {"action": "sync", "members": [ALICE]}
