@@ -271,7 +271,7 @@ async def test_a_resumed_join_gets_the_member_list_after_its_replay(server: Live
         resume = await alice.recv()
         assert resume["event"]["type"] == "resume", resume
         assert (await alice.recv())["event"]["type"] == "create"
-        events = []
+        events: list[dict[str, Any]] = []
         while not events or events[-1]["action"] != "sync":
             events.extend(presence_frames([await alice.recv()]))
         assert events[-1] == {"action": "sync", "members": [ALICE]}
