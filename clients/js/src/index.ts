@@ -8,6 +8,7 @@ export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js
 export { applyOps, PatchError, type UpdateOp } from './ops.js'
 export {
   Stream,
+  type StreamOptions as BrowserStreamOptions,
   type AuthToken,
   type StreamOptions,
   type WebSocketConstructor,

@@ -460,7 +460,7 @@ describe('connection', () => {
 
     navigator.onLine = true
     target.dispatchEvent(new Event('online'))
-    await waitFor(() => stream.status.state === 'open', 'open again', 2000)
+    await waitFor(() => stream.status.state === 'open', 'open again (the backoff alone would take 60 s)', 5000)
     await waitFor(() => inbox.getState().length === 1, 'the missed create')
     stream.close()
     const upgrades = server.upgrades.length
