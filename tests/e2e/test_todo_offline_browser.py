@@ -10,8 +10,7 @@ comes back on the same port. The page must:
 - show exactly the store's todos again, by itself, without a reload;
 - on the wire (recorded with Playwright's websocket events): re-join with `since` (the last
   offset and epoch it saw) and get a `resume` answer and the missed changes, not a full sync
-  (docs/protocol.md section 3). That half needs the server's resume: until it is on main it is
-  an expected failure (strict) with the reason.
+  (docs/protocol.md section 3).
 
 And the browser's own network going (Playwright's offline emulation) shows the `offline` banner;
 coming back retries at once and catches up.
@@ -204,11 +203,6 @@ def _envelopes(received: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [frame for frame in received if frame.get("streamName") == "todo"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the server's resume (docs/protocol.md section 3: offsets, since, resume), "
-    "being built on the resume branch; not on main yet",
-)
 def test_after_the_outage_the_page_resumes_instead_of_a_full_sync(
     todo_app: SurgeProcess,
     new_page: NewPage,  # noqa: F811
