@@ -249,3 +249,45 @@ async def _members_are(server: LiveServer, ids: list[str]) -> bool:
     except StoreError:
         return False
     return [m["id"] for m in members] == ids
+
+
+async def test_many_joins_and_leaves_on_two_instances_leave_nothing_in_redis(prefix: str) -> None:
+    tokens = ["alice-token", "bob-token", None]
+    async with two_instances(prefix) as (a, b):
+        for _round in range(3):
+            async with AsyncExitStack() as stack:
+                for i in range(12):
+                    server = (a, b)[i % 2]
+                    token = tokens[i % 3]
+                    client = await stack.enter_async_context(
+                        connect(
+                            server.ws_url + (f"?authToken={token}" if token else ""),
+                            max_queue=None,  # unread presence events must not stall the close
+                        )
+                    )
+                    for group in (f"g{i % 3}", "all"):
+                        await client.join(group, stream="room")
+
+                async def everyone_there() -> bool:
+                    members = await a.app.streams.room.presence("all")
+                    return len(members) == 2 + 4  # alice, bob and 4 anonymous connections
+
+                await wait_until(everyone_there, within=20)
+            for server in (a, b):
+                runtime = server.app.runtime
+                await wait_until(lambda rt=runtime: not rt.hub.subscriptions_by_stream())  # type: ignore[misc]
+            await settled(a, b)
+            assert await a.app.streams.room.presence("all") == []
+        for server in (a, b):
+            assert server.app.runtime.presence.sizes() == dict.fromkeys(
+                server.app.runtime.presence.sizes(), 0
+            )
+        client = aioredis.Redis.from_url(REDIS_TEST_URL)
+        try:
+            keys = sorted(
+                [k.decode() async for k in client.scan_iter(match=f"{prefix}:*presence*")]
+            )
+        finally:
+            await client.aclose()
+        # Only the two live instances' heartbeat entries remain.
+        assert keys == [f"{prefix}:presence:instances"]
