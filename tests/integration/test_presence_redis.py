@@ -282,12 +282,12 @@ async def test_many_joins_and_leaves_on_two_instances_leave_nothing_in_redis(pre
             assert server.app.runtime.presence.sizes() == dict.fromkeys(
                 server.app.runtime.presence.sizes(), 0
             )
-        client = aioredis.Redis.from_url(REDIS_TEST_URL)
+        redis_client = aioredis.Redis.from_url(REDIS_TEST_URL)
         try:
             keys = sorted(
-                [k.decode() async for k in client.scan_iter(match=f"{prefix}:*presence*")]
+                [k.decode() async for k in redis_client.scan_iter(match=f"{prefix}:*presence*")]
             )
         finally:
-            await client.aclose()
+            await redis_client.aclose()
         # Only the two live instances' heartbeat entries remain.
         assert keys == [f"{prefix}:presence:instances"]
