@@ -89,11 +89,15 @@ async def test_kill_9_during_a_handler_then_restart_completes_the_job(tmp_path: 
     await asyncio.to_thread(server.start, 30.0)
     try:
         trace_id = await asyncio.to_thread(post_job, server, "report-1")
-        await asyncio.to_thread(poll, lambda: read(out / "started"), 20, "the handler to start")
+        await asyncio.to_thread(
+            poll, lambda: read(out / "started") or None, 20, "the handler to start"
+        )
         server.kill()
         assert read(out / "done") is None
         await asyncio.to_thread(server.start, 30.0)
-        done = await asyncio.to_thread(poll, lambda: read(out / "done"), 30, "the job to finish")
+        done = await asyncio.to_thread(
+            poll, lambda: read(out / "done") or None, 30, "the job to finish"
+        )
         assert done.split()[:2] == ["report-1", trace_id]
     finally:
         await asyncio.to_thread(server.stop)
@@ -111,12 +115,14 @@ async def test_kill_9_of_the_worker_running_a_handler_lets_another_instance_fini
     try:
         trace_id = await asyncio.to_thread(post_job, servers[0], "report-2")
         started = await asyncio.to_thread(
-            poll, lambda: read(out / "started"), 20, "the handler to start"
+            poll, lambda: read(out / "started") or None, 20, "the handler to start"
         )
         victim = next(s for s in servers if s.proc is not None and s.proc.pid == int(started))
         survivor = next(s for s in servers if s is not victim)
         victim.kill()
-        done = await asyncio.to_thread(poll, lambda: read(out / "done"), 40, "another worker")
+        done = await asyncio.to_thread(
+            poll, lambda: read(out / "done") or None, 40, "another worker"
+        )
         job, trace, pid = done.split()
         assert (job, trace) == ("report-2", trace_id)
         assert survivor.proc is not None and int(pid) == survivor.proc.pid
