@@ -10,6 +10,7 @@ run, and imports nothing. A ``Tracer`` is told:
 - ``producer(topic, trace_id)``: an ``emit`` is being enqueued; yields the W3C ``traceparent``
   that travels in the message (``Envelope.trace_parent``) so the handler's span joins the trace.
 - ``consumer(step, topic, trace_parent)``: an event step's handler runs (a child of the emit).
+- ``current_span_id()``: the span a log line was written in (JSON lines carry it as ``span_id``).
 
 ``tracing_wanted(flag)`` decides whether an app traces: ``Config(tracing=True)``, or the
 standard variables naming an exporter (``OTEL_TRACES_EXPORTER`` other than ``none``,
@@ -52,6 +53,10 @@ class Tracer(Protocol):
     def consumer(
         self, step: str, topic: str, trace_parent: str | None
     ) -> AbstractContextManager[None]: ...
+
+    def current_span_id(self) -> str | None:
+        """The current span's id (16 hex digits), for log lines; None outside a span."""
+        ...
 
 
 TRACER: Tracer | None = None

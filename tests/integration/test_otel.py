@@ -5,6 +5,8 @@ loopback OTLP/HTTP receiver configured by OTEL_* variables only; nothing loaded 
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import subprocess
 import sys
 import threading
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import orjson
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -23,6 +26,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import surge
 from surge import ApiResponse, ApiRouteConfig, Config, EventConfig, StreamConfig, tracing
+from surge.server.logs import JsonFormatter
 from surge.server.otel import OtelPlugin
 from surge.testing import live_server
 
@@ -43,6 +47,7 @@ def build(seen: dict[str, str], handled: asyncio.Event, **kwargs: Any) -> surge.
 
     async def notify(input: Any, ctx: Any) -> None:
         seen["event"] = ctx.trace_id
+        ctx.logger.info("notifying")
         await ctx.streams.todo.set("g", "b", {"by": "event"})
         handled.set()
 
@@ -71,6 +76,12 @@ async def test_one_trace_from_the_request_through_the_event_and_the_writes() -> 
         seen, handled, plugins=[OtelPlugin(tracer_provider=provider)], config=Config(metrics=True)
     )
     caller = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter())
+    step_logger = logging.getLogger("surge.step.Notify")
+    step_logger.addHandler(handler)
+    step_logger.setLevel(logging.INFO)
     async with live_server(app) as srv, httpx2.AsyncClient(base_url=srv.url, timeout=5) as http:
         response = await http.post("/t", json={}, headers=caller)
         assert response.status_code == 201
@@ -80,6 +91,8 @@ async def test_one_trace_from_the_request_through_the_event_and_the_writes() -> 
         failed = await http.get("/broken")
         assert failed.status_code == 500
         metrics = (await http.get("/metrics")).text
+    step_logger.removeHandler(handler)
+    step_logger.setLevel(logging.NOTSET)
     assert tracing.TRACER is None  # removed with the app
     # Under both wrappers (timing and tracing) the store is still named for what it is.
     assert 'surge_store_operation_seconds_count{operation="set",store="memory"} 2.0' in metrics
@@ -103,6 +116,11 @@ async def test_one_trace_from_the_request_through_the_event_and_the_writes() -> 
     assert producer.parent is not None and producer.parent.span_id == server.context.span_id
     assert consumer.kind is SpanKind.CONSUMER
     assert consumer.parent is not None and consumer.parent.span_id == producer.context.span_id
+    [line] = [orjson.loads(text) for text in lines.getvalue().splitlines()]
+    assert (line["trace_id"], line["span_id"]) == (
+        CALLER_TRACE,
+        hexid(consumer.context.span_id, 16),
+    )
     parents = sorted(w.parent.span_id for w in writes if w.parent is not None)
     assert parents == sorted([server.context.span_id, consumer.context.span_id])
 

@@ -12,7 +12,8 @@ logger that reach a handler are clean.
 
 **JSON lines.** ``JsonFormatter`` (``--log-format json``) writes one JSON object per record:
 ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message`` and, where the record was logged
-inside such work, ``trace_id``, ``step`` and ``connection_id`` (``surge.log_context``), plus
+inside such work, ``trace_id``, ``step`` and ``connection_id`` (``surge.log_context``) and, with
+tracing on, ``span_id`` (``surge.tracing``), plus
 ``exception`` with the traceback. The message and the traceback go through the same redaction,
 so JSON lines are as clean as plain ones.
 
@@ -33,6 +34,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
+import surge.tracing as tracing
 from surge.log_context import CONNECTION_ID, STEP, TRACE_ID
 
 __all__ = [
@@ -142,6 +144,11 @@ class JsonFormatter(logging.Formatter):
         step = getattr(record, "step", None) or STEP.get()
         if step:
             entry["step"] = step
+        tracer = tracing.TRACER
+        if tracer is not None:  # tracing on: the span this line was written in
+            span_id = tracer.current_span_id()
+            if span_id is not None:
+                entry["span_id"] = span_id
         connection_id = CONNECTION_ID.get()
         if connection_id is not None:
             entry["connection_id"] = connection_id

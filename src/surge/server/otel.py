@@ -125,6 +125,11 @@ class OtelTracer:
         ):
             yield
 
+    def current_span_id(self) -> str | None:
+        """The current span's id, or None outside a valid span."""
+        context = trace.get_current_span().get_span_context()
+        return format(context.span_id, "016x") if context.is_valid else None
+
     def store_span(self, operation: str, stream: str, group: str) -> Any:
         """A CLIENT span for a storage operation, only inside a trace (a join's sync outside
         any request makes none)."""
