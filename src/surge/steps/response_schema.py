@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 import pydantic
-from jsonschema import validators as jsonschema_validators
 
 from surge.errors import ConfigError
 
@@ -34,6 +33,8 @@ class ResponseSchema:
             self.model = value
         elif isinstance(value, Mapping):
             schema = dict(value)
+            from jsonschema import validators as jsonschema_validators  # only dict schemas
+
             self._validator = jsonschema_validators.validator_for(schema)(schema)
         else:
             raise ConfigError(

@@ -23,9 +23,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from typing import Any, Self
 
-from jsonschema import validators as jsonschema_validators
-from jsonschema.exceptions import SchemaError
-
 from surge.errors import ConfigError
 
 __all__ = [
@@ -278,6 +275,10 @@ def check_json_schema(schema: Any, *, what: str, field: str) -> None:
     """
     if not isinstance(schema, Mapping):
         return
+    # Imported here: jsonschema costs ~30 ms at startup, and only dict schemas need it.
+    from jsonschema import validators as jsonschema_validators
+    from jsonschema.exceptions import SchemaError
+
     cls = jsonschema_validators.validator_for(schema)
     try:
         cls.check_schema(dict(schema))
