@@ -137,11 +137,12 @@ class Server:
         self.port = port
         self.workdir = workdir
         self.log = workdir / "server.log"
+        self.serving_pid: int | None = None  # `surge start`: its worker, not the supervisor
 
     @property
     def pid(self) -> int:
         """The server's process id (the process that serves, not a wrapper)."""
-        return self.proc.pid
+        return self.serving_pid or self.proc.pid
 
     def cpu(self) -> float:
         """CPU seconds used so far."""
@@ -268,7 +269,12 @@ def start_surge(
     # surge start serves the project in its working directory.
     name = f"surge ({store})" if gc_mode == "default" else f"surge ({store}, gc {gc_mode})"
     server = _spawn(name, argv, workdir, port, env, cwd=project)
-    return _ready(server, ready_path)
+    server = _ready(server, ready_path)
+    if not probe:
+        # surge start serves in a worker process; its supervisor only holds the socket.
+        state = orjson.loads((project / ".surge" / f"surge-{port}.state").read_bytes())
+        server.serving_pid = int(state["workers"][0])
+    return server
 
 
 def _ready(server: Server, path: str) -> Server:

@@ -135,7 +135,7 @@ def _started(
     try:
         process.start(timeout=30)
         assert process.proc is not None
-        server = AbuseServer(process, ServerProbe(process.proc.pid))
+        server = AbuseServer(process, ServerProbe(process.serving_pid()))
         if project == "chat":
             server.stream, server.group = "announcement", "project-b"
         server.warm_up()

@@ -167,6 +167,22 @@ class SurgeProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
+    def worker_pids(self) -> list[int]:
+        """The pids of the worker processes serving now (``surge start``'s state file)."""
+        from surge.cli.master import default_pid_file, read_state
+
+        state = read_state(default_pid_file(self.project_dir.resolve(), self.port)) or {}
+        return [int(pid) for pid in state.get("workers", [])]
+
+    def serving_pid(self) -> int:
+        """The process that serves: ``surge start``'s (only) worker, ``surge dev`` itself."""
+        assert self.proc is not None
+        if self.command != "start":
+            return self.proc.pid
+        pids = poll(self.worker_pids, 10, "surge start's state file")
+        assert len(pids) == 1, pids
+        return pids[0]
+
     def log(self) -> str:
         """Everything the process(es) printed so far."""
         try:

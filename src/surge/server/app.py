@@ -104,6 +104,8 @@ class SurgeApp:
         )
         self.started = asyncio.Event()
         self.draining = False
+        # Loop time by which a drain must be over (``begin_drain``); bounds the background grace.
+        self._drain_deadline: float | None = None
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         await serve_http(self.runtime, scope, receive, send, background=self.background)
@@ -155,6 +157,25 @@ class SurgeApp:
             reason = getattr(adapter, "not_ready_reason", None)
             return reason if isinstance(reason, str) else "storage not ready (reconnecting)"
         return None
+
+    def begin_drain(self, deadline: float | None = None) -> None:
+        """Stop getting traffic: ``/readyz`` answers 503 from now on.
+
+        ``deadline`` (loop time) bounds the rest of the shutdown: running event handlers get
+        ``EventSettings.shutdown_grace`` or what is left until then, whichever is shorter.
+        """
+        self.draining = True
+        self._drain_deadline = deadline
+
+    def close_websockets(self, code: int, reason: str) -> int:
+        """Close every stream WebSocket not already closing with ``code``, each after what its
+        outbox holds; return how many were told to close."""
+        count = 0
+        for conn in list(self.runtime.connections):
+            if not conn.is_gone:
+                conn.outbox.close(code, reason)
+                count += 1
+        return count
 
     @property
     def streams(self) -> Streams:
@@ -210,13 +231,15 @@ class SurgeApp:
                     yield
                 finally:
                     self.draining = True  # /readyz answers 503 from the first moment of a drain
-                    await self.background.stop()  # graceful: running handlers get the grace
+                    # Graceful: running handlers get the grace, within the drain's bound.
+                    await self.background.stop(self._background_grace())
                     await work
                     for task in background:
                         task.cancel()
         finally:
             self.started.clear()
             self.draining = False
+            self._drain_deadline = None
             try:
                 await resources.aclose()  # after the last handler finished
             finally:
@@ -224,6 +247,13 @@ class SurgeApp:
                 await self.background.close()
             await self.runtime.presence.close()  # announces this instance's leaves
             await self.runtime.adapter.close()
+
+    def _background_grace(self) -> float | None:
+        deadline = self._drain_deadline
+        if deadline is None:
+            return None
+        left = max(0.0, deadline - asyncio.get_running_loop().time())
+        return min(self.runtime.config.events.shutdown_grace, left)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

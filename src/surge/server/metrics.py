@@ -23,6 +23,7 @@ picks, so use the metrics port with workers.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections import Counter
@@ -283,16 +284,27 @@ class MetricsPlugin:
             ports = range(port, min(port + settings.workers, 65536))
 
             async def listen() -> None:
-                try:
-                    sock = bind_first_free(host, ports)
-                except OSError as exc:
-                    logger.error(
-                        "cannot serve metrics on %s port %s: %s",
-                        host,
-                        f"{ports.start}-{ports.stop - 1}" if len(ports) > 1 else ports.start,
-                        exc.strerror or exc,
-                    )
-                    return
+                # During a `surge start` reload the old generation holds the ports until it
+                # has drained: a port in use is tried again (the error is logged once).
+                logged = False
+                while True:
+                    try:
+                        sock = bind_first_free(host, ports)
+                        break
+                    except OSError as exc:
+                        if not logged:
+                            logger.error(
+                                "cannot serve metrics on %s port %s: %s (trying again)",
+                                host,
+                                f"{ports.start}-{ports.stop - 1}"
+                                if len(ports) > 1
+                                else ports.start,
+                                exc.strerror or exc,
+                            )
+                            logged = True
+                        if exc.errno != errno.EADDRINUSE:
+                            return
+                        await asyncio.sleep(0.5)
                 await serve_metrics_port(sock, render)
 
             runtime.extensions.services.append(("metrics port", listen))

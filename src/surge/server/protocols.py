@@ -83,6 +83,7 @@ class SurgeHttpProtocol(HttpToolsProtocol):
         self._in_head = True
         self._tail = b""
         self._head_timer: asyncio.TimerHandle | None = None
+        self._has_answered = False  # a response completed on this connection (drain_step)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -127,7 +128,28 @@ class SurgeHttpProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._tail = b""
+        self._has_answered = True
         super().on_response_complete()
+
+    def drain_step(self, *, close_fresh: bool) -> None:
+        """One step of a graceful drain (``surge.server.serve.SurgeServer``, called repeatedly).
+
+        A request in progress finishes and its connection closes after the response; an idle
+        keep-alive connection closes now; a head that is arriving gets its own deadline; a
+        connection accepted but silent so far is closed only once ``close_fresh`` (it connected
+        before the listener closed and is about to send its request: closing it now would be a
+        refused connection).
+        """
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.keep_alive = False
+            return
+        if self._in_head and self._head_bytes > 0:
+            return
+        if not self._has_answered and not close_fresh:
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None and self._head_timeout > 0:
