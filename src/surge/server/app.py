@@ -324,8 +324,17 @@ class SurgeApp:
 
 
 # Config fields a running process cannot swap: storage and queues are open, limits are in the
-# uvicorn protocols, CORS is built into the middleware, the event settings into the runner.
-_RESTART_SETTINGS = ("adapters", "limits", "cors_origins", "events", "openapi", "lifespan")
+# uvicorn protocols, CORS is built into the middleware, the event settings into the runner,
+# the presence timeout into its backend's heartbeats.
+_RESTART_SETTINGS = (
+    "adapters",
+    "limits",
+    "cors_origins",
+    "events",
+    "openapi",
+    "lifespan",
+    "presence",
+)
 
 
 def _fingerprint(value: Any) -> Any:
