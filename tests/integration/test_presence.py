@@ -275,3 +275,18 @@ async def test_a_resumed_join_gets_the_member_list_after_its_replay(server: Live
         while not events or events[-1]["action"] != "sync":
             events.extend(presence_frames([await alice.recv()]))
         assert events[-1] == {"action": "sync", "members": [ALICE]}
+
+
+async def test_presence_works_in_process_under_the_async_test_client() -> None:
+    from surge.testing import AsyncTestClient
+
+    async with (
+        AsyncTestClient(presence_app()) as tc,
+        tc.stream_client(token="alice-token") as alice,
+        tc.stream_client(token="bob-token") as bob,
+    ):
+        room = await alice.subscribe_group("room", "r7", timeout=10)
+        await bob.subscribe_group("room", "r7", timeout=10)
+        await wait_until(lambda: room.members == [ALICE, BOB])
+        response = await tc.get("/online/r7")
+        assert response.status_code == 200 and response.json() == [ALICE, BOB]
