@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from conftest import require_component
 from redis_server import REDIS_TEST_URL, drop_redis_keys, redis_is_up
-from surge import StreamConfig, create_app
+from surge import Config, Limits, StreamConfig, create_app
 from surge.server.app import SurgeApp
 from surge.server.stats import STATS
 from surge.streams.adapter import StreamAdapter
@@ -302,7 +302,15 @@ class SlowHistory(MemoryStreamAdapter):
 async def test_clients_resuming_during_writes_lose_and_repeat_nothing() -> None:
     adapter = SlowHistory()
     clients = 12
-    async with live_server(app_on(adapter, history_size=2000)) as server:
+    # A history and outboxes big enough that every resume can succeed, however long a loaded
+    # machine keeps a client away (20 s of writes).
+    limits = Limits(outbox_capacity=30_000, max_outbound_bytes=32 * 1024 * 1024)
+    app = create_app(
+        streams=[StreamConfig(name="todo", schema=Todo, history_size=20_000)],
+        adapter=adapter,
+        config=Config(limits=limits),
+    )
+    async with live_server(app) as server:
         stream = server.app.runtime.streams.todo
         stop = asyncio.Event()
 

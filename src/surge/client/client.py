@@ -13,10 +13,13 @@ updates made by ``update(ops)`` arrive as their ops and are applied to the held 
 request; the server answers the requests of a connection in order, so the answers (``page``
 frames, or ``UNKNOWN_SUBSCRIPTION``/other errors) are matched first-in first-out per group.
 
-Resume (issue 13, not yet implemented): joins will carry ``"since": {"offset", "epoch"}`` taken
-from ``Subscription.offset``/``epoch`` (already recorded from frames that carry them) and a
-resumed join will be answered by the missed changes instead of a sync. That changes nothing in
-this API: subscriptions keep their state and listeners; only fewer ``sync`` changes are seen.
+Resume (docs/protocol.md section 3): a re-join carries ``"since"`` (the subscription's last
+offset and epoch) and is answered, when the server still has the history, by a ``resume`` frame
+and the missed changes and events instead of a sync: the subscription keeps its state and
+listeners and sees exactly what it missed, ``send`` events included, once. ``sub.recovered``
+tells how the last re-join went (False: a full sync, events in the gap lost). While a
+subscription waits for its join's answer it ignores the connection's other frames: the answer
+(sync or replay) covers them, and the server re-sends what comes later.
 """
 
 from __future__ import annotations
@@ -85,6 +88,8 @@ class Client:
         retry_refused: keep retrying after an HTTP error on the upgrade (401/403); by default
             the client closes and pending and later subscribes raise ``UpgradeRefused``.
         deltas: ask the server for deltas (``patch`` frames) on every subscription.
+        resume: re-join from each subscription's last offset (a server without the extension
+            ignores it and sends a sync, as always).
     """
 
     def __init__(
@@ -95,9 +100,11 @@ class Client:
         on_state_change: Callable[[ConnectionState], object] | None = None,
         retry_refused: bool = False,
         deltas: bool = True,
+        resume: bool = True,
     ) -> None:
         self._transport = transport
         self._deltas = deltas
+        self._resume = resume
         self.backoff = backoff or Backoff()
         self._state_callbacks: list[Callable[[ConnectionState], object]] = []
         if on_state_change is not None:
@@ -268,7 +275,7 @@ class Client:
         self._pending.setdefault(sub.request.key, deque()).append(sub)
         # A failed send: the reader sees the loss too, and the next connection re-joins.
         with contextlib.suppress(TransportClosed, OSError):
-            await conn.send(encode_join(sub.request))
+            await conn.send(encode_join(sub.request, sub.since if self._resume else None))
 
     # -- frames ---------------------------------------------------------------------------------
 
@@ -293,14 +300,21 @@ class Client:
         if frame.kind == "sync":
             self._answer_sync(exact, frame)
             return
+        if frame.kind == "resume":
+            pending = self._pending.get(exact)
+            if pending:
+                pending.popleft()._resumed(frame)
+            return
         if frame.kind == "page":
             self._answer_page(group_key, frame)
             return
         for sub in self._matching(group_key):
-            sub._handle(frame)
+            if sub.is_synced:
+                sub._handle(frame)
         if frame.id is not None:
             for sub in self._matching(exact):
-                sub._handle(frame)
+                if sub.is_synced:
+                    sub._handle(frame)
 
     def _matching(self, key: SubscriptionKey) -> list[Subscription[Any]]:
         return [sub for sub in self._subs.values() if sub.request.key == key]
@@ -476,6 +490,7 @@ def connect(
     open_timeout: float = 10.0,
     retry_refused: bool = False,
     deltas: bool = True,
+    resume: bool = True,
 ) -> Client:
     """A client of the stream server at ``url`` (``ws://host:3000/``), for ``async with``.
 
@@ -497,4 +512,5 @@ def connect(
         on_state_change=on_state_change,
         retry_refused=retry_refused,
         deltas=deltas,
+        resume=resume,
     )

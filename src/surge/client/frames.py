@@ -9,9 +9,9 @@ Deltas and windowed groups (protocol.md sections 4 and 5): a join carries ``"del
 its request asks for them, ``patch`` frames keep their ops in ``data``, a ``sync`` or ``page``
 frame's ``more`` cursor is ``ServerFrame.more``, and ``encode_page`` asks for older items.
 
-Resume (issue 13) will add ``since`` to joins and read ``offset``/``epoch`` from envelopes: the
-fields are already decoded here (None when absent) so the client can start using them without an
-API change.
+Resume (docs/protocol.md sections 2-3): envelopes' ``offset``/``epoch`` and a sync's
+``"recovered": false`` are decoded (None when absent); ``encode_join`` adds ``since``. A
+``resume`` frame's ``data`` is ``{"since": N, "missed": K}``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class ServerFrame:
     offset: int | None = None
     epoch: str | None = None
     more: str | None = None
+    recovered: bool | None = None
 
     @property
     def error(self) -> tuple[str, str] | None:
@@ -107,6 +108,7 @@ def decode_server_frame(text: str | bytes) -> ServerFrame:
         offset=offset,
         epoch=_optional_str(envelope, "epoch"),
         more=_optional_str(envelope, "more"),
+        recovered=recovered if isinstance(recovered := envelope.get("recovered"), bool) else None,
     )
 
 
@@ -120,9 +122,12 @@ def _data(request: SubscriptionRequest) -> dict[str, Any]:
     return data
 
 
-def encode_join(request: SubscriptionRequest) -> str:
-    """The join frame for ``request`` (resume will add ``"since"`` to its data)."""
-    return orjson.dumps({"type": "join", "data": _data(request)}).decode()
+def encode_join(request: SubscriptionRequest, since: tuple[int, str] | None = None) -> str:
+    """The join frame for ``request``; ``since`` (offset, epoch): resume from that position."""
+    data = _data(request)
+    if since is not None:
+        data["since"] = {"offset": since[0], "epoch": since[1]}
+    return orjson.dumps({"type": "join", "data": data}).decode()
 
 
 def encode_page(request: SubscriptionRequest, before: str | None, limit: int | None) -> str:

@@ -135,8 +135,18 @@ class Subscription(Generic[S]):
         """The server's refusal of a re-join, or why the subscription ended."""
         self.is_closed = False
         self.offset: int | None = None
-        """The last resume offset the server sent for this subscription (issue 13), or None."""
+        """This subscription's position in its group (docs/protocol.md section 2): the offset
+        of the last sync, change or event applied; a re-join resumes from it."""
         self.epoch: str | None = None
+        """The epoch ``offset`` belongs to."""
+        self.recovered: bool | None = None
+        """How the last re-join went: True resumed (only the missed messages were sent, events
+        included), False a full sync (the server could not resume: events in the gap are
+        lost), None not re-joined yet (or a server without resume)."""
+        self.resumes = 0
+        """How many re-joins were resumed."""
+        self._replay_left = 0  # messages of the last resume still to come
+        self._replay_to: int | None = None  # the position the resume brings this one to
         self.joined_on: object | None = None  # the connection this subscription was joined on
 
     def __repr__(self) -> str:
@@ -232,11 +242,50 @@ class Subscription(Generic[S]):
     def _new_connection(self) -> None:
         self.is_synced = False
         self.joined_on = None
+        self._replay_left, self._replay_to = 0, None
         self._machine.reset_clock()
 
+    @property
+    def since(self) -> tuple[int, str] | None:
+        """The (offset, epoch) a re-join resumes from, or None (no position known yet)."""
+        if self.offset is None or self.epoch is None:
+            return None
+        return self.offset, self.epoch
+
+    def _resumed(self, frame: ServerFrame) -> None:
+        """The server answered the join with a ``resume``: the missed messages follow."""
+        data = frame.data if isinstance(frame.data, dict) else {}
+        missed = data.get("missed")
+        self._replay_left = missed if isinstance(missed, int) and missed > 0 else 0
+        self._replay_to = frame.offset
+        self.recovered = True
+        self.resumes += 1
+        self.is_synced = True
+        if self._replay_left == 0:
+            self._replayed()
+        if not self._first_sync.done():
+            self._first_sync.set_result(None)
+
+    def _replayed(self) -> None:
+        to, self._replay_to = self._replay_to, None
+        if to is not None and (self.offset is None or to > self.offset):
+            self.offset = to
+
     def _handle(self, frame: ServerFrame) -> None:
-        if frame.offset is not None:
-            self.offset, self.epoch = frame.offset, frame.epoch
+        offset = frame.offset
+        if offset is not None:
+            if frame.kind == "sync":
+                self.offset, self.epoch = offset, frame.epoch
+                if frame.recovered is False:
+                    self.recovered = False
+            elif frame.epoch == self.epoch and self.offset is not None and offset <= self.offset:
+                return  # already applied (a replay to another subscription of this connection)
+            else:
+                self.offset, self.epoch = offset, frame.epoch
+                if self._replay_left:
+                    self._replay_left -= 1
+                    if self._replay_left == 0:
+                        self._replayed()
         if frame.kind == "event":
             if frame.event_type is not None:
                 for callback in list(self._event_callbacks.get(frame.event_type, ())):

@@ -309,3 +309,75 @@ async def test_a_frame_that_is_not_an_envelope_is_ignored(
     conn.inbound.put_nowait("garbage")
     conn.push(change(2, "create", {"id": "a"}))
     await sub.wait(lambda items: len(items) == 1)
+
+
+# -- resume (docs/protocol.md section 3) ------------------------------------------------------
+
+
+def framed(ts: int, offset: int, event: dict[str, Any], **envelope: Any) -> dict[str, Any]:
+    return {
+        "timestamp": ts,
+        "streamName": "todo",
+        "groupId": "inbox",
+        **envelope,
+        "offset": offset,
+        "epoch": "E1",
+        "event": event,
+    }
+
+
+async def test_a_rejoin_carries_since_and_a_resume_replays_into_the_kept_state(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    task = asyncio.create_task(client.subscribe_group("todo", "inbox"))
+    first = (await conn.next_sent(1))[0]
+    assert "since" not in first["data"]
+    conn.push(framed(10, 5, {"type": "sync", "data": [{"id": "a"}]}))
+    group = await task
+    events: list[Any] = []
+    group.on_event("typing", events.append)
+    conn.push(framed(11, 7, {"type": "create", "data": {"id": "b"}}, id="b"))
+    await group.wait(lambda items: len(items) == 2)
+    conn.drop()
+
+    again = await transport.connection(1)
+    join = (await again.next_sent(1))[0]
+    assert join["data"]["since"] == {"offset": 7, "epoch": "E1"}
+    again.push(framed(1, 20, {"type": "resume", "data": {"since": 7, "missed": 2}}))
+    again.push(framed(2, 9, {"type": "update", "data": {"id": "a", "n": 1}}, id="a"))
+    again.push(framed(3, 12, {"type": "event", "event": {"type": "typing", "data": "ann"}}))
+    # The same message again (a replay to another subscription of the connection): dropped.
+    again.push(framed(4, 12, {"type": "event", "event": {"type": "typing", "data": "ann"}}))
+    again.push(framed(5, 21, {"type": "delete", "data": {"id": "b"}}, id="b"))
+    await group.wait(lambda items: items == [{"id": "a", "n": 1}])
+    assert events == ["ann"]
+    assert (group.recovered, group.resumes, group.offset) == (True, 1, 21)
+
+
+async def test_a_sync_marked_not_recovered_replaces_the_state_and_says_so(
+    client: Client, transport: FakeTransport
+) -> None:
+    conn = await transport.connection(0)
+    task = asyncio.create_task(client.subscribe_group("todo", "inbox"))
+    await conn.next_sent(1)
+    conn.push(framed(10, 5, {"type": "sync", "data": [{"id": "a"}]}))
+    group = await task
+    conn.drop()
+    again = await transport.connection(1)
+    await again.next_sent(1)
+    again.push({**framed(1, 2, {"type": "sync", "data": [{"id": "z"}]}), "recovered": False})
+    await group.wait(lambda items: items == [{"id": "z"}])
+    assert (group.recovered, group.resumes, group.offset) == (False, 0, 2)
+
+
+async def test_a_client_without_resume_never_sends_since(transport: FakeTransport) -> None:
+    async with Client(transport, backoff=FAST, resume=False) as client:
+        conn = await transport.connection(0)
+        task = asyncio.create_task(client.subscribe_group("todo", "inbox"))
+        await conn.next_sent(1)
+        conn.push(framed(10, 5, {"type": "sync", "data": []}))
+        await task
+        conn.drop()
+        again = await transport.connection(1)
+        assert "since" not in (await again.next_sent(1))[0]["data"]
