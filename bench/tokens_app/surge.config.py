@@ -1,0 +1,5 @@
+"""The default config: the file store under .surge/ (the default store, fsync on every commit)."""
+
+from surge import Config
+
+config = Config()
