@@ -370,3 +370,29 @@ async def test_clients_resuming_during_writes_lose_and_repeat_nothing() -> None:
             # reordered, and nothing lost: the client's copy is the stored group.
             assert offsets == sorted(set(offsets)), offsets
             assert state.state == stored
+
+
+async def test_a_subscription_with_deltas_is_replayed_updates_as_their_patches(
+    server: LiveServer,
+) -> None:
+    stream = server.app.runtime.streams.todo
+    await stream.set("inbox", "t1", todo("t1", "hello"))
+    data: dict[str, Any] = {"streamName": "todo", "groupId": "inbox", "subscriptionId": "s1"}
+    async with connect(server.ws_url) as client:
+        await client.send_json({"type": "join", "data": {**data, "deltas": True}})
+        sync = await client.recv()
+    await stream.update("inbox", "t1", [{"type": "append", "path": "description", "value": "!"}])
+    await stream.set("inbox", "t1", todo("t1", "replaced"))
+
+    async with connect(server.ws_url) as client:
+        await client.send_json(
+            {"type": "join", "data": {**data, "deltas": True, "since": since(sync)}}
+        )
+        head = await client.recv()
+        patch, whole = await client.recv_n(2)
+    assert head["event"]["data"]["missed"] == 2
+    assert patch["event"] == {
+        "type": "patch",
+        "data": {"ops": [{"type": "append", "path": "description", "value": "!"}]},
+    }
+    assert patch["offset"] < whole["offset"] and whole["event"]["type"] == "update"

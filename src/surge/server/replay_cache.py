@@ -3,8 +3,8 @@
 Why: after a restart every client resumes at once, most of them from the same offset (they were
 all current). Each resume costs a history read (a thread hop, a decode of every missed message)
 and an encode of every replayed frame; 5,000 clients would repeat that 5,000 times. The cache
-keeps ``(frames, seq)`` per (subscription key, since offset): the ``resume`` frame and the
-replayed frames, encoded once, and the ``seq`` of the history read. Concurrent joins share one
+keeps ``(frames, seq)`` per (subscription key, since offset, deltas asked): the ``resume``
+frame and the replayed frames, encoded once, and the ``seq`` of the history read. Concurrent joins share one
 read in flight.
 
 Why it is correct (the argument of ``SyncCache``): an entry is dropped the moment the hub
@@ -34,7 +34,7 @@ DEFAULT_REPLAY_CACHE_BYTES = 32 * 1024 * 1024
 Replay = tuple[list[Frame], int] | None
 """The resume frame and the replayed frames, and the history's ``seq``; None: not resumable."""
 
-_Key = tuple[SubscriptionKey, int]
+_Key = tuple[SubscriptionKey, int, bool]  # (subscription key, since, deltas)
 
 
 class ReplayCache:

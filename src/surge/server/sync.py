@@ -15,8 +15,9 @@ storage's and ``read_history`` still holds every message after the offset: the c
 once per (key, offset) in the hub's ``ReplayCache``, with the same pending-buffer cut as a sync
 (the history's ``seq``). Otherwise, or when the replay would not fit the connection's outbox
 (frames or bytes), it gets the usual sync marked ``"recovered": false``. A fresh sync after a
-feed gap is a plain sync, whatever the join carried. Replays are whole-item frames, also for
-subscriptions that asked for deltas.
+feed gap is a plain sync, whatever the join carried. A subscription that asked for deltas is
+replayed an ``update(ops)`` as its ``patch`` (as it was live: the client holds the item's
+previous state, its own copy brought forward in order), every other change whole.
 
 ``Syncer.run`` is a long-lived task owned by the app's lifespan: when the storage feed reports a
 gap (``Resync``), the hub puts every live subscription back into pending and hands them here; one
@@ -39,6 +40,7 @@ from surge.protocol.codec import (
     encode_group_sync,
     encode_item_sync,
     encode_page,
+    encode_patch,
     encode_resume,
     unrecovered,
 )
@@ -217,14 +219,18 @@ class Syncer:
                     request, since.offset, len(messages), history.seq, epoch, clock.next()
                 )
             ]
+            deltas = request.deltas
             for m in messages:
-                if isinstance(m, Change):
-                    frames.append(encode_change(m, clock.next(), epoch))
-                else:
+                if not isinstance(m, Change):
                     frames.append(encode_event(m, clock.next(), epoch))
+                elif deltas and m.ops is not None and m.kind == "update":
+                    # As it was live: the client's copy is the item's previous state.
+                    frames.append(encode_patch(m, clock.next(), epoch))
+                else:
+                    frames.append(encode_change(m, clock.next(), epoch))
             return frames, history.seq
 
-        return await hub.replay_cache.get((request.key, since.offset), load)
+        return await hub.replay_cache.get((request.key, since.offset, request.deltas), load)
 
     def _queue_resync(self, subs: list[HubSubscription]) -> None:
         logger.warning("stream feed was interrupted: re-syncing %d subscription(s)", len(subs))
