@@ -4,8 +4,8 @@ Why: after a restart every client resumes at once, most of them from the same of
 all current). Each resume costs a history read (a thread hop, a decode of every missed message)
 and an encode of every replayed frame; 5,000 clients would repeat that 5,000 times. The cache
 keeps ``(frames, seq)`` per (subscription key, since offset, deltas asked): the ``resume``
-frame and the replayed frames, encoded once, and the ``seq`` of the history read. Concurrent joins share one
-read in flight.
+frame and the replayed frames, encoded once, and the ``seq`` of the history read. Concurrent
+joins share one read in flight.
 
 Why it is correct (the argument of ``SyncCache``): an entry is dropped the moment the hub
 dispatches any message (change or event) of its (stream, group). A join that uses an entry has
