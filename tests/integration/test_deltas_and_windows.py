@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,15 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from conftest import require_component
+from redis_server import REDIS_TEST_URL, drop_redis_keys, redis_is_up
 from surge import StreamConfig, Subscription, create_app
 from surge.client import SubscriptionError, connect
 from surge.protocol.codes import UNKNOWN_SUBSCRIPTION
 from surge.server.app import SurgeApp
 from surge.streams.ops import apply_ops
 from surge.streams.stores.file import FileStreamAdapter
+from surge.streams.stores.redis import RedisStreamAdapter
 from surge.testing import LiveServer, live_server
 
 from .streamclient import StreamClient, is_error_event
@@ -275,3 +279,41 @@ async def test_a_group_of_100000_messages_opens_with_its_last_50(tmp_path: Path)
     assert opened_s < 2.0, (
         opened_s
     )  # bounded (an index walk); the whole group would take far longer
+
+
+async def test_an_update_on_one_redis_instance_reaches_the_other_as_a_patch() -> None:
+    require_component(redis_is_up(REDIS_TEST_URL), f"no Redis server answers at {REDIS_TEST_URL}")
+    prefix = f"surge-test-{uuid.uuid4().hex}"
+
+    def app() -> SurgeApp:
+        return create_app(
+            streams=[StreamConfig(name="chat", schema=Message)],
+            adapter=RedisStreamAdapter(REDIS_TEST_URL, prefix=prefix),
+        )
+
+    try:
+        async with (
+            live_server(app()) as writer,
+            live_server(app()) as reader,
+            connect(reader.ws_url) as client,
+            raw_connect(reader.ws_url, stream="chat") as raw,
+        ):
+            join = {"streamName": "chat", "groupId": "c1", "subscriptionId": "d", "deltas": True}
+            await raw.send_json({"type": "join", "data": join})
+            assert (await raw.recv())["event"]["type"] == "sync"
+            sub = await client.subscribe_group("chat", "c1")
+            chat = writer.app.runtime.streams.chat
+            await chat.set("c1", "m1", {"id": "m1", "role": "assistant"})
+            for word in ("Hello", " Redis"):
+                await chat.update(
+                    "c1", "m1", [{"type": "append", "path": "content", "value": word}]
+                )
+            kinds = [(await raw.recv())["event"]["type"] for _ in range(3)]
+            await sub.wait(lambda items: bool(items) and items[0]["content"] == "Hello Redis", WAIT)
+    finally:
+        drop_redis_keys(prefix)
+
+    assert kinds == ["create", "patch", "patch"]
+    assert sub.state == [
+        {"id": "m1", "role": "assistant", "content": "Hello Redis", "status": "streaming"}
+    ]
