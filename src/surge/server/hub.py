@@ -142,6 +142,9 @@ class Hub:
         its arrival. None (the default): one attribute test per message."""
         self._fanout_countdown = FANOUT_SAMPLE_EVERY
         self.presence: PresenceHooks | None = None
+        self.call_after_writes: Callable[[Callable[[float], object], float], None] | None = None
+        """Runs a callback once the frames queued so far were written (the runtime sets the
+        flusher's ``call_after_flush``); None: at the end of the loop iteration."""
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -328,9 +331,12 @@ class Hub:
             for conn in targets:
                 conn.send(frame)
         if sampled and self.on_fanout is not None:
-            # Scheduled after the puts: the flusher they scheduled (or one already pending) runs
-            # first, so this runs once the frames were written.
-            asyncio.get_running_loop().call_soon(self.on_fanout, sampled)
+            # After the puts: the flush they scheduled (or one already pending) runs first, so
+            # this runs once the frames were written.
+            if self.call_after_writes is not None:
+                self.call_after_writes(self.on_fanout, sampled)
+            else:
+                asyncio.get_running_loop().call_soon(self.on_fanout, sampled)
 
     def _wants_deltas(self, change: Change) -> bool:
         """True when a subscription of the change's group or item asked for deltas."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -12,11 +13,15 @@ from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 from websockets.protocol import State
 
+from surge import Config, ConfigError, Limits
 from surge.protocol.codec import Frame, encode_change
 from surge.server import outbox as outbox_module
 from surge.server.outbox import Flusher, Outbox
+from surge.server.runtime import Runtime
 from surge.server.transport import AsgiTransport, DirectTransport
+from surge.steps.registry import Registry
 from surge.streams.feed import Change
+from surge.streams.stores.memory import MemoryStreamAdapter
 
 
 class FakeTransport:
@@ -387,3 +392,159 @@ async def test_latest_value_falls_back_to_resync_when_distinct_items_fill_the_ou
     assert accepted == [True] * 8 + [False]  # nothing to collapse: bounded, closed with 1013
     assert box.is_overflowed and box.close_code == 1013
     box.stop()
+
+
+# -- Limits.max_write_delay: coalescing changes that arrive in successive loop iterations -----
+
+
+class SlowTransport(FakeTransport):
+    """A socket whose every write takes ``seconds`` of real time (as 1,000 of them do)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def write(self, data: bytes) -> None:
+        time.sleep(self.seconds)  # the flush's own duration: what the pause is measured from
+        super().write(data)
+
+
+def make_delayed(
+    max_delay: float, write_s: float = 0.0, capacity: int = 8
+) -> tuple[Outbox, FakeProtocol, Flusher, list[Message]]:
+    protocol = FakeProtocol()
+    protocol.transport = SlowTransport(write_s)
+    protocol.transport.on_abort = protocol.writable.set  # type: ignore[method-assign]
+    sent: list[Message] = []
+
+    async def record(message: Message) -> None:
+        sent.append({"writes_before": len(protocol.transport.writes), **message})
+
+    flusher = Flusher(max_delay)
+    box = Outbox(capacity, transport=DirectTransport(protocol, record), flusher=flusher)
+    return box, protocol, flusher, sent
+
+
+async def wait_for_writes(protocol: FakeProtocol, count: int) -> None:
+    async with asyncio.timeout(5):
+        # A fake transport has no event to wait on: poll it, under a deadline.
+        while len(protocol.transport.writes) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+
+async def test_write_delay_writes_a_lone_change_at_once_and_coalesces_the_ones_after_it() -> None:
+    box, protocol, _, _ = make_delayed(10.0, write_s=0.05)  # each flush takes 50 ms
+    box.put(frame(1, 0))
+    await asyncio.sleep(0)
+    assert len(protocol.transport.writes) == 1  # nothing before it: not delayed
+    t0 = time.monotonic()
+    for n in range(1, 5):  # one change per loop iteration, as an awaiting producer makes them
+        box.put(frame(1 + n, n))
+        await asyncio.sleep(0)
+    assert len(protocol.transport.writes) == 1  # held back: the pause is as long as the flush
+    await wait_for_writes(protocol, 2)
+    assert time.monotonic() - t0 < 5  # the pause was the flush's 50 ms, not max_delay's 10 s
+    assert len(protocol.transport.writes) == 2
+    assert decode(protocol.transport.writes[1]) == [
+        {"timestamp": 2, "n": 1},
+        {"timestamp": 3, "n": 2},
+        {"timestamp": 4, "n": 3},
+        {"timestamp": 5, "n": 4},
+    ]
+
+
+async def test_write_delay_never_exceeds_max_delay() -> None:
+    box, protocol, _, _ = make_delayed(0.01, write_s=1.0)  # a flush far longer than the cap
+    box.put(frame(1, 0))
+    await asyncio.sleep(0)  # the first flush: one second
+    t0 = time.monotonic()
+    box.put(frame(2, 1))
+    await wait_for_writes(protocol, 2)
+    # Paused 10 ms (the cap), then a one-second write; uncapped it would pause a second first.
+    assert time.monotonic() - t0 < 1.7
+
+
+async def test_write_delay_never_delays_a_change_after_a_quiet_period() -> None:
+    box, protocol, _, _ = make_delayed(10.0, write_s=0.01)
+    box.put(frame(1, 0))
+    await asyncio.sleep(0)
+    assert len(protocol.transport.writes) == 1
+    await asyncio.sleep(0.1)  # quieter than the last flush took
+    box.put(frame(2, 1))
+    await asyncio.sleep(0)
+    assert decode(protocol.transport.writes[1]) == [{"timestamp": 2, "n": 1}]
+
+
+async def test_without_a_write_delay_every_loop_iteration_writes() -> None:
+    box, protocol, _, _ = make_delayed(0.0, write_s=0.01)
+    for n in range(3):
+        box.put(frame(1 + n, n))
+        await asyncio.sleep(0)
+    assert len(protocol.transport.writes) == 3
+
+
+async def test_write_delay_keeps_the_outbox_bounded_by_its_capacity() -> None:
+    box, _, _, _ = make_delayed(10.0, write_s=1.0)  # the next flush is a second away
+    writer = asyncio.create_task(box.run())
+    box.put(frame(1, 0))
+    await asyncio.sleep(0)
+    accepted = []
+    for n in range(1, 12):
+        accepted.append(box.put(frame(1 + n, n)))
+        await asyncio.sleep(0)
+    assert accepted == [True] * 8 + [False] * 3
+    assert box.is_overflowed and box.close_code == 1013
+    writer.cancel()
+
+
+async def test_a_close_writes_frames_held_by_the_write_delay_at_once_in_order() -> None:
+    box, protocol, _, sent = make_delayed(10.0, write_s=1.0)  # a pause far longer than allowed
+    writer = asyncio.create_task(box.run())
+    box.put(frame(1, 0))
+    await asyncio.sleep(0)
+    t0 = time.monotonic()
+    box.put(frame(2, 1))
+    await asyncio.sleep(0)
+    box.put(frame(3, 2))
+    box.close(1000, "bye")
+    await asyncio.wait_for(writer, 5)
+    assert time.monotonic() - t0 < 1.0 + 0.9  # one slow write, not the pause before it
+    assert [m["n"] for m in decode(b"".join(protocol.transport.writes))] == [0, 1, 2]
+    assert sent == [{"writes_before": 2, "type": "websocket.close", "code": 1000, "reason": "bye"}]
+
+
+async def test_call_after_flush_runs_once_the_held_frames_were_written() -> None:
+    box, protocol, flusher, _ = make_delayed(10.0, write_s=0.05)
+    seen: list[int] = []
+    box.put(frame(1, 0))
+    await asyncio.sleep(0)
+    box.put(frame(2, 1))
+    flusher.call_after_flush(lambda _: seen.append(len(protocol.transport.writes)), 0.0)
+    await asyncio.sleep(0)
+    assert seen == []
+    await wait_for_writes(protocol, 2)
+    await asyncio.sleep(0)
+    assert seen == [2]
+    flusher.call_after_flush(lambda _: seen.append(-1), 0.0)  # nothing scheduled: soon
+    await asyncio.sleep(0)
+    assert seen == [2, -1]
+
+
+def test_a_negative_write_delay_is_refused() -> None:
+    with pytest.raises(ValueError, match="write delay"):
+        Flusher(-0.001)
+
+
+@pytest.mark.parametrize("bad", [-0.001, 0.5, True, "0.002"])
+def test_limits_refuse_a_max_write_delay_out_of_range(bad: object) -> None:
+    with pytest.raises(ConfigError, match="max_write_delay"):
+        Limits(max_write_delay=bad)  # type: ignore[arg-type]
+
+
+def test_the_runtime_flusher_takes_limits_max_write_delay() -> None:
+    runtime = Runtime(
+        Config(limits=Limits(max_write_delay=0.01)), Registry.build([], []), MemoryStreamAdapter()
+    )
+    assert runtime.flusher.max_delay == 0.01
+    default = Runtime(Config(), Registry.build([], []), MemoryStreamAdapter())
+    assert default.flusher.max_delay == Limits().max_write_delay > 0
