@@ -96,6 +96,10 @@ def key_numbers(r: dict[str, Any]) -> dict[str, float]:
         out["p50 ms"] = r["latency_ms"].get("p50", 0.0)
         out["p99 ms"] = r["latency_ms"].get("p99", 0.0)
         out["µs/delivery"] = r["us_per_delivery"] or 0.0
+    elif s == "sequential":
+        out["deliveries/s"] = r["frames_per_s"]
+        out["µs/delivery"] = r["us_per_delivery"] or 0.0
+        out["frames/write"] = r.get("frames_per_write") or 0.0
     elif s == "idle":
         out["KB/conn"] = r["kb_per_conn"]
     elif s == "join-storm":

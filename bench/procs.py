@@ -37,6 +37,7 @@ __all__ = [
     "rss_bytes",
     "softirq_seconds",
     "start_ceiling",
+    "start_fastapi_socketio",
     "start_node_socketio",
     "start_python_socketio",
     "start_redis",
@@ -255,8 +256,17 @@ def start_surge(
         ignore=shutil.ignore_patterns(".surge", "node_modules", "__pycache__", "dist", "web"),
     )
     env = {"SURGE_STORE": store}
+    # Experiments (bench/ab.py --after-env): SURGE_BENCH_LIMITS="max_write_delay=0" runs the
+    # project with Config(limits=Limits(max_write_delay=0)), the store still from SURGE_STORE.
+    bench_limits = os.environ.get("SURGE_BENCH_LIMITS")
+    if bench_limits and config_py is None:
+        (project / "surge.config.py").write_text(
+            "from surge import Config\nfrom surge.config import Limits\n\n"
+            f"config = Config(limits=Limits({bench_limits}))\n"
+        )
     if config_py is not None:
-        (project / "surge.config.py").write_text(config_py)
+        limits = f", limits=Limits({bench_limits})" if bench_limits else ""
+        (project / "surge.config.py").write_text(config_py.replace("{limits}", limits))
         env = {}
     if gc_mode != "default":
         env["PYTHONPATH"] = str(BENCH / "gcmode")
@@ -292,6 +302,18 @@ def start_python_socketio() -> Server:
     port = free_port()
     argv = [PYTHON, str(BENCH / "alt" / "socketio_server.py"), "--port", str(port)]
     return _ready(_spawn("python-socketio", argv, workdir, port), "/health")
+
+
+def start_fastapi_socketio() -> Server:
+    """bench/alt/fastapi_socketio_server.py under uvicorn: pydantic, SQLite insert, room emit."""
+    workdir = Path(tempfile.mkdtemp(prefix="fastapi-bench-"))
+    port = free_port()
+    argv = [
+        PYTHON,
+        str(BENCH / "alt" / "fastapi_socketio_server.py"),
+        *("--port", str(port), "--db", str(workdir / "todo.db")),
+    ]
+    return _ready(_spawn("fastapi + python-socketio", argv, workdir, port), "/health")
 
 
 def start_node_socketio() -> Server:

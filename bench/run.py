@@ -33,8 +33,10 @@ from typing import Any
 import orjson
 import scenarios
 from procs import (
+    BENCH,
     Server,
     start_ceiling,
+    start_fastapi_socketio,
     start_node_socketio,
     start_python_socketio,
     start_redis,
@@ -42,6 +44,14 @@ from procs import (
 )
 
 Result = dict[str, Any]
+BURST_APP = BENCH / "burst_app"
+FILE_NORMAL_CONFIG = (
+    "from surge import Adapters, Config\n"
+    "from surge.config import Limits\n"
+    "from surge.streams.stores.file import FileStreamAdapter\n\n"
+    "config = Config(adapters=Adapters(streams=FileStreamAdapter('.surge/streams', "
+    "synchronous='normal')){limits})\n"
+)
 
 
 def raise_fd_limit() -> None:
@@ -190,6 +200,62 @@ def run_latency(args: argparse.Namespace) -> list[Result]:
             results.append(scenarios.latency(s, "surge", args.subs, rate, args.duration))
     latency_rows(results)
     return results
+
+
+def run_sequential(args: argparse.Namespace) -> list[Result]:
+    """One handler awaiting N sequential sets, per store, to --subs subscribers."""
+    results = []
+    for store in args.store:
+        # file-normal: the file store with synchronous="normal" (no fsync per commit).
+        config_py = FILE_NORMAL_CONFIG if store == "file-normal" else None
+        start = lambda store=store, config_py=config_py: start_surge(  # noqa: E731
+            store,
+            log_level=args.log_level,
+            gc_mode=args.server_gc,
+            app=BURST_APP,
+            ready_path="/healthz",
+            config_py=config_py,
+        )
+        with server(start) as s:
+            results.append(scenarios.sequential(s, args.subs, args.sets, args.duration))
+    sequential_rows(results)
+    return results
+
+
+def sequential_rows(results: list[Result]) -> None:
+    """Print sequential-producer results."""
+    table(
+        "sequential: one handler awaiting N sets of one item, one request at a time",
+        [
+            "server",
+            "subs",
+            "sets/request",
+            "sets/s",
+            "deliveries/s",
+            "µs/delivery",
+            "frames/write",
+            "server CPU",
+            "loadgen CPU",
+            "others",
+            "lost",
+        ],
+        [
+            [
+                r["server"],
+                _n(r["subscribers"]),
+                _n(r["sets_per_request"]),
+                _n(r["sets_per_s"]),
+                _n(r["frames_per_s"]),
+                _n(r["us_per_delivery"], 2),
+                _n(r.get("frames_per_write"), 1),
+                f"{r['server_cpu_util']:.0%}",
+                f"{r['loadgen_cpu_util']:.0%}",
+                f"{r['others_cpu_util']:.0%}",
+                _n(r["lost"]),
+            ]
+            for r in results
+        ],
+    )
 
 
 def run_http(args: argparse.Namespace) -> list[Result]:
@@ -376,8 +442,13 @@ def run_cross_instance(args: argparse.Namespace) -> list[Result]:
 
 ALTERNATIVES: dict[str, tuple[str, Callable[[], Server]]] = {
     "python-socketio": ("sio", start_python_socketio),
+    "fastapi + python-socketio": ("sio", start_fastapi_socketio),
     "socket.io (node)": ("sio", start_node_socketio),
 }
+
+
+# Alternatives that commit each POST durably (compared with Surge's file store for POST/s).
+DURABLE_ALTERNATIVES = {"fastapi + python-socketio"}
 
 
 def run_compare(args: argparse.Namespace) -> list[Result]:
@@ -400,8 +471,37 @@ def run_compare(args: argparse.Namespace) -> list[Result]:
                 lat[name] = scenarios.latency(s, kind, args.subs, args.rate, args.duration)
         except RuntimeError as exc:
             print(f"{name}: skipped ({exc})", file=sys.stderr)
+    # POST/s with no subscribers, durable on both sides: Surge's file store (whatever --store
+    # says) against the alternatives that store durably.
+    http: dict[str, Result] = {}
+    for name, start in [
+        ("surge", surge_starter(args, "file")),
+        *((n, st) for n, (_, st) in ALTERNATIVES.items() if n in DURABLE_ALTERNATIVES),
+    ]:
+        try:
+            with server(start) as s:
+                http[name] = scenarios.http_throughput(s, args.duration, 32)
+        except RuntimeError as exc:
+            print(f"{name}: http skipped ({exc})", file=sys.stderr)
     fanout_rows(list(fan.values()))
     latency_rows(list(lat.values()))
+    if http:
+        table(
+            "http: POST /todo in a closed loop, 32 connections, no subscribers, durable store",
+            ["server", "POST/s", "p50 ms", "p99 ms", "µs CPU/POST", "others", "errors"],
+            [
+                [
+                    r["server"],
+                    _n(r["posts_per_s"]),
+                    _ms(r["post_ms"], "p50"),
+                    _ms(r["post_ms"], "p99"),
+                    _n(r["us_per_post"]),
+                    f"{r['others_cpu_util']:.0%}",
+                    str(r["post_errors"] or 0),
+                ]
+                for r in http.values()
+            ],
+        )
     if "surge" in fan:
         surge_fan, surge_lat = fan["surge"], lat["surge"]
         rows = []
@@ -409,6 +509,11 @@ def run_compare(args: argparse.Namespace) -> list[Result]:
             if name == "surge":
                 continue
             p99 = lat[name]["latency_ms"].get("p99") if name in lat else None
+            posts = (
+                f"{http['surge']['posts_per_s'] / max(http[name]['posts_per_s'], 1e-9):.2f}x"
+                if name in http and "surge" in http
+                else "-"
+            )
             surge_p99 = surge_lat["latency_ms"].get("p99")
             rows.append(
                 [
@@ -418,14 +523,21 @@ def run_compare(args: argparse.Namespace) -> list[Result]:
                     if fan[name]["us_per_delivery"] and surge_fan["us_per_delivery"]
                     else "-",
                     f"{p99 / surge_p99:.2f}x" if p99 and surge_p99 else "-",
+                    posts,
                 ]
             )
         table(
             f"ratios: Surge vs each alternative ({args.subs} subscribers; above 1x = Surge better)",
-            ["vs", "frames/s (Surge / alt)", "CPU per delivery (alt / Surge)", "p99 (alt / Surge)"],
+            [
+                "vs",
+                "frames/s (Surge / alt)",
+                "CPU per delivery (alt / Surge)",
+                "p99 (alt / Surge)",
+                "durable POST/s (Surge / alt)",
+            ],
             rows,
         )
-    return [*fan.values(), *lat.values()]
+    return [*fan.values(), *lat.values(), *http.values()]
 
 
 def run_ceiling(args: argparse.Namespace) -> list[Result]:
@@ -518,6 +630,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "fanout": {"subs": [20], "duration": 0.5},
     "latency": {"subs": 20, "rate": [40], "duration": 0.5},
     "http": {"store": ["memory"], "duration": 0.5, "concurrency": 4},
+    "sequential": {"subs": 20, "sets": 20, "duration": 0.5},
     "idle": {"conns": 200, "settle": 0.2},
     "idle-trace": {"conns": 100, "settle": 0.2},
     "join-storm": {"clients": 100, "items": 10, "store": ["memory"]},
@@ -559,6 +672,18 @@ def main() -> None:
     p.add_argument("--rate", type=float, nargs="+", default=[20.0, 200.0], help="POST/s")
     p.add_argument("--store", default="memory", choices=["memory", "file"])
     p.set_defaults(run=run_latency)
+
+    p = sub.add_parser("sequential", parents=[common], help="one handler, N awaited sets")
+    p.add_argument("--subs", type=int, default=1000)
+    p.add_argument("--sets", type=int, default=200, help="sequential sets per request")
+    p.add_argument(
+        "--store",
+        nargs="+",
+        default=["file", "memory"],
+        choices=["memory", "file", "file-normal"],
+        help="file-normal: the file store with synchronous='normal'",
+    )
+    p.set_defaults(run=run_sequential)
 
     p = sub.add_parser("http", parents=[common], help="POST /todo throughput")
     p.add_argument("--store", nargs="+", default=["file", "memory"], choices=["memory", "file"])

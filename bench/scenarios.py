@@ -25,6 +25,7 @@ __all__ = [
     "join_storm",
     "latency",
     "profiling",
+    "sequential",
 ]
 
 READY_TIMEOUT_S = 180.0
@@ -151,6 +152,85 @@ def latency(
 ) -> dict[str, Any]:
     """A fixed rate of POST /todo to N subscribers; receipt latency from the start of the POST."""
     return fanout(server, kind, subs_count, duration, 16, mode="latency", rate=rate)
+
+
+def sequential(
+    server: Server,
+    subs_count: int,
+    sets: int,
+    duration: float,
+    *,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """One handler awaiting ``sets`` sequential ``set``s of one item (``POST /burst`` of
+    bench/burst_app), one request at a time for ``duration`` s, to N subscribers of the group.
+
+    The realistic producer (an AI answer, a job's progress): each change is acknowledged before
+    the next starts. Returns deliveries/s, server CPU µs per delivery, frames per write and lost.
+    """
+    import http.client
+
+    import orjson
+
+    subs, _ = _subscribers(server, "surge", subs_count)
+    body = orjson.dumps({"n": sets})
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    try:
+        subs.send("reset")
+        subs.expect("reset", 10)
+        _quiet()
+        with profiling(server, profile):
+            busy0, irq0 = busy_seconds(), softirq_seconds()
+            cpu0, lg0, t0 = server.cpu(), subs.cpu(), time.monotonic()
+            split0, writes0 = server.cpu_split(), server.write_syscalls()
+            requests, errors = 0, 0
+            request_s: list[float] = []
+            while time.monotonic() - t0 < duration:
+                r0 = time.monotonic()
+                conn.request("POST", "/burst", body, {"content-type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                request_s.append(time.monotonic() - r0)
+                if response.status == 200:
+                    requests += 1
+                else:
+                    errors += 1
+            expected = requests * sets * subs_count
+            subs.send(f"drain {expected} 3")
+            drained = subs.expect("drained", 120)
+            cpu1, wall = server.cpu(), time.monotonic() - t0
+            split1, writes1 = server.cpu_split(), server.write_syscalls()
+            lg1 = subs.cpu()
+            busy1, irq1 = busy_seconds(), softirq_seconds()
+    finally:
+        conn.close()
+        subs.close()
+    frames = drained["frames"]
+    span = (drained["last_ns"] - drained["first_ns"]) / 1e9
+    server_cpu = cpu1 - cpu0
+    request_s.sort()
+    return {
+        "server": _name(server),
+        "subscribers": subs_count,
+        "sets_per_request": sets,
+        "requests": requests,
+        "request_errors": errors,
+        "request_ms_p50": request_s[len(request_s) // 2] * 1e3 if request_s else None,
+        "sets_per_s": requests * sets / span if span > 0 else 0.0,
+        "frames": frames,
+        "lost": expected - frames,
+        "closed": drained["closed"],
+        "frames_per_s": frames / span if span > 0 else 0.0,
+        "server_cpu_s": server_cpu,
+        "server_cpu_util": server_cpu / wall,
+        "server_system_share": (split1[1] - split0[1]) / server_cpu if server_cpu else None,
+        "us_per_delivery": server_cpu * 1e6 / frames if frames else None,
+        "server_write_syscalls": writes1 - writes0,
+        "frames_per_write": frames / (writes1 - writes0) if writes1 > writes0 else None,
+        "loadgen_cpu_util": (lg1 - lg0) / wall,
+        "others_cpu_util": max(0.0, busy1 - busy0 - server_cpu - (lg1 - lg0)) / wall,
+        "softirq_util": (irq1 - irq0) / wall,
+    }
 
 
 def cross_instance(
