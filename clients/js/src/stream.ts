@@ -228,7 +228,7 @@ export class Stream implements SubscriptionHost {
 
   /** @internal */
   resync(subscription: AnySubscription): void {
-    subscription.position = null
+    subscription.resetPosition()
     if (!this.isOpen()) return // the next connection joins without since
     this.send({ type: 'leave', data: subscription.sub })
     this.join(subscription)

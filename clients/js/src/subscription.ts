@@ -176,7 +176,43 @@ export abstract class StreamSubscription<TData = unknown, TEventData = unknown> 
 
   protected advance(message: BaseMessage): void {
     const { offset, epoch } = message
-    if (typeof offset === 'number' && typeof epoch === 'string') this.position = { offset, epoch }
+    if (typeof offset !== 'number' || typeof epoch !== 'string') return
+    this.position = { offset, epoch }
+    if (this.replay !== null && --this.replay.left <= 0) this.endReplay()
+  }
+
+  /** After a resume: how many replayed frames are still to come, and where they bring us. */
+  private replay: { left: number; target: Position } | null = null
+
+  /**
+   * A `resume` answer: keep the state; the `missed` frames that follow are applied as live ones,
+   * then the resume frame's offset is our position (protocol section 3: it may be past the last
+   * replayed offset, e.g. for an item subscription, and a later resume starts from there).
+   */
+  protected resumed(message: BaseMessage, data: { missed?: unknown } | undefined): void {
+    const missed = Number(data?.missed) || 0
+    const { offset, epoch } = message
+    if (typeof offset === 'number' && typeof epoch === 'string') {
+      this.replay = { left: missed, target: { offset, epoch } }
+      if (missed <= 0) this.endReplay()
+    }
+    this.answered({ recovered: true, missed })
+  }
+
+  /** @internal A sync (or a resync) starts over: no position, no replay under way. */
+  resetPosition(): void {
+    this.position = null
+    this.replay = null
+  }
+
+  private endReplay(): void {
+    const target = this.replay?.target
+    this.replay = null
+    const position = this.position
+    if (!target || (position !== null && position.epoch === target.epoch && position.offset >= target.offset)) {
+      return
+    }
+    this.position = target
   }
 
   /** The answer to our join arrived: report how we came back. */
@@ -271,7 +307,7 @@ export class StreamGroupSubscription<TData extends { id: string }> extends Strea
         this.lastTimestampMap = new Map()
         this.lastTimestamp = message.timestamp
         this.moreCursor = typeof message.more === 'string' ? message.more : null
-        this.position = null
+        this.resetPosition()
         this.advance(message)
         const wasAwaiting = this.awaitingAnswer
         this.synced = true // before the change listeners run: they may read isSynced
@@ -280,8 +316,7 @@ export class StreamGroupSubscription<TData extends { id: string }> extends Strea
         return
       }
       case 'resume':
-        if (!this.awaitingAnswer) return
-        this.answered({ recovered: true, missed: Number(event.data?.missed) || 0 })
+        if (this.awaitingAnswer) this.resumed(message, event.data)
         return
       case 'page':
         return // answers are routed to loadOlder by the Stream
@@ -354,7 +389,7 @@ export class StreamItemSubscription<TData extends { id: string }> extends Stream
     this.lastEventTimestamp = Math.max(this.lastEventTimestamp, message.timestamp)
     switch (event.type) {
       case 'sync': {
-        this.position = null
+        this.resetPosition()
         this.advance(message)
         const wasAwaiting = this.awaitingAnswer
         this.synced = true
@@ -363,8 +398,7 @@ export class StreamItemSubscription<TData extends { id: string }> extends Stream
         return
       }
       case 'resume':
-        if (!this.awaitingAnswer) return
-        this.answered({ recovered: true, missed: Number(event.data?.missed) || 0 })
+        if (this.awaitingAnswer) this.resumed(message, event.data)
         return
       case 'create':
       case 'update':

@@ -225,13 +225,19 @@ describe('resume (protocol section 3)', () => {
     const stream = connect(server)
     const item = stream.subscribeItem<Todo>('todo', 'inbox', 't1')
     await waitFor(() => item.isSynced, 'the sync')
+    const recoveries: unknown[] = []
+    item.onRecover((recovery) => recoveries.push(recovery))
     await server.stop()
-    server.set('todo', 'inbox', 't2', { description: 'other item' })
     server.set('todo', 'inbox', 't1', { description: 'one, edited' })
+    server.set('todo', 'inbox', 't2', { description: 'other item' })
     await server.start()
     await waitFor(() => item.getState()?.description === 'one, edited', 'the replayed update')
     const joins = server.framesOf('join')
     assert.deepEqual(joins.at(-1)!.since, { offset: 1, epoch: 'epoch-1' })
+    assert.deepEqual(recoveries, [{ recovered: true, missed: 1 }])
+    // Its position is the resume frame's (the group's newest), not its item's last change: a
+    // later resume asks from there and does not fall out of the history window needlessly.
+    assert.deepEqual(item.getPosition(), { offset: 3, epoch: 'epoch-1' })
   })
 
   test('a change is applied once even when two subscriptions of one room both resume', async () => {
