@@ -9,9 +9,6 @@ import io
 import logging
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import surge
+from otlp_receiver import otlp_receiver  # noqa: F401 - fixture
 from surge import ApiResponse, ApiRouteConfig, Config, EventConfig, StreamConfig, tracing
 from surge.server.logs import JsonFormatter
 from surge.server.otel import OtelPlugin
@@ -130,40 +128,9 @@ async def test_one_trace_from_the_request_through_the_event_and_the_writes() -> 
     assert hexid(broken.context.trace_id, 32) == failed.headers["x-trace-id"]
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    """A loopback OTLP/HTTP collector: keeps the bodies POSTed to /v1/traces."""
-
-    bodies: list[bytes] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length", "0"))
-        body = self.rfile.read(length)
-        if self.path == "/v1/traces":
-            type(self).bodies.append(body)
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def otlp_receiver() -> Iterator[tuple[str, list[bytes]]]:
-    _Receiver.bodies = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", _Receiver.bodies
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 async def test_spans_reach_an_otlp_endpoint_named_by_the_environment(
-    otlp_receiver: tuple[str, list[bytes]], monkeypatch: pytest.MonkeyPatch
+    otlp_receiver: tuple[str, list[bytes]],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     endpoint, bodies = otlp_receiver
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
