@@ -49,9 +49,15 @@ from surge.client.frames import (
     encode_page,
 )
 from surge.client.subscription import GroupSubscription, ItemSubscription, Subscription
-from surge.client.transport import TokenVia, Transport, TransportConnection, WebSocketTransport
+from surge.client.transport import (
+    TokenProvider,
+    TokenVia,
+    Transport,
+    TransportConnection,
+    WebSocketTransport,
+)
 from surge.errors import ProtocolError, ValidationError
-from surge.protocol.codes import UNKNOWN_SUBSCRIPTION
+from surge.protocol.codes import ACCESS_DENIED, UNKNOWN_SUBSCRIPTION
 from surge.protocol.ids import id_problem
 from surge.protocol.messages import SubscriptionKey, SubscriptionRequest
 
@@ -360,6 +366,15 @@ class Client:
             return
         pending = self._pending.get(key)
         if not pending:
+            if error.code == ACCESS_DENIED:
+                # The server took back a live subscription (``streams.reauthorize``): one error
+                # per subscription it removed, so this one ends here with that error.
+                live = next((sub for sub in self._matching(key) if sub.is_synced), None)
+                if live is not None:
+                    logger.info("stream client: %s revoked by the server: %s", live, error)
+                    self._subs.pop(live.subscription_id, None)
+                    live._end(error)
+                    return
             # Not an answer to a join: an ephemeral event that happens to be called "error".
             for sub in self._matching(key):
                 sub._handle(frame)
@@ -483,7 +498,7 @@ class Client:
 def connect(
     url: str,
     *,
-    token: str | None = None,
+    token: str | TokenProvider | None = None,
     token_via: TokenVia = "subprotocol",
     backoff: Backoff | None = None,
     on_state_change: Callable[[ConnectionState], object] | None = None,
@@ -495,7 +510,9 @@ def connect(
     """A client of the stream server at ``url`` (``ws://host:3000/``), for ``async with``.
 
     ``token`` is sent as the ``Authorization,<token>`` subprotocol pair (``token_via=
-    "subprotocol"``, what the Node client does) or as ``?authToken=<token>`` (``"query"``).
+    "subprotocol"``, what the Node client does) or as ``?authToken=<token>`` (``"query"``). It
+    may be a function (sync or async) returning the token: it is called before every connection
+    attempt, so the reconnect after a 4001 close (the token expired) uses a fresh token.
 
     Example::
 

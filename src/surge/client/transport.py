@@ -9,6 +9,8 @@ once the connection has ended. Two implementations exist: ``WebSocketTransport``
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -20,6 +22,7 @@ from websockets.typing import Subprotocol
 from surge.client.errors import TransportClosed, UpgradeRefused
 
 __all__ = [
+    "TokenProvider",
     "TokenVia",
     "Transport",
     "TransportConnection",
@@ -28,6 +31,13 @@ __all__ = [
 ]
 
 TokenVia = Literal["subprotocol", "query"]
+TokenProvider = Callable[[], str | Awaitable[str | None] | None]
+"""Returns the token to connect with (called before every connection attempt)."""
+
+
+def _target(url: str, token: str | None, via: TokenVia) -> tuple[str, list[Subprotocol] | None]:
+    target, protocols = with_token(url, token, via)
+    return target, None if protocols is None else [Subprotocol(p) for p in protocols]
 
 
 class TransportConnection(Protocol):
@@ -110,7 +120,9 @@ class WebSocketTransport:
 
     Args:
         url: ``ws://host:port/`` (any path; the server accepts every path).
-        token: sent as ``Authorization,<token>`` subprotocol pair or ``?authToken=``.
+        token: sent as ``Authorization,<token>`` subprotocol pair or ``?authToken=``; or a
+            function (sync or async) returning the token, called before every connection
+            attempt, so a reconnect after a 4001 close (token expired) uses a fresh one.
         open_timeout: limit of one connection attempt (TCP connect and handshake).
         max_size: largest frame accepted from the server (a big group sync is one frame).
         ping_interval: keepalive pings, so a dead network is noticed; None turns them off.
@@ -120,26 +132,33 @@ class WebSocketTransport:
         self,
         url: str,
         *,
-        token: str | None = None,
+        token: str | TokenProvider | None = None,
         token_via: TokenVia = "subprotocol",
         open_timeout: float = 10.0,
         max_size: int | None = 64 * 1024 * 1024,
         ping_interval: float | None = 20.0,
     ) -> None:
-        self.url, subprotocols = with_token(url, token, token_via)
-        self._subprotocols = (
-            None if subprotocols is None else [Subprotocol(p) for p in subprotocols]
-        )
+        self._base_url = url
+        self._token_via = token_via
+        self._token_provider = token if callable(token) else None
+        self.url, self._subprotocols = _target(url, None if callable(token) else token, token_via)
         self._open_timeout = open_timeout
         self._max_size = max_size
         self._ping_interval = ping_interval
 
     async def connect(self) -> TransportConnection:
         """Open one WebSocket."""
+        url, subprotocols = self.url, self._subprotocols
+        provider = self._token_provider
+        if provider is not None:
+            token = provider()
+            if inspect.isawaitable(token):
+                token = await token
+            url, subprotocols = _target(self._base_url, token, self._token_via)
         try:
             ws = await ws_connect(
-                self.url,
-                subprotocols=self._subprotocols,
+                url,
+                subprotocols=subprotocols,
                 open_timeout=self._open_timeout,
                 close_timeout=2.0,
                 max_size=self._max_size,

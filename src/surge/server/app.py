@@ -215,6 +215,7 @@ class SurgeApp:
                 background = [
                     tasks.create_task(supervise("re-sync", self.runtime.run_resyncs)),
                     tasks.create_task(supervise("presence", self.runtime.presence.run)),
+                    tasks.create_task(supervise("access control", self.runtime.access.run)),
                 ]
                 for name, service in self.runtime.extensions.services:
                     background.append(tasks.create_task(supervise(name, service)))

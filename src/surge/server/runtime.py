@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from surge.config import Config
+from surge.server.access_control import AccessControl
 from surge.server.hub import Hub
 from surge.server.outbox import Flusher
 from surge.server.plugins import ServerExtensions
@@ -42,6 +43,8 @@ class Runtime:
         self.connections: set[Connection] = set()
         self.upgrade_limiter = UpgradeLimiter.for_limits(config.limits)
         """Upgrade attempts per client address (``Limits.connects_per_ip_per_second``)."""
+        self.access = AccessControl(self)
+        """Token expiry, ``streams.reauthorize`` and ``streams.revoke``."""
         self.extensions = ServerExtensions()
         """What plugins registered (``surge.server.plugins``); filled before the app serves."""
         self.registry = registry
@@ -73,7 +76,8 @@ class Runtime:
             {
                 name: Stream(cfg, self.adapter, observe, self.presence)
                 for name, cfg in registry.streams.items()
-            }
+            },
+            self.access,
         )
 
     def wrap_adapter(self, wrap: Callable[[StreamAdapter], StreamAdapter]) -> None:

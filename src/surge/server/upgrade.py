@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from starlette.types import Scope
 
 from surge.errors import RateLimitError, ValidationError, error_mapping
+from surge.server.access_control import expiry_of
 from surge.server.asgi import query_string, request_headers
 from surge.server.auth import AuthRequest, extract_auth_token
 from surge.server.decisions import Refusal, UpgradeDecision
@@ -96,6 +97,13 @@ async def authorize_upgrade(runtime: Runtime, scope: Scope) -> UpgradeDecision:
         except ValidationError as exc:
             logger.warning("authenticate returned a context that fails context_schema: %s", exc)
             return UpgradeDecision(refusal=Refusal(401, "authentication failed"))
+    try:
+        exp = expiry_of(context)
+    except ValidationError as exc:
+        logger.warning("authenticate returned a context with an invalid exp: %s", exc)
+        return UpgradeDecision(refusal=Refusal(401, "authentication failed"))
+    if exp is not None and exp <= time.time():
+        return UpgradeDecision(refusal=Refusal(401, "token expired"))
     return UpgradeDecision(auth_context=context)
 
 

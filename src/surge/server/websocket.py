@@ -111,9 +111,11 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
                 runtime, conn, tasks, ConnectionLimiter.for_limits(limits, time.monotonic())
             )
             tasks.create_task(_write(conn))
+            runtime.access.attach(conn, endpoint.perform)  # expiry, reauthorize, revoke
             try:
                 await endpoint.read(receive)
             finally:
+                runtime.access.detach(conn)
                 endpoint.end()
     except asyncio.CancelledError:
         if not aborted or task is None or task.uncancel() > 0:

@@ -27,6 +27,7 @@ import orjson
 from surge.errors import ConfigError, ValidationError
 from surge.protocol.ids import id_problem
 from surge.streams.adapter import StreamAdapter
+from surge.streams.control import AccessController, AccessMatch
 from surge.streams.history import DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, HistoryPolicy
 from surge.streams.ops import UpdateResult, check_ops, check_ttl, check_version_arg
 from surge.streams.presence import PresenceMember, PresenceSource
@@ -285,10 +286,53 @@ class Stream:
 
 
 class Streams(Mapping[str, Stream]):
-    """All streams of the project: ``streams.todo`` or ``streams["todo"]``."""
+    """All streams of the project: ``streams.todo`` or ``streams["todo"]``.
 
-    def __init__(self, streams: Mapping[str, Stream]) -> None:
+    Also the server-side access switch (``surge.streams.control``): ``await
+    streams.reauthorize({"userId": "u1"})`` re-runs ``can_access`` for that user's live
+    subscriptions on every instance and removes those now denied; ``await streams.revoke(...)``
+    closes their connections. (A stream named ``reauthorize`` or ``revoke`` is reached as
+    ``streams["revoke"]``.)
+    """
+
+    def __init__(
+        self, streams: Mapping[str, Stream], access: AccessController | None = None
+    ) -> None:
         self._streams = dict(streams)
+        self._access = access
+
+    async def reauthorize(self, where: AccessMatch = None) -> int:
+        """Re-run ``can_access`` for every live subscription of the matching connections, on
+        every instance; each one now denied is removed with a ``STREAM_ACCESS_DENIED`` error
+        event (the connection stays open).
+
+        Args:
+            where: ``{"field": value, ...}`` matched against the auth context (every instance),
+                None for every connection, or a function of the auth context (this instance
+                only).
+
+        Returns:
+            How many subscriptions this instance removed (other instances act in parallel).
+
+        Raises:
+            RuntimeError: not running inside a server (no connections to act on).
+            ValueError: a function with a distributed adapter (it cannot reach other instances).
+            StoreError: the command could not be published to the other instances.
+        """
+        return await self._controller().reauthorize(where)
+
+    async def revoke(self, where: AccessMatch = None) -> int:
+        """Close the matching connections on every instance with 4003 (access revoked).
+
+        Make ``authenticate`` refuse their tokens too, or the clients reconnect with them.
+        ``where`` and errors: as ``reauthorize``. Returns how many this instance closed.
+        """
+        return await self._controller().revoke(where)
+
+    def _controller(self) -> AccessController:
+        if self._access is None:
+            raise RuntimeError("reauthorize/revoke need a running Surge server")
+        return self._access
 
     def __getitem__(self, name: str) -> Stream:
         return self._streams[name]

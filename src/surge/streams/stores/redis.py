@@ -51,6 +51,7 @@ Feed payload (one JSON object per message on ``<prefix>:feed``)::
     {"kind":"create"|"update"|"delete","seq":7,"stream":"todo","group":"inbox","id":"t1","item":{..}}
     {"kind":"update","seq":8,...,"item":{..},"ops":[{"type":"append",..}]}   an update(ops)
     {"kind":"event","seq":9,"stream":"todo","group":"inbox","id":null,"event":{"type":"typing",..}}
+    {"kind":"control","control":{"type":"access","action":"revoke","where":{..},"origin":".."}}
 
 History: every script that bumps a group's ``seq`` (set, update's compare-and-set, delete, the
 expiry sweep, and ``send``, which is a script too) appends the published payload to the group's
@@ -63,6 +64,10 @@ the policies of the deleting instance's streams as an argument. The epoch is rea
 ``SET NX``) at ``open`` and again whenever the feed reconnects or a history read finds it changed
 (a flushed or replaced Redis): offsets are never resumed across lost data. A flush that leaves
 the connection up is noticed by the next history read.
+
+``control`` messages (``surge.streams.control``: the server's ``reauthorize`` and ``revoke``)
+ride the same channel, so they need no second subscription and keep the feed's order; they go to
+the control sink (``set_control_sink``), never to the feed sink.
 
 ``ops`` is the ``Change.ops`` of an update that can be sent as a delta (``apply_update``), so
 every instance, not only the writer's, can send patches to its delta subscribers.
@@ -108,6 +113,7 @@ import random
 import re
 import uuid
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -116,6 +122,7 @@ import orjson
 
 from surge._redis import redis_error
 from surge.errors import ConfigError, StoreError, ValidationError
+from surge.streams.control import ControlMessage, ControlSink
 from surge.streams.feed import (
     Change,
     ChangeKind,
@@ -480,11 +487,23 @@ def _ttl_arg(ttl: float | None) -> str:
     return "" if ttl is None else str(max(1, round(ttl * 1000)))
 
 
-def _decode_feed(data: bytes) -> Change | EphemeralEvent:
+@dataclass(frozen=True, slots=True)
+class _Control:
+    """A control message read from the feed (for the control sink)."""
+
+    message: ControlMessage
+
+
+def _decode_feed(data: bytes) -> Change | EphemeralEvent | _Control:
     """Parse one feed payload; raises ValueError when it is not one of ours."""
     message = orjson.loads(data)
     if not isinstance(message, dict):
         raise ValueError("not a JSON object")
+    if message.get("kind") == "control":
+        control = message.get("control")
+        if not isinstance(control, dict):
+            raise ValueError("bad control message")
+        return _Control(control)
     kind, stream, group, id = (message.get(k) for k in ("kind", "stream", "group", "id"))
     if not isinstance(stream, str) or not isinstance(group, str):
         raise ValueError("stream and group must be strings")
@@ -567,6 +586,7 @@ class RedisStreamAdapter:
         self._barrier_channel_bytes = self._barrier_channel.encode()
         self._client: Redis | None = None
         self._sink: FeedSink | None = None
+        self._control_sink: ControlSink | None = None
         self._listener: asyncio.Task[None] | None = None
         self._feed_ready: asyncio.Event | None = None
         self._barriers: dict[int, asyncio.Future[None]] = {}
@@ -911,6 +931,20 @@ class RedisStreamAdapter:
             raise StoreError(f"delete: unexpected reply from Redis: {reply!r}")
         return Change("delete", stream, group, id, _decode(reply[0]), int(reply[1]))
 
+    def set_control_sink(self, sink: ControlSink | None) -> None:
+        """Deliver the feed's control messages (every instance's, this one's too) to ``sink``."""
+        self._control_sink = sink
+
+    async def publish_control(self, message: ControlMessage) -> None:
+        """Publish a control message to every instance's control sink.
+
+        Raises:
+            StoreError: Redis is unreachable (retryable) or the adapter is not open.
+        """
+        client = self._check_open()
+        payload = orjson.dumps({"kind": "control", "control": message})
+        await self._call("publish_control", client.publish(self.feed_channel, payload))
+
     async def send(self, stream: str, group: str, id: str | None, event: dict[str, Any]) -> None:
         """Publish an ephemeral event to every instance's sink with the group's next ``seq``,
         keeping it in the group's history (one script)."""
@@ -1180,5 +1214,13 @@ class RedisStreamAdapter:
             feed_message = _decode_feed(data)
         except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
             logger.warning("ignoring a malformed message on %s: %s", self.feed_channel, exc)
+            return
+        if isinstance(feed_message, _Control):
+            control = self._control_sink
+            if control is not None:
+                try:
+                    control(feed_message.message)
+                except Exception:
+                    logger.exception("the control sink raised; the feed goes on")
             return
         _deliver(sink, feed_message)
