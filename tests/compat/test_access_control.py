@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +130,21 @@ def instances(
     return surge_server(project.dir), surge_server(project.dir)
 
 
-_HTTP = httpx2.Client(timeout=10)  # one client: no per-request setup inside a timed cut
+_HTTP: list[httpx2.Client] = []  # one client per test: no per-request setup in a timed cut
+
+
+@pytest.fixture(autouse=True)
+def http_client() -> Iterator[httpx2.Client]:
+    with httpx2.Client(timeout=10) as client:
+        _HTTP.append(client)
+        try:
+            yield client
+        finally:
+            _HTTP.remove(client)
 
 
 def post(server: SurgeProcess, path: str, body: dict[str, Any]) -> Any:
-    response = _HTTP.post(f"{server.url}{path}", json=body)
+    response = _HTTP[-1].post(f"{server.url}{path}", json=body)
     assert response.status_code == 200, response.text
     return response.json()
 

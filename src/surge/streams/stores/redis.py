@@ -425,6 +425,8 @@ def _history_from(entries: Any, since: int, seq: int, now_ms: int) -> History | 
             message = _decode_feed(payload)
         except ValueError:
             return None
+        if isinstance(message, _Control):
+            return None  # never written to a history: not ours
         if int(raw_seq) != expected or message.seq != expected or int(raw_due) <= now_ms:
             return None  # a gap (data written without history) or an expired entry
         messages.append(message)
