@@ -186,7 +186,8 @@ def test_npm_client_is_closed_with_4001_at_expiry_and_python_client_refreshes_it
 
         async with surge.client.connect(b.ws_url, token=token) as bob:
             sub = await bob.subscribe_group("notes", "g1")
-            await sub.wait(lambda _: bob.connections >= 2, timeout=15)
+            await bob.wait_state(surge.client.ConnectionState.RECONNECTING, timeout=15)
+            await bob.wait_open(timeout=15)  # reconnected (and resumed or resynced)
             assert isinstance(bob.last_error, surge.client.TransportClosed)
             assert bob.last_error.code == 4001
             await asyncio.to_thread(

@@ -161,7 +161,8 @@ async def test_python_client_refreshes_its_token_after_4001_and_resyncs(
     notes = server.app.runtime.streams.notes
     async with surge.client.connect(server.ws_url, token=token) as client:
         sub = await client.subscribe_group("notes", "g1")
-        await sub.wait(lambda items: client.connections >= 2, timeout=15)
+        await client.wait_state(surge.client.ConnectionState.RECONNECTING, timeout=15)
+        await client.wait_open(timeout=15)  # reconnected (and resumed or resynced)
         assert isinstance(client.last_error, surge.client.TransportClosed)
         assert client.last_error.code == 4001
         await notes.set("g1", "n1", {"id": "n1", "text": "after the refresh"})
