@@ -65,11 +65,26 @@ $(AI_CHAT_WEB_BUILD): $(AI_CHAT_WEB_DEPS) $(AI_CHAT_WEB_SOURCES) $(CLIENT_JS_BUI
 	touch $@
 # --- end of the ai-chat web app --------------------------------------------------------------
 
+# Motia's own React hooks on a page (tests/compat/motia-react), for the browser compat test.
+MOTIA_PAGE := tests/compat/motia-react
+MOTIA_PAGE_DEPS := $(MOTIA_PAGE)/node_modules/.installed
+MOTIA_PAGE_BUILD := $(MOTIA_PAGE)/dist/index.html
+
+$(MOTIA_PAGE_DEPS): $(MOTIA_PAGE)/package.json $(MOTIA_PAGE)/package-lock.json
+	cd $(MOTIA_PAGE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(MOTIA_PAGE_BUILD): $(MOTIA_PAGE_DEPS) $(MOTIA_PAGE)/src/main.jsx $(MOTIA_PAGE)/index.html \
+		$(MOTIA_PAGE)/vite.config.js
+	cd $(MOTIA_PAGE) && npm run --silent build
+	touch $@
+
 # The TypeScript client's own tests (node --test) run inside pytest: tests/js_client.
 setup: $(PY_STAMP) $(NODE_STAMP) $(CLIENT_JS_DEPS)
 
-# The front ends: todo (examples/todo/web/dist) and ai-chat (examples/ai-chat/web/dist).
-web: $(WEB_BUILD) $(AI_CHAT_WEB_BUILD)
+# The front ends: todo (examples/todo/web/dist) and ai-chat (examples/ai-chat/web/dist), and the
+# compat page on Motia's React hooks (tests/compat/motia-react/dist).
+web: $(WEB_BUILD) $(AI_CHAT_WEB_BUILD) $(MOTIA_PAGE_BUILD)
 
 # Debian's Chromium for the browser tests. Where it cannot be installed the tests skip, except
 # under CI=true, where this fails.
@@ -92,3 +107,4 @@ clean:
 	rm -rf $(VENV) tests/compat/node_modules .pytest_cache $(WEB)/node_modules $(WEB)/dist test-artifacts
 	rm -rf $(CLIENT_JS)/node_modules $(CLIENT_JS)/dist $(CLIENT_JS)/build-test
 	rm -rf $(AI_CHAT_WEB)/node_modules $(AI_CHAT_WEB)/dist  # ai-chat web app
+	rm -rf $(MOTIA_PAGE)/node_modules $(MOTIA_PAGE)/dist
