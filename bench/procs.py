@@ -282,7 +282,12 @@ def start_surge(
     server = _ready(server, ready_path)
     if not probe:
         # surge start serves in a worker process; its supervisor only holds the socket.
-        state = orjson.loads((project / ".surge" / f"surge-{port}.state").read_bytes())
+        # The supervisor writes its state file around the time the worker starts answering.
+        state_file = project / ".surge" / f"surge-{port}.state"
+        deadline = time.monotonic() + 30
+        while not state_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        state = orjson.loads(state_file.read_bytes())
         server.serving_pid = int(state["workers"][0])
     return server
 

@@ -202,21 +202,24 @@ def run_latency(args: argparse.Namespace) -> list[Result]:
     return results
 
 
+def _start_burst(args: argparse.Namespace, store: str) -> Server:
+    """bench/burst_app under ``surge start``; file-normal: the file store with
+    synchronous="normal" (no fsync per commit)."""
+    return start_surge(
+        store,
+        log_level=args.log_level,
+        gc_mode=args.server_gc,
+        app=BURST_APP,
+        ready_path="/healthz",
+        config_py=FILE_NORMAL_CONFIG if store == "file-normal" else None,
+    )
+
+
 def run_sequential(args: argparse.Namespace) -> list[Result]:
     """One handler awaiting N sequential sets, per store, to --subs subscribers."""
     results = []
     for store in args.store:
-        # file-normal: the file store with synchronous="normal" (no fsync per commit).
-        config_py = FILE_NORMAL_CONFIG if store == "file-normal" else None
-        start = lambda store=store, config_py=config_py: start_surge(  # noqa: E731
-            store,
-            log_level=args.log_level,
-            gc_mode=args.server_gc,
-            app=BURST_APP,
-            ready_path="/healthz",
-            config_py=config_py,
-        )
-        with server(start) as s:
+        with server(lambda store=store: _start_burst(args, store)) as s:
             results.append(scenarios.sequential(s, args.subs, args.sets, args.duration))
     sequential_rows(results)
     return results
@@ -560,6 +563,15 @@ def run_profile(args: argparse.Namespace) -> list[Result]:
     """A scenario under py-spy; prints the top functions by own and total samples."""
     out = Path(args.out)
     scenarios.NATIVE_PROFILE = args.native
+    if args.of == "sequential":
+        with server(lambda: _start_burst(args, args.store)) as s:
+            results = [scenarios.sequential(s, args.subs, args.sets, args.duration, profile=out)]
+        sequential_rows(results)
+        if out.suffix != ".svg":
+            import profile_summary
+
+            print(profile_summary.summarize(out, top=args.top))
+        return results
     with server(surge_starter(args)) as s:
         if args.of == "fanout":
             results = [
@@ -730,8 +742,12 @@ def main() -> None:
 
     p = sub.add_parser("profile", parents=[common], help="a scenario under py-spy")
     p.add_argument(
-        "of", nargs="?", default="fanout", choices=["fanout", "latency", "http", "join-storm"]
+        "of",
+        nargs="?",
+        default="fanout",
+        choices=["fanout", "latency", "http", "join-storm", "sequential"],
     )
+    p.add_argument("--sets", type=int, default=200, help="sequential: sets per request")
     p.add_argument("--subs", type=int, default=1000, help="subscribers (join-storm: clients)")
     p.add_argument("--items", type=int, default=100, help="join-storm: items in the group")
     p.add_argument("--rate", type=float, default=20.0, help="latency: POST/s")
@@ -739,7 +755,7 @@ def main() -> None:
     p.add_argument("--out", default="bench/profile-fanout.txt", help=".txt (raw) or .svg")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--native", action="store_true", help="py-spy --native (pauses the server)")
-    p.add_argument("--store", default="memory", choices=["memory", "file"])
+    p.add_argument("--store", default="memory", choices=["memory", "file", "file-normal"])
     p.set_defaults(run=run_profile)
 
     p = sub.add_parser("smoke", parents=[common], help="every scenario, tiny")
