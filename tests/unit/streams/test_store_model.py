@@ -8,6 +8,8 @@ TTL: items set with a long TTL must behave as any other; ``expire`` sets a tiny 
 the store's one ``delete``. History: the feed itself is the model of each group's history;
 ``send`` interleaves events with the changes, and ``resume`` checks that ``read_history`` from any
 earlier position returns exactly what was fed after it (the default policy keeps all of a run).
+Deltas: every update of an existing item carries ops that rebuild it from the old one. Windows:
+``page_through`` pages back from the newest with a random limit and must rebuild the group.
 """
 
 from __future__ import annotations
@@ -170,6 +172,13 @@ class StoreMachine(RuleBasedStateMachine):
         assert updated.change.kind == ("update" if current is not None else "create")
         assert updated.change.item == expected
         assert expected is not None
+        # Deltas: an update of an existing item carries ops that rebuild it from the old one.
+        if current is None:
+            assert updated.change.ops is None
+        else:
+            assert updated.change.ops is not None
+            old_copy = orjson.loads(orjson.dumps(current))
+            assert apply_ops(old_copy, updated.change.ops, id) == expected
         model_group[id] = expected
         self._check_change(updated.change)
         self.versions[(stream, group, id)] = updated.change.seq
@@ -259,6 +268,21 @@ class StoreMachine(RuleBasedStateMachine):
         snapshot = self.run(self.adapter.get_group(stream, group))
         assert snapshot.items == list(self.model.get((stream, group), {}).values())
         assert snapshot.seq >= self.last_seq.get((stream, group), 0)
+
+    @rule(stream=streams, group=groups, limit=st.integers(1, 4))
+    def page_through(self, stream: str, group: str, limit: int) -> None:
+        """Windowed reads: pages of ``limit`` from the newest back rebuild the whole group."""
+        expected = list(self.model.get((stream, group), {}).values())
+        snapshot = self.run(self.adapter.get_group(stream, group, limit=limit))
+        pages = [snapshot.items]
+        while snapshot.more is not None:
+            assert len(snapshot.items) == limit
+            snapshot = self.run(
+                self.adapter.get_group(stream, group, limit=limit, before=snapshot.more)
+            )
+            pages.append(snapshot.items)
+        assert [item for page in reversed(pages) for item in page] == expected
+        assert len(pages) == max(1, -(-len(expected) // limit))
 
     @rule(stream=streams)
     def list_groups(self, stream: str) -> None:
