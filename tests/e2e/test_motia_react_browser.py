@@ -11,6 +11,7 @@ import contextlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -44,10 +45,10 @@ def server(surge_server: Callable[..., SurgeProcess], tmp_path: Path) -> SurgePr
     return surge_server(project)
 
 
-def post(server: SurgeProcess, method: str, path: str, body: object = None) -> dict:
+def post(server: SurgeProcess, method: str, path: str, body: object = None) -> dict[str, Any]:
     response = httpx2.request(method, server.url + path, json=body, timeout=10)
     assert response.status_code // 100 == 2, (method, path, response.text)
-    result: dict = response.json()
+    result: dict[str, Any] = response.json()
     return result
 
 

@@ -22,9 +22,11 @@ fan-out.
 Latest-value policy (streams in ``latest_value``, see ``StreamConfig.slow_consumer``): before a
 full outbox overflows, the queued changes of each item of those streams collapse into the newest
 state. Walking the queue from its end, an ``update`` (or a ``patch``) of an item is dropped when
-a later ``update`` or ``delete`` of the same item is queued; creates and deletes are never
-dropped, other frames (syncs, events, other streams) are never touched, and nothing is moved, so
-every item's own changes keep their order and the client ends in the server's state. When that
+a later ``update``, ``patch`` or ``delete`` of the same item is queued, and the newest
+``patch`` of an item becomes its whole-item ``update`` (``PatchFrame.full``, the same state);
+creates and deletes are never dropped, other frames (syncs, events, other streams) are never
+touched, and nothing is moved, so every item's own changes keep their order and the client ends
+in the server's state. When that
 does not bring the outbox under three quarters of its caps (the bytes the transport already holds
 cannot collapse: they count against the byte cap first), the resync policy applies after all
 (the connection is too slow for this many distinct items): memory stays bounded, and the cost of
@@ -41,7 +43,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Container
 
-from surge.protocol.codec import Frame
+from surge.protocol.codec import Frame, PatchFrame
 from surge.protocol.session import CLOSE_TRY_AGAIN_LATER
 from surge.server.stats import STATS
 from surge.server.transport import Transport
@@ -262,8 +264,16 @@ class Outbox:
                     if kind != "delete" and key in superseded:
                         freed += frame.size
                         continue
-                    if kind != "patch":  # a patch needs every earlier state of its item
-                        superseded.add(key)
+                    if kind == "patch":
+                        if not isinstance(frame, PatchFrame):
+                            kept.append(frame)  # it needs every earlier state of its item
+                            continue
+                        # The newest change of its item: sent whole instead (the same state,
+                        # same timestamp), so that it supersedes what came before it.
+                        full = frame.full
+                        self._bytes += full.size - frame.size
+                        frame = full
+                    superseded.add(key)
             kept.append(frame)
         dropped = len(frames) - len(kept)
         if dropped:

@@ -14,7 +14,7 @@ from websockets.frames import Opcode
 from websockets.protocol import State
 
 from surge import Config, ConfigError, Limits
-from surge.protocol.codec import Frame, encode_change
+from surge.protocol.codec import Frame, encode_change, encode_patch
 from surge.server import outbox as outbox_module
 from surge.server.outbox import Flusher, Outbox
 from surge.server.runtime import Runtime
@@ -360,28 +360,44 @@ async def test_latest_value_never_drops_creates_deletes_or_other_frames() -> Non
     box.stop()
 
 
-async def test_latest_value_keeps_what_a_patch_builds_on() -> None:
+def patch_frame(id: str, n: int) -> Frame:
+    ops = [{"type": "set", "path": "n", "value": n}]
+    change = Change("update", "todo", "g", id, {"id": id, "n": n}, n, ops=ops)
+    return encode_patch(change, 1)
+
+
+async def test_latest_value_turns_the_newest_patch_whole_and_keeps_what_older_ones_build_on() -> (
+    None
+):
     box, protocol = latest_box(capacity=8)
     protocol.writable.clear()
 
     def queued(id: str) -> list[tuple[str, int]]:
-        return [
-            (f.change[3], orjson.loads(f.text)["event"]["data"]["n"])
-            for f in box._frames
-            if f.change and f.change[2] == id
-        ]
+        out = []
+        for f in box._frames:
+            if f.change and f.change[2] == id:
+                event = orjson.loads(f.text)["event"]
+                n = (
+                    event["data"]["n"]
+                    if event["type"] == "update"
+                    else event["data"]["ops"][0]["value"]
+                )
+                out.append((event["type"], n))
+        return out
 
     box.put(change_frame("update", "a", 1))
-    box.put(change_frame("patch", "a", 2))  # applies to update 1: both must stay
-    for n in range(3, 10):  # the 9th frame makes the outbox collapse b's updates
+    box.put(patch_frame("a", 2))  # builds on update 1
+    for n in range(3, 10):  # the 9th frame makes the outbox collapse
         assert box.put(change_frame("update", "b", n))
-    assert queued("a") == [("update", 1), ("patch", 2)]
+    # a's newest change, the patch, is now the whole item: the update before it can go.
+    assert queued("a") == [("update", 2)]
     assert queued("b") == [("update", 8), ("update", 9)]
-    assert box.put(change_frame("update", "a", 10))  # a full state: now 1 and 2 can go
-    for n in range(11, 20):
-        assert box.put(change_frame("update", "b", n))
+    box.put(patch_frame("b", 10))
+    box.put(patch_frame("b", 11))  # at the next collapse 11 goes whole, and 10 with 8, 9 go
+    for n in range(12, 18):
+        assert box.put(change_frame("update", "c", n))
     assert not box.is_overflowed
-    assert queued("a") == [("update", 10)]
+    assert queued("b") == [("update", 11)]
     box.stop()
 
 
