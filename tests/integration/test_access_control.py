@@ -199,6 +199,35 @@ async def test_reauthorize_removes_exactly_the_subscriptions_now_denied(
         assert hub.subscriber_count(("notes", "g2")) == 1  # bob's only
 
 
+async def test_a_join_whose_check_was_running_during_reauthorize_is_checked_again() -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow_check(sub: Subscription, auth: Any) -> bool:
+        allowed = sub.groupId in ACL.get(auth["userId"], set())  # read before the change
+        if sub.groupId == "slow":
+            started.set()
+            await release.wait()
+        return allowed
+
+    ACL.clear()
+    ACL.update({"alice": {"slow"}})
+    app = create_app(
+        streams=[StreamConfig(name="notes", schema=Note, can_access=slow_check)],
+        config=Config(stream_auth=StreamAuth(authenticate=authenticate)),
+        adapter=MemoryStreamAdapter(),
+    )
+    async with live_server(app) as server, as_user(server, "alice.0") as alice:
+        await alice.join("slow")
+        await asyncio.wait_for(started.wait(), 5)
+        ACL["alice"] = set()
+        assert await app.streams.reauthorize({"userId": "alice"}) == 0  # nothing live yet
+        release.set()  # the first check answers True from what it read before the change
+        answer = await alice.recv()
+        assert is_error_event(answer, "STREAM_ACCESS_DENIED"), answer
+        assert app.runtime.hub.subscriber_count(("notes", "slow")) == 0
+
+
 async def test_reauthorize_with_a_function_and_for_everyone(server: LiveServer) -> None:
     streams = server.app.runtime.streams
     async with as_user(server, "alice.0") as alice, as_user(server, "bob.0") as bob:

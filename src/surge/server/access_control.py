@@ -14,8 +14,8 @@ connections that have an ``exp``.
 ``Limits.access_check_timeout``, exceptions and timeouts deny) for every live subscription of
 the matching connections, concurrently, and removes exactly those now denied, each with a
 ``STREAM_ACCESS_DENIED`` error event addressed like its join; the connection stays open. A join
-whose ``can_access`` was already running when ``reauthorize`` started may still be granted on
-what that check read: change the data first, then call ``reauthorize``.
+whose async ``can_access`` was already running meanwhile is checked once more before it is
+granted (``generation``), since it may have read the data before the change.
 
 **Revoke.** ``revoke(where)`` closes the matching connections with 4003
 (``CloseCode.ACCESS_REVOKED``).
@@ -123,6 +123,9 @@ class AccessControl:
         self._runtime = runtime
         self.instance = uuid.uuid4().hex
         self._conns: dict[Connection, Perform] = {}
+        # Bumped for a connection each time reauthorize matches it: an access check that was
+        # already waiting then runs again before it may grant (the endpoint compares).
+        self._generations: dict[Connection, int] = {}
         self._heap: list[tuple[float, int, Connection]] = []
         self._expiring: dict[Connection, float] = {}
         self._wake = asyncio.Event()
@@ -151,11 +154,16 @@ class AccessControl:
     def detach(self, conn: Connection) -> None:
         """The connection ended."""
         self._conns.pop(conn, None)
+        self._generations.pop(conn, None)
         if self._expiring.pop(conn, None) is not None:
             heap = self._heap
             if len(heap) > _COMPACT_MIN and len(heap) > 2 * len(self._expiring):
                 self._heap = [entry for entry in heap if self._expiring.get(entry[2]) == entry[0]]
                 heapq.heapify(self._heap)
+
+    def generation(self, conn: Connection) -> int:
+        """How many reauthorize commands have matched ``conn`` so far."""
+        return self._generations.get(conn, 0)
 
     @property
     def expiring(self) -> int:
@@ -292,9 +300,13 @@ class AccessControl:
             await perform(actions)
             return 1
 
+        matching = self._matching(where)
+        generations = self._generations
+        for conn, _ in matching:
+            generations[conn] = generations.get(conn, 0) + 1
         checks = [
             recheck(conn, perform, request)
-            for conn, perform in self._matching(where)
+            for conn, perform in matching
             for request in list(conn.session.subscriptions.values())
         ]
         if not checks:

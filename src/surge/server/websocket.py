@@ -22,7 +22,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import Receive, Scope, Send
@@ -42,6 +42,7 @@ from surge.protocol.session import (
     Subscribe,
     Unsubscribe,
 )
+from surge.server.access_control import call_can_access
 from surge.server.connection import Connection
 from surge.server.logs import CLIENT_MISTAKES
 from surge.server.outbox import Outbox
@@ -268,10 +269,16 @@ class _Endpoint:
         if previous is not None:
             previous.cancel()
         self._checks[request.subscription_id] = self._tasks.create_task(
-            self._await_check(request, verdict)
+            self._await_check(request, verdict, rule, self.runtime.access.generation(self.conn))
         )
 
-    async def _await_check(self, request: SubscriptionRequest, verdict: Awaitable[Any]) -> None:
+    async def _await_check(
+        self,
+        request: SubscriptionRequest,
+        verdict: Awaitable[Any],
+        rule: Callable[..., Any],
+        generation: int,
+    ) -> None:
         try:
             async with asyncio.timeout(self.runtime.config.limits.access_check_timeout):
                 allowed = bool(await verdict)
@@ -284,6 +291,13 @@ class _Endpoint:
         except Exception:
             logger.exception("can_access of stream %r raised; join denied", request.stream)
             allowed, reason = False, "access denied"
+        access, conn = self.runtime.access, self.conn
+        while allowed and access.generation(conn) != generation:
+            # streams.reauthorize ran meanwhile: this check may have read what it changed.
+            generation = access.generation(conn)
+            timeout = self.runtime.config.limits.access_check_timeout
+            allowed = await call_can_access(rule, request, conn.auth_context, timeout)
+            reason = "" if allowed else "access denied"
         if self._checks.get(request.subscription_id) is asyncio.current_task():
             del self._checks[request.subscription_id]
         await self._answer(request, allowed, reason)
