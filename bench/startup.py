@@ -9,9 +9,12 @@ while the port refuses connections:
 - ``ws``: a raw WebSocket upgrade of ``/`` until the answer is ``101 Switching Protocols``;
 - ``http``: ``GET /todo`` until the answer is ``200``.
 
-Then the server gets SIGTERM and ``stop`` is the time until it exited (its drain). Printed: every
-run, then the median, min and max of each. A cold restart must land inside Motia's npm client's
-single retry, 2 s after a close (issue 13), with room to spare on a loaded machine.
+``cpu`` is the CPU time (user + system) the server's processes had used by then (the supervisor
+and its worker, from ``/proc``): unlike the wall times it hardly moves with other load on the
+machine. Then the server gets SIGTERM and ``stop`` is the time until it exited (its drain).
+Printed: every run, then the median, min and max of each. A cold restart must land inside
+Motia's npm client's single retry, 2 s after a close (issue 13), with room to spare on a loaded
+machine.
 
 Bytecode: ``cold`` imports Surge from source with no bytecode cache (this repository's dev venv
 sets PYTHONDONTWRITEBYTECODE, so every import of a Surge module compiles it); ``warm`` uses a
@@ -76,7 +79,9 @@ def _status(
     return int(head.split(b" ", 2)[1])
 
 
-def probe(port: int, request: bytes, expect: int, t0: float, out: dict[str, float], key: str):
+def probe(
+    port: int, request: bytes, expect: int, t0: float, out: dict[str, float], key: str
+) -> None:
     """Retry ``request`` until it is answered ``expect``; record the seconds since ``t0``."""
     deadline = time.monotonic() + TIMEOUT
     connected: list[float] = []
@@ -99,6 +104,29 @@ def requests(port: int) -> tuple[bytes, bytes]:
     ).encode()
     http = f"GET /todo HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n".encode()
     return ws, http
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def server_pids(proc: subprocess.Popen[bytes]) -> list[int]:
+    """The server's processes: ``proc`` and its children (``surge start``'s workers)."""
+    pids = [proc.pid]
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    except FileNotFoundError:
+        children = []
+    return pids + [int(pid) for pid in children]
 
 
 def one_run(project: Path, env: dict[str, str], extra: list[str]) -> dict[str, float]:
@@ -124,6 +152,7 @@ def one_run(project: Path, env: dict[str, str], extra: list[str]) -> dict[str, f
         thread.start()
     for thread in probes:
         thread.join()
+    out["cpu"] = sum(cpu_seconds(pid) for pid in server_pids(proc))
     firsts = [out.pop(k) for k in ("ws-listen", "http-listen") if k in out]
     if firsts:
         out["listen"] = min(firsts)
@@ -144,17 +173,17 @@ def run(label: str, project: Path, env: dict[str, str], runs: int, extra: list[s
     print(f"\n{label}")
     results = [one_run(project, env, extra) for _ in range(runs)]
     for i, r in enumerate(results, 1):
-        cells = "  ".join(f"{k} {r[k] * 1000:6.0f} ms" if k in r else f"{k}  (none)" for k in KEYS)
-        print(f"  run {i:2}: {cells}")
+        row = "  ".join(f"{k} {r[k] * 1000:6.0f} ms" if k in r else f"{k}  (none)" for k in KEYS)
+        print(f"  run {i:2}: {row}")
     for name, fn in (("median", statistics.median), ("min", min), ("max", max)):
-        cells = []
+        cells: list[str] = []
         for key in KEYS:
             values = [r[key] for r in results if key in r]
             cells.append(f"{key} {fn(values) * 1000:6.0f} ms" if values else f"{key}  (none)")
         print(f"  {name:>6}: " + "  ".join(cells))
 
 
-KEYS = ("listen", "ws", "http", "stop")
+KEYS = ("listen", "ws", "http", "cpu", "stop")
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ traces (``surge.server.otel``) when ``surge.tracing.tracing_wanted``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from surge.server.metrics_settings import metrics_settings
 from surge.server.plugins import HttpRoute, ServerPlugin
 from surge.tracing import tracing_wanted
 
-__all__ = ["create_app", "worker_app"]
+__all__ = ["create_app"]
 
 
 def create_app(
@@ -61,21 +60,6 @@ def create_app(
         from surge.server.metrics import MetricsPlugin  # prometheus_client: only when on
 
         MetricsPlugin(metrics).install(app)
-    return app
-
-
-def worker_app() -> SurgeApp:
-    """Factory of ``surge start --workers N``'s processes: the project in ``$SURGE_PROJECT_DIR``,
-    with the plugins ``surge start`` installs (metrics when on, OpenAPI when configured)."""
-    from surge.server.logs import LOG_FORMAT_ENV, LOG_LEVEL_ENV, configure_logging
-    from surge.server.serve import PROJECT_DIR_ENV
-
-    # A spawned worker starts with uvicorn's logging only: the project's loggers need a handler.
-    log_format = os.environ.get(LOG_FORMAT_ENV)
-    if log_format is not None:
-        configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"), log_format)
-    app = create_app(os.environ.get(PROJECT_DIR_ENV, "."))
-    app.tune_gc = True
     return app
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import resource
 import signal
 import subprocess
 import textwrap
@@ -159,6 +161,9 @@ async def test_a_reload_under_load_refuses_no_connection_and_loses_no_change(
 ) -> None:
     # One process on the file store (the old worker drains before the new one accepts), or two
     # workers on Redis (the new ones accept first).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4 * SUBSCRIBERS:  # one socket per subscriber in this process
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * SUBSCRIBERS), hard))
     extra = ["--workers", "2"] if store == "redis" else []
     if store == "redis":
         request.getfixturevalue("redis_env")
@@ -306,3 +311,24 @@ async def test_surge_reload_without_a_running_server_says_so(tmp_path: Path) -> 
         f"error: no pid file at {project.resolve() / '.surge' / 'surge-3999.pid'}: is `surge "
         "start` running on port 3999 there?"
     ]
+
+
+async def test_a_crashed_worker_is_replaced_on_the_same_socket(tmp_path: Path) -> None:
+    server = SurgeProcess(copy_todo_project(tmp_path / "todo"))
+    await asyncio.to_thread(server.start, 60.0)
+    try:
+        [worker] = server.worker_pids()
+        os.kill(worker, signal.SIGKILL)  # a crash of the serving process, not of surge start
+
+        def replaced() -> list[int] | None:
+            pids = server.worker_pids()
+            return pids if pids and pids != [worker] else None
+
+        [replacement] = await asyncio.to_thread(poll, replaced, 30, "a replacement worker")
+        assert replacement != worker
+        # Same port, never closed: the next request is served by the replacement.
+        response = await asyncio.to_thread(httpx2.get, f"{server.url}/todo", timeout=30)
+        assert response.status_code == 200
+        assert f"worker {worker} exited with status -9" in server.log()
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -46,7 +46,6 @@ __all__ = [
     "DRAIN_TIMEOUT",
     "FD_RESERVE",
     "FRESH_GRACE",
-    "PROJECT_DIR_ENV",
     "SurgeServer",
     "bind_socket",
     "max_connections",
@@ -56,7 +55,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PROJECT_DIR_ENV = "SURGE_PROJECT_DIR"
 # File descriptors kept for everything but client sockets (the store, Redis, logs, reloads).
 FD_RESERVE = 64
 DRAIN_TIMEOUT = 10.0
