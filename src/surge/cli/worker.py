@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -163,6 +164,7 @@ def run(spec: dict[str, Any], link: SupervisorLink, listener: socket.socket) -> 
     server: SurgeServer
 
     async def gate() -> bool:
+        gc.enable()  # off since main(): the lifespan just froze the startup objects (tune_gc)
         link.sock.setblocking(False)
         link.send({"event": "ready", "distributed": distributed, "app": summary})
         message = await link.receive()
@@ -232,6 +234,9 @@ def main() -> None:
     """Entry point: ``python -m surge.cli.worker`` (started by the supervisor only)."""
     from surge.cli.spawn import CONTROL_FD_ENV, SUPERVISOR_PID_ENV
 
+    # No collections while importing and building the app: tens of thousands of objects that
+    # all stay alive (the app's lifespan freezes them, then the gate turns collection back on).
+    gc.disable()
     raw = os.environ.pop(CONTROL_FD_ENV, None)
     if raw is None:
         sys.exit("surge.cli.worker is started by `surge start`, not by hand")
