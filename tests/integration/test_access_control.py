@@ -283,3 +283,29 @@ async def test_streams_outside_a_server_cannot_reauthorize() -> None:
 
     with pytest.raises(RuntimeError, match="running Surge server"):
         await Streams({}).reauthorize()
+
+
+def test_testclient_streams_can_reauthorize_and_revoke(tmp_path: Any) -> None:
+    from surge.client import SubscriptionError as Refused
+    from surge.testing import TestClient
+
+    acl = tmp_path / "acl.txt"
+    acl.write_text("g1 g2")
+    (tmp_path / "steps").mkdir()
+    (tmp_path / "steps" / "notes_stream.py").write_text(
+        "from pathlib import Path\n"
+        "from surge import StreamConfig\n"
+        f"ACL = Path({str(acl)!r})\n"
+        "config = StreamConfig(name='notes', schema={'type': 'object'},\n"
+        "    can_access=lambda sub, auth: sub.groupId in ACL.read_text().split())\n"
+    )
+    with TestClient(tmp_path, token=None) as client:
+        kept = client.subscribe_group("notes", "g1")
+        taken = client.subscribe_group("notes", "g2")
+        acl.write_text("g1")
+        assert client.streams.reauthorize() == 1
+        with pytest.raises(Refused):
+            taken.wait(lambda items: False, timeout=5)
+        client.streams.notes.set("g1", "n1", {"text": "still here"})
+        assert kept.wait(lambda items: len(items) == 1)[0]["text"] == "still here"
+        assert client.streams.revoke() == 1

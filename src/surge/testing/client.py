@@ -40,6 +40,7 @@ from surge.queues.sqlite import SqliteQueue
 from surge.server.app import SurgeApp, create_app
 from surge.state.memory import MemoryStateStore
 from surge.streams.adapter import StreamAdapter
+from surge.streams.control import AccessMatch
 from surge.streams.stores.memory import MemoryStreamAdapter
 from surge.streams.stream import GroupPage, Stream, Streams
 from surge.testing.asgi import AsgiWebSocketTransport, Lifespan
@@ -409,6 +410,14 @@ class SyncStreams(Mapping[str, SyncStream]):
 
     def __len__(self) -> int:
         return len(self._resolve())
+
+    def reauthorize(self, where: AccessMatch = None) -> int:
+        """``Streams.reauthorize``: re-check the matching connections' subscriptions."""
+        return self._portal.call(self._resolve().reauthorize(where))
+
+    def revoke(self, where: AccessMatch = None) -> int:
+        """``Streams.revoke``: close the matching connections with 4003."""
+        return self._portal.call(self._resolve().revoke(where))
 
 
 class SyncStreamClient:
