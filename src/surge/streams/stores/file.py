@@ -473,6 +473,8 @@ class FileStreamAdapter:
 
     async def _sweep(self) -> float | None:
         """Delete the due rows (fed as ``delete``); return seconds until the next expiry."""
+        if self._is_closed:
+            return None  # close() is stopping the sweeper: nothing to do, nothing to report
         # Look first, on a reader: an idle store takes no write lock.
         next_expiry = await self._read(self._next_expiry_sync)
         if next_expiry is None:
