@@ -15,17 +15,15 @@ buffered on the subscription with a ``seq`` greater than the entry's, exactly as
 read. A feed gap (``Resync``) clears everything. ``None`` (not resumable) is cached the same way.
 
 Bounded: at most ``max_bytes`` of encoded frames (least recently used first out); a replay over a
-quarter of the budget is not kept.
+quarter of the budget is not kept. The loading and the bounds are ``SharedLoads``'s
+(``server/shared_loads.py``), shared with the ``SyncCache``.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-
 from surge.protocol.codec import Frame
 from surge.protocol.messages import SubscriptionKey
+from surge.server.shared_loads import SharedLoads
 
 __all__ = ["DEFAULT_REPLAY_CACHE_BYTES", "Replay", "ReplayCache"]
 
@@ -37,22 +35,17 @@ Replay = tuple[list[Frame], int] | None
 _Key = tuple[SubscriptionKey, int, bool]  # (subscription key, since, deltas)
 
 
-class ReplayCache:
+class ReplayCache(SharedLoads[_Key, Replay]):
     """Encoded replays by (subscription key, since), with one load in flight per entry."""
 
-    __slots__ = ("_by_group", "_bytes", "_entries", "_inflight", "hits", "max_bytes", "misses")
+    __slots__ = ("_by_group",)
 
     def __init__(self, max_bytes: int = DEFAULT_REPLAY_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[_Key, tuple[Replay, int]] = OrderedDict()  # -> (replay, size)
-        self._inflight: dict[_Key, asyncio.Future[Replay]] = {}
+        super().__init__(max_bytes)
         self._by_group: dict[tuple[str, str], set[_Key]] = {}
-        self._bytes = 0
-        self.hits = 0
-        self.misses = 0
 
-    def __len__(self) -> int:
-        return len(self._entries)
+    def _size(self, value: Replay) -> int:
+        return 64 if value is None else sum(frame.size for frame in value[0])
 
     def invalidate(self, stream: str, group: str) -> None:
         """A message of (stream, group) was dispatched: drop its replays."""
@@ -64,73 +57,19 @@ class ReplayCache:
 
     def clear(self) -> None:
         """Forget everything (a feed gap)."""
-        for key in list(self._entries) + list(self._inflight):
-            self._drop(key)
+        super().clear()
         self._by_group.clear()
-
-    def _drop(self, key: _Key) -> None:
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            self._bytes -= entry[1]
-        self._inflight.pop(key, None)
 
     def _track(self, key: _Key) -> None:
         self._by_group.setdefault((key[0][0], key[0][1]), set()).add(key)
 
-    async def get(self, key: _Key, load: Callable[[], Awaitable[Replay]]) -> Replay:
-        """The cached replay of ``key``, or ``load()``'s result (shared by concurrent callers)."""
-        while True:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return entry[0]
-            waiting = self._inflight.get(key)
-            if waiting is None:
-                break
-            try:
-                result = await asyncio.shield(waiting)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if waiting.cancelled() and task is not None and not task.cancelling():
-                    continue  # the loading join went away, not this one: load again
-                raise
-            self.hits += 1
-            return result
-        self.misses += 1
-        future: asyncio.Future[Replay] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        self._track(key)
-        try:
-            result = await load()
-        except BaseException as exc:
-            if self._inflight.get(key) is future:
-                del self._inflight[key]
-            if not future.done():
-                if isinstance(exc, Exception):
-                    future.set_exception(exc)
-                    future.exception()  # retrieved: waiters re-raise it, nobody else must
-                else:
-                    future.cancel()
-            raise
-        future.set_result(result)
-        if self._inflight.get(key) is future:
-            del self._inflight[key]
-            self._store(key, result)
-        return result
+    _loading = _track
+    _stored = _track
 
-    def _store(self, key: _Key, replay: Replay) -> None:
-        size = 64 if replay is None else sum(frame.size for frame in replay[0])
-        if size * 4 > self.max_bytes:
-            return
-        self._track(key)
-        self._entries[key] = (replay, size)
-        self._bytes += size
-        while self._bytes > self.max_bytes and self._entries:
-            old_key, (_, old_size) = self._entries.popitem(last=False)
-            self._bytes -= old_size
-            keys = self._by_group.get((old_key[0][0], old_key[0][1]))
-            if keys is not None:
-                keys.discard(old_key)
-                if not keys:
-                    del self._by_group[(old_key[0][0], old_key[0][1])]
+    def _evicted(self, key: _Key) -> None:
+        group = (key[0][0], key[0][1])
+        keys = self._by_group.get(group)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_group[group]

@@ -112,4 +112,4 @@ async def test_the_cache_stays_within_its_byte_budget() -> None:
 
         await cache.get(("todo", f"g{n}"), load)
     assert 0 < len(cache) < 50
-    assert sum(f.size for f, _ in cache._entries.values()) <= 4000
+    assert sum(sync.size for (sync, _), _size in cache._entries.values()) <= 4000
