@@ -525,25 +525,32 @@ def test_auth_token_reaches_can_access_and_a_refused_join_gets_the_error_event(
     assert ada.errors() == anonymous.errors() == []
 
 
-def test_a_stalled_client_is_closed_with_1013_and_heals_by_its_own_reconnect_and_resync(
-    tmp_path: Path, surge_server: ServerFactory, node_client: NodeFactory
-) -> None:
+def stall_through_a_spam(
+    tmp_path: Path, surge_server: ServerFactory, node_client: NodeFactory, config: str
+) -> tuple[NodeClient, dict[str, Any]]:
+    """A group subscriber stopped (SIGSTOP) while one item gets 3,000 updates of 8 KB, far past
+    its socket buffers and the 64-frame outbox of ``config``; returns it running again and the
+    item's final state."""
     project = project_with_steps(tmp_path, spam_step=SPAM_STEP)
-    (project / "surge.config.py").write_text(SMALL_OUTBOX_CONFIG.lstrip())
+    (project / "surge.config.py").write_text(config.lstrip())
     server = surge_server(project)
     todo = create_todo(server, "hot item")
     client = node_client(server.ws_url)
     client.subscribe_group("g", "todo", "inbox")
     client.wait_state("g", lambda s: len(s) == 1)
-
-    # The client stops reading: the socket buffers fill up, then the 64-frame outbox.
     client.proc.send_signal(signal.SIGSTOP)
     try:
         final = call(server, "POST", f"/todo/{todo['id']}/spam", {"count": 3000, "size": 8000})
     finally:
         client.proc.send_signal(signal.SIGCONT)
     assert final["description"] == "final"
+    return client, final
 
+
+def test_a_stalled_client_is_closed_with_1013_and_heals_by_its_own_reconnect_and_resync(
+    tmp_path: Path, surge_server: ServerFactory, node_client: NodeFactory
+) -> None:
+    client, final = stall_through_a_spam(tmp_path, surge_server, node_client, SMALL_OUTBOX_CONFIG)
     close = client.wait_for(
         lambda m: m["type"] == "socket" and m["state"] == "close", timeout=20, what="the close"
     )
@@ -556,22 +563,11 @@ def test_a_stalled_client_is_closed_with_1013_and_heals_by_its_own_reconnect_and
 def test_a_stalled_client_under_the_latest_value_policy_stays_connected_and_ends_current(
     tmp_path: Path, surge_server: ServerFactory, node_client: NodeFactory
 ) -> None:
-    # The same stall as above, with Limits(slow_consumer="latest"): the 3,000 queued updates of
-    # the one item collapse into the newest instead of closing the connection.
-    project = project_with_steps(tmp_path, spam_step=SPAM_STEP)
-    (project / "surge.config.py").write_text(SMALL_LATEST_OUTBOX_CONFIG.lstrip())
-    server = surge_server(project)
-    todo = create_todo(server, "hot item")
-    client = node_client(server.ws_url)
-    client.subscribe_group("g", "todo", "inbox")
-    client.wait_state("g", lambda s: len(s) == 1)
-
-    client.proc.send_signal(signal.SIGSTOP)
-    try:
-        final = call(server, "POST", f"/todo/{todo['id']}/spam", {"count": 3000, "size": 8000})
-    finally:
-        client.proc.send_signal(signal.SIGCONT)
-    assert final["description"] == "final"
+    # With Limits(slow_consumer="latest") the queued updates of the one item collapse into the
+    # newest instead of closing the connection.
+    client, final = stall_through_a_spam(
+        tmp_path, surge_server, node_client, SMALL_LATEST_OUTBOX_CONFIG
+    )
     assert client.wait_state("g", lambda s: s[0]["description"] == "final", timeout=20) == [final]
     sockets = [m for m in list(client.messages) if m["type"] == "socket"]
     assert [m["state"] for m in sockets] == ["open"]  # never closed, never reconnected
