@@ -48,6 +48,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name == "test_zz_log_scan.py")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_client_mistake_budget() -> None:
+    """Client mistakes are logged at most 60 lines a minute per process (``CLIENT_MISTAKES``):
+    in-process servers of earlier tests must not have spent a test's budget."""
+    from surge.server.logs import CLIENT_MISTAKES
+
+    CLIENT_MISTAKES.reset()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     try:

@@ -206,6 +206,11 @@ class LogBudget:
             self._suppressed += 1
             return False
 
+    def reset(self) -> None:
+        """Start a fresh minute (tests: each in-process test gets the whole budget)."""
+        with self._lock:
+            self._start, self._count, self._suppressed = time.monotonic(), 0, 0
+
 
 CLIENT_MISTAKES = LogBudget(per_minute=60)
 """The budget shared by every line about a client's mistake (bad frames, heads, bodies, ids)."""
