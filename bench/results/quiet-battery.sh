@@ -1,4 +1,4 @@
-cd /work/main
+cd "$(dirname "$0")/../.."  # the repository root
 P=.venv/bin/python
 run() { echo "=== $(date +%T) $*"; timeout 900 "$@" 2>&1 | tail -40; echo "--- load $(cut -d' ' -f1-3 /proc/loadavg)"; }
 run $P bench/startup.py --runs 5
