@@ -6,7 +6,8 @@ of the loop iteration, as one ``write_many``: under uvicorn's websockets Sans-I/
 default, ``DirectTransport``) that is ONE ``transport.write`` of pre-built bytes, with no task
 switch per connection. The outbox's writer task (``run``) only wakes when the transport is
 paused by flow control, when the transport needs draining (``AsgiTransport``: one ASGI ``send``
-per frame, for any other server), or to close.
+per frame, for any other server), or to close. It is started only then (``start_writer``,
+given by the endpoint): an idle connection has no writer task, no coroutine and no ``Event``.
 
 Slow-consumer policy: the outbox holds at most ``capacity`` frames and ``max_bytes`` bytes, the
 transport's buffer counted (so pongs, a big sync already handed to the socket and closes count
@@ -152,6 +153,7 @@ class Outbox:
         "_inline",
         "_is_dirty",
         "_latest",
+        "_start_writer",
         "_transport",
         "_wakeup",
         "capacity",
@@ -178,7 +180,9 @@ class Outbox:
         self._frames: deque[Frame] = deque()
         self._bytes = 0
         self._buffered = 0  # the transport's buffer as last read, plus what went since
-        self._wakeup = asyncio.Event()
+        # Created with the writer (``_wake``): most connections never need one.
+        self._wakeup: asyncio.Event | None = None
+        self._start_writer: Callable[[], object] | None = None
         self._close: tuple[int, str] | None = None
         self._transport = transport
         self._inline = transport is not None and transport.flushes_inline
@@ -237,8 +241,28 @@ class Outbox:
                 self._is_dirty = True
                 self._flusher.schedule(self)
         elif len(self._frames) == 1:
-            self._wakeup.set()
+            self._wake()
         return True
+
+    def start_writer_with(self, start: Callable[[], object]) -> None:
+        """Start the writer task with ``start()`` the first time it is needed (not before)."""
+        self._start_writer = start
+
+    def _wake(self) -> None:
+        """Wake the writer task, starting it first when it does not run yet."""
+        wakeup = self._wakeup
+        if wakeup is not None:
+            wakeup.set()
+            return
+        self._wakeup = wakeup = asyncio.Event()
+        wakeup.set()
+        start = self._start_writer
+        if start is not None and not self.is_done:
+            self._start_writer = None
+            try:
+                start()
+            except RuntimeError:  # the connection's task group is over: nothing to write to
+                self.stop()
 
     def _is_over_cap(self, size: int) -> bool:
         # ``_buffered`` only grows between reads (an over-estimate: the peer drains the socket
@@ -300,14 +324,14 @@ class Outbox:
         self._bytes = 0
         self._close = (CLOSE_TRY_AGAIN_LATER, "slow consumer: outbox full, resync")
         self._arm_abort()
-        self._wakeup.set()
+        self._wake()
 
     def close(self, code: int, reason: str) -> None:
         """Write what is queued, then close with ``code``."""
         if self._close is None:
             self._close = (code, reason)
         self._arm_abort()
-        self._wakeup.set()
+        self._wake()
 
     def stop(self) -> None:
         """The peer is gone: stop without writing anything more."""
@@ -317,7 +341,9 @@ class Outbox:
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
-        self._wakeup.set()
+        self._start_writer = None
+        if self._wakeup is not None:  # a writer that runs (or will) must see it
+            self._wakeup.set()
 
     def _arm_abort(self) -> None:
         """From now on the peer has ``close_timeout`` seconds to take the close."""
@@ -344,7 +370,7 @@ class Outbox:
             self._write(transport)
             if self._inline:
                 return
-        self._wakeup.set()
+        self._wake()
 
     def _write(self, transport: Transport) -> None:
         frames = self._frames
@@ -371,9 +397,12 @@ class Outbox:
         if transport is None:
             raise RuntimeError("an outbox without a transport has no writer")
         frames = self._frames
+        wakeup = self._wakeup
+        if wakeup is None:
+            self._wakeup = wakeup = asyncio.Event()
         while not self.is_done:
-            await self._wakeup.wait()
-            self._wakeup.clear()
+            await wakeup.wait()
+            wakeup.clear()
             while frames and self._close is None and not transport.is_writable:
                 if transport.is_gone:
                     self.stop()

@@ -131,6 +131,19 @@ class SurgeHttpProtocol(HttpToolsProtocol):
         self._has_answered = True
         super().on_response_complete()
 
+    def handle_websocket_upgrade(self) -> None:
+        """Hand the parsed upgrade to Surge's own WebSocket protocol (``surge.server.ws_protocol``)
+        as it is; uvicorn's own classes get the request rebuilt as bytes, as uvicorn does."""
+        take_over = getattr(self.ws_protocol_class, "from_http_upgrade", None)
+        if take_over is None:
+            super().handle_websocket_upgrade()
+            return
+        self.connections.discard(self)
+        self._cancel_head_timer()
+        take_over(
+            self.config, self.server_state, self.app_state, self.transport, self.scope, self.url
+        )
+
     def drain_step(self, *, close_fresh: bool) -> None:
         """One step of a graceful drain (``surge.server.serve.SurgeServer``, called repeatedly).
 

@@ -41,6 +41,7 @@ from surge.protocol.codes import CloseCode
 from surge.server.app import SurgeApp
 from surge.server.logs import install_token_redaction
 from surge.server.protocols import SURGE_LIMITS_ATTR, SurgeHttpProtocol, SurgeWebSocketProtocol
+from surge.server.ws_protocol import LeanWebSocketProtocol
 
 __all__ = [
     "DRAIN_TIMEOUT",
@@ -111,7 +112,9 @@ def uvicorn_config(
         port=port,
         lifespan="on",
         http=SurgeHttpProtocol,
-        ws=SurgeWebSocketProtocol,
+        # Surge's own protocol (~half the memory and handshake CPU); permessage-deflate needs
+        # websockets' per-connection compressor: then uvicorn's, with Surge's limits.
+        ws=SurgeWebSocketProtocol if limits.compression else LeanWebSocketProtocol,
         # A frame over the cap is refused by the WebSocket layer itself with 1009.
         ws_max_size=limits.max_frame_bytes,
         timeout_keep_alive=limits.keep_alive_timeout,  # type: ignore[arg-type]  # a float works

@@ -18,6 +18,10 @@ end with ``close`` or ``abort``:
   one write. It reads uvicorn internals (``conn``, ``transport``, ``writable``, ``close_sent``):
   uvicorn is pinned to the tested minor range, and a test under real uvicorn fails when this
   path is not taken.
+- ``LeanDirectTransport``, the same fast path over Surge's own protocol
+  (``surge.server.ws_protocol.LeanWebSocketProtocol``, the default): it reads that protocol's
+  public ``transport``, ``is_open``, ``is_gone``, ``is_paused`` and ``wait_writable``, no
+  uvicorn internals.
 - ``AsgiTransport``, for every other case (another server, a mount under another ASGI app that
   wraps ``send``, the in-process TestClient): ``write_many`` only buffers; the outbox's writer
   task ``drain``s the buffer through ASGI ``send``, one message per frame.
@@ -38,11 +42,18 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.protocol import State
 
 from surge.server.stats import STATS
+from surge.server.ws_protocol import LeanWebSocketProtocol
 
 if TYPE_CHECKING:
     from surge.protocol.codec import Frame
 
-__all__ = ["AsgiTransport", "DirectTransport", "Transport"]
+__all__ = [
+    "AsgiTransport",
+    "DirectTransport",
+    "LeanDirectTransport",
+    "Transport",
+    "direct_transport",
+]
 
 
 class Transport(Protocol):
@@ -171,6 +182,65 @@ class DirectTransport:
     def abort(self) -> None:
         """Drop the connection at once."""
         self._transport.abort()
+
+
+class LeanDirectTransport:
+    """Coalesced frame writes for one ``LeanWebSocketProtocol`` connection (Surge's own)."""
+
+    __slots__ = ("_protocol", "_send", "_transport")
+
+    kind = "direct"
+    flushes_inline = True
+
+    def __init__(self, protocol: LeanWebSocketProtocol, send: Send | None = None) -> None:
+        self._protocol = protocol
+        self._transport: asyncio.Transport = protocol.transport
+        self._send = send
+
+    @property
+    def is_writable(self) -> bool:
+        """True when a write now goes out without exceeding the transport's high-water mark."""
+        protocol = self._protocol
+        return not protocol.is_paused and protocol.is_open
+
+    @property
+    def is_gone(self) -> bool:
+        """True once nothing can be written any more."""
+        return self._protocol.is_gone
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes handed to the transport and not yet taken by the peer's socket."""
+        return self._transport.get_write_buffer_size()
+
+    async def drain(self) -> None:
+        """Wait until flow control lets writes through (or the peer is gone)."""
+        await self._protocol.wait_writable()
+
+    def write_many(self, frames: list[Frame]) -> None:
+        """Write the frames as one transport write."""
+        if len(frames) == 1:
+            self._transport.write(frames[0].wire)
+        else:
+            self._transport.write(b"".join([frame.wire for frame in frames]))
+        STATS.writes += 1
+
+    async def close(self, code: int, reason: str) -> None:
+        """Hand the close to the protocol (it writes the close frame, waits for the reply)."""
+        if self._send is not None:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def abort(self) -> None:
+        """Drop the connection at once."""
+        self._transport.abort()
+
+
+def direct_transport(send: Any) -> DirectTransport | LeanDirectTransport | None:
+    """The direct path for this ASGI ``send``, or None when the server is not supported."""
+    protocol = getattr(send, "__self__", None)
+    if isinstance(protocol, LeanWebSocketProtocol):
+        return LeanDirectTransport(protocol, send)
+    return DirectTransport.from_asgi_send(send)
 
 
 class AsgiTransport:

@@ -1,14 +1,14 @@
 """The WebSocket endpoint: performs the session's actions on a real connection.
 
 Per connection, in one ``TaskGroup``: the reader (this coroutine; frames handled strictly in
-order), the writer (``Outbox.run``) and one task per access check that has to wait (an async
-``can_access``). The reader never waits for a check, so a ``leave`` sent during a slow check is
-read at once and cancels it (the session's ``CancelCheck``); a synchronous ``can_access``, or
-none, is decided inline. A granted join registers its pending hub subscription and reads its
-sync before the next frame is read (``Syncer.sync``), so one client cannot run many snapshot reads
-at once beyond its pending checks; a ``page`` request is read the same way (``Syncer.page``), so
-pages are answered in the order they were asked. The hub only ever touches the outbox, so fan-out
-never waits for a socket.
+order), the writer (``Outbox.run``, started only once needed: flow control, a drain, a close) and
+one task per access check that has to wait (an async ``can_access``). The reader never waits for a
+check, so a ``leave`` sent during a slow check is read at once and cancels it (the session's
+``CancelCheck``); a synchronous ``can_access``, or none, is decided inline. A granted join
+registers its pending hub subscription and reads its sync before the next frame is read
+(``Syncer.sync``), so one client cannot run many snapshot reads at once beyond its pending checks;
+a ``page`` request is read the same way (``Syncer.page``), so pages are answered in the order they
+were asked. The hub only ever touches the outbox, so fan-out never waits for a socket.
 
 Failure modes: a client's mistakes cost it an error event or a close, logged once per connection
 at info (``CLIENT_MISTAKES`` budget); frames that arrive from a peer already gone (or after the
@@ -48,7 +48,7 @@ from surge.server.logs import CLIENT_MISTAKES
 from surge.server.outbox import Outbox
 from surge.server.ratelimit import ConnectionLimiter, Verdict
 from surge.server.stats import STATS
-from surge.server.transport import AsgiTransport, DirectTransport, Transport
+from surge.server.transport import AsgiTransport, Transport, direct_transport
 from surge.server.upgrade import authorize_upgrade
 from surge.steps.config import Subscription
 
@@ -85,7 +85,7 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
         if task is not None:
             task.cancel()
 
-    transport: Transport = DirectTransport.from_asgi_send(send) or AsgiTransport(send, abort)
+    transport: Transport = direct_transport(send) or AsgiTransport(send, abort)
     conn = Connection(
         Session(
             max_subscriptions=limits.max_subscriptions,
@@ -111,7 +111,8 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
             endpoint = _Endpoint(
                 runtime, conn, tasks, ConnectionLimiter.for_limits(limits, time.monotonic())
             )
-            tasks.create_task(_write(conn))
+            # The writer task exists only once flow control, a drain or a close needs it.
+            conn.outbox.start_writer_with(lambda: tasks.create_task(_write(conn)))
             runtime.access.attach(conn, endpoint.perform)  # expiry, reauthorize, revoke
             try:
                 await endpoint.read(receive)
