@@ -119,10 +119,9 @@ class _Shared:
         "app_state",
         "asgi_version",
         "connections",
+        "keepalive",
         "max_size",
         "max_unread",
-        "ping_interval",
-        "ping_timeout",
         "root_path",
         "server_state",
         "tasks",
@@ -141,8 +140,11 @@ class _Shared:
         self.max_size = config.ws_max_size
         self.max_unread = limits_of(config).max_outbound_bytes
         interval = config.ws_ping_interval
-        self.ping_interval = interval if interval is not None and interval > 0 else None
-        self.ping_timeout = config.ws_ping_timeout
+        self.keepalive = (
+            _Keepalive(interval, config.ws_ping_timeout)
+            if interval is not None and interval > 0
+            else None
+        )
 
     @classmethod
     def of(cls, config: Any, server_state: Any, app_state: dict[str, Any]) -> _Shared:
@@ -168,7 +170,6 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         "_inbox",
         "_key",
         "_ping_payload",
-        "_ping_timer",
         "_receiver",
         "_response",
         "_shared",
@@ -178,6 +179,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         "disconnected",
         "handshake_complete",
         "is_paused",
+        "keepalive_slot",
         "read_paused",
         "scope",
         "transport",
@@ -200,7 +202,6 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self._after_close = 0
         self._stalled = False
         self._response: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
-        self._ping_timer: asyncio.TimerHandle | None = None
         self._ping_payload: bytes | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self.handshake_complete = False
@@ -208,6 +209,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self.disconnected = False
         self.read_paused = False
         self.is_paused = False  # writing paused by the transport's flow control
+        self.keepalive_slot = -1  # its bucket in the server's keepalive wheel
 
     # -- the upgrade (from SurgeHttpProtocol) --------------------------------------------------
 
@@ -748,49 +750,103 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             self._send_500()
         transport.close()
 
-    # -- keepalive -----------------------------------------------------------------------------
+    # -- keepalive (one loop-wide wheel, not a timer per connection) ---------------------------
 
     def _start_keepalive(self) -> None:
-        interval = self._shared.ping_interval
-        if interval is not None:
-            self._ping_timer = asyncio.get_running_loop().call_later(interval, self._send_ping)
+        wheel = self._shared.keepalive
+        if wheel is not None:
+            wheel.enroll(self, wheel.interval)
 
     def _stop_keepalive(self) -> None:
-        if self._ping_timer is not None:
-            self._ping_timer.cancel()
-            self._ping_timer = None
+        wheel = self._shared.keepalive
+        if wheel is not None:
+            wheel.remove(self)
         self._ping_payload = None
 
-    def _send_ping(self) -> None:
-        self._ping_timer = None
-        transport = self.transport
-        if self.close_sent or transport.is_closing():
+    def keepalive_due(self, wheel: _Keepalive) -> None:
+        """The wheel's call: a ping is due, or the pong of the last one is overdue."""
+        if self.close_sent or self.transport.is_closing():
+            return
+        if self._ping_payload is not None:
+            self._ping_payload = None
+            self._fail(1011, "keepalive ping timeout")
             return
         payload = struct.pack("!I", random.getrandbits(32))
         self._ping_payload = payload
-        transport.write(encode_frame(_OP_PING, payload))
-        loop = asyncio.get_running_loop()
-        timeout = self._shared.ping_timeout
+        self.transport.write(encode_frame(_OP_PING, payload))
+        timeout = wheel.timeout
         if timeout is not None:
-            self._ping_timer = loop.call_later(timeout, self._ping_timed_out)
+            wheel.enroll(self, timeout)
         else:
-            self._start_keepalive()
+            self._ping_payload = None  # no deadline: the next ping as usual
+            wheel.enroll(self, wheel.interval)
 
     def _pong(self, payload: bytes) -> None:
         if self._ping_payload is None or payload != self._ping_payload:
             return  # unsolicited or stale
         self._ping_payload = None
-        if self._ping_timer is not None:
-            self._ping_timer.cancel()
-            self._ping_timer = None
         self._start_keepalive()
 
-    def _ping_timed_out(self) -> None:
-        self._ping_timer = None
-        self._ping_payload = None
-        if self.close_sent or self.transport.is_closing():
-            return
-        self._fail(1011, "keepalive ping timeout")
+
+class _Keepalive:
+    """uvicorn's keepalive for every connection of a server, on one timer ticking each second.
+
+    A connection sits in the bucket of the second its next step is due: a ping ``interval``
+    seconds after the handshake or the last pong, then the pong's deadline ``timeout`` seconds
+    after the ping (1011 when it passes). Deadlines are kept to the second (a ping goes out up to
+    a second late), for a set entry per connection instead of a ``TimerHandle`` (~0.6 KB).
+    """
+
+    __slots__ = ("_buckets", "_count", "_handle", "_tick", "interval", "timeout")
+
+    def __init__(self, interval: float, timeout: float | None) -> None:
+        self.interval = interval
+        self.timeout = timeout
+        # One lap is longer than any delay, so a bucket holds only what is due at its second.
+        self._buckets: list[set[LeanWebSocketProtocol]] = [
+            set() for _ in range(int(max(interval, timeout or 0)) + 3)
+        ]
+        self._count = 0  # connections enrolled
+        self._handle: asyncio.TimerHandle | None = None
+        self._tick = 0  # the last second processed
+
+    def enroll(self, protocol: LeanWebSocketProtocol, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        second = int(loop.time() + delay) + 1
+        self.remove(protocol)
+        buckets = self._buckets
+        slot = second % len(buckets)  # a small int: cached, nothing allocated per connection
+        buckets[slot].add(protocol)
+        protocol.keepalive_slot = slot
+        self._count += 1
+        if self._handle is None:
+            self._tick = int(loop.time())
+            self._handle = loop.call_at(self._tick + 1, self._run)
+
+    def remove(self, protocol: LeanWebSocketProtocol) -> None:
+        slot = protocol.keepalive_slot
+        if slot >= 0:
+            protocol.keepalive_slot = -1
+            self._buckets[slot].discard(protocol)
+            self._count -= 1
+
+    def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = int(loop.time())
+        buckets = self._buckets
+        # Every second since the last tick (a busy loop may skip some), at most one lap.
+        for second in range(max(self._tick + 1, now - len(buckets) + 1), now + 1):
+            bucket = buckets[second % len(buckets)]
+            if not bucket:
+                continue
+            due = list(bucket)
+            bucket.clear()
+            self._count -= len(due)
+            for protocol in due:
+                protocol.keepalive_slot = -1
+                protocol.keepalive_due(self)
+        self._tick = now
+        self._handle = loop.call_at(now + 1, self._run) if self._count else None
 
 
 def _peer(transport: asyncio.BaseTransport | None) -> str:
