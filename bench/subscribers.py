@@ -103,7 +103,12 @@ class Crowd:
         async def open_one(sub: Subscriber) -> None:
             async with gate:
                 try:
-                    await loop.create_connection(lambda: sub, args.host, args.port)
+                    await loop.create_connection(
+                        lambda: sub,
+                        args.host,
+                        args.port,
+                        local_addr=(args.source, 0) if args.source else None,
+                    )
                 except OSError as exc:
                     name = type(exc).__name__
                     self.failures[name] = self.failures.get(name, 0) + 1
@@ -205,6 +210,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=["surge", "sio"], default="surge")
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--source", default=None, help="local address to connect from (127.0.0.x: more ports)"
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--group", default="inbox")
