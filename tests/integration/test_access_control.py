@@ -272,6 +272,38 @@ async def test_revoke_closes_the_matching_connections_with_4003(server: LiveServ
         assert (await bob.recv())["event"]["type"] == "create"
 
 
+async def test_python_client_stops_after_a_4003_close(server: LiveServer) -> None:
+    async with surge.client.connect(server.ws_url, token="alice.0") as client:
+        sub = await client.subscribe_group("notes", "g1")
+        assert await server.app.runtime.streams.revoke({"userId": "alice"}) == 1
+        await client.wait_state(surge.client.ConnectionState.CLOSED, timeout=10)
+        assert client.connections == 1  # it did not come back with the revoked credentials
+        with pytest.raises(surge.client.AccessRevoked) as revoked:
+            await client.wait_open(timeout=1)
+        assert revoked.value.code == 4003
+        with pytest.raises(surge.client.AccessRevoked):
+            await sub.wait(lambda items: False, timeout=5)
+        with pytest.raises(surge.client.AccessRevoked):
+            await client.subscribe_group("notes", "g2")
+
+
+async def test_python_client_with_retry_refused_reconnects_after_a_4003_close(
+    server: LiveServer,
+) -> None:
+    fast = surge.client.Backoff(initial=0.05, max_delay=0.2)
+    async with surge.client.connect(
+        server.ws_url, token="alice.0", retry_refused=True, backoff=fast
+    ) as client:
+        sub = await client.subscribe_group("notes", "g1")
+        assert await server.app.runtime.streams.revoke({"userId": "alice"}) == 1
+        await client.wait_state(surge.client.ConnectionState.RECONNECTING, timeout=10)
+        await client.wait_open(timeout=10)
+        assert client.connections == 2
+        await server.app.runtime.streams.notes.set("g1", "n1", {"id": "n1", "text": "back"})
+        items = await sub.wait(lambda items: len(items) == 1, timeout=10)
+        assert items[0]["text"] == "back"
+
+
 async def test_where_must_be_a_mapping_a_function_or_none(server: LiveServer) -> None:
     streams = server.app.runtime.streams
     with pytest.raises(TypeError):

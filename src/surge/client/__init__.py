@@ -12,14 +12,17 @@ async with surge.client.connect("ws://localhost:3000/", token="...") as client:
         ...
 ```
 
-The client reconnects forever with jittered exponential backoff, re-joins every subscription with
-its subscriptionId and replaces its state from the fresh sync. The protocol code is independent of
-the connection (``Transport``): ``surge.testing`` drives an app in-process with the same client.
+The client reconnects forever with jittered exponential backoff (except after a refused upgrade
+or a 4003 close, unless ``retry_refused``; after a 4029 close the delays keep growing), re-joins
+every subscription with its subscriptionId and replaces its state from the fresh sync. The
+protocol code is independent of the connection (``Transport``): ``surge.testing`` drives an app
+in-process with the same client.
 """
 
 from surge.client.backoff import Backoff
 from surge.client.client import Client, ConnectionState, connect
 from surge.client.errors import (
+    AccessRevoked,
     ChangesOverflow,
     ClientClosed,
     ClientError,
@@ -37,6 +40,7 @@ from surge.client.subscription import (
 from surge.client.transport import TokenVia, Transport, TransportConnection, WebSocketTransport
 
 __all__ = [
+    "AccessRevoked",
     "Backoff",
     "Change",
     "ChangeIterator",

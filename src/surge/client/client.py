@@ -3,9 +3,11 @@
 Life of a client: ``connecting`` -> ``open`` (every subscription is (re-)joined with its own
 ``subscriptionId``; each fresh sync replaces that subscription's state) -> on any loss
 ``reconnecting`` (jittered exponential backoff, ``Backoff``) -> ``open`` ... -> ``closed`` (after
-``close()``, or when the server refuses the upgrade with an HTTP error and ``retry_refused`` is
-off). Frames are routed by their envelope, as the official clients do: one frame may serve
-several subscriptions of this connection.
+``close()``, or when the server refuses the upgrade with an HTTP error or closes with 4003 (access
+revoked) and ``retry_refused`` is off). After a 4029 close (rate limited) the backoff is not reset
+even if the connection was long-lived, so a client that keeps being limited waits longer each
+time (docs/protocol.md section 7). Frames are routed by their envelope, as the official clients
+do: one frame may serve several subscriptions of this connection.
 
 Deltas (protocol.md section 4): every join asks for them (``deltas=False`` turns that off), so
 updates made by ``update(ops)`` arrive as their ops and are applied to the held items
@@ -35,6 +37,7 @@ from typing import Any, TypeVar
 
 from surge.client.backoff import Backoff
 from surge.client.errors import (
+    AccessRevoked,
     ClientClosed,
     ClientError,
     SubscriptionError,
@@ -57,7 +60,7 @@ from surge.client.transport import (
     WebSocketTransport,
 )
 from surge.errors import ProtocolError, ValidationError
-from surge.protocol.codes import ACCESS_DENIED, UNKNOWN_SUBSCRIPTION
+from surge.protocol.codes import ACCESS_DENIED, UNKNOWN_SUBSCRIPTION, CloseCode
 from surge.protocol.ids import id_problem
 from surge.protocol.messages import SubscriptionKey, SubscriptionRequest
 
@@ -91,8 +94,10 @@ class Client:
         transport: opens connections (``WebSocketTransport``, or the in-process ASGI one).
         backoff: reconnect delays.
         on_state_change: called with each new ``ConnectionState``.
-        retry_refused: keep retrying after an HTTP error on the upgrade (401/403); by default
-            the client closes and pending and later subscribes raise ``UpgradeRefused``.
+        retry_refused: keep retrying after an HTTP error on the upgrade (401/403) or a 4003 close
+            (access revoked: useful with a token function that fetches new credentials); by
+            default the client closes and pending and later subscribes raise ``UpgradeRefused``
+            or ``AccessRevoked``.
         deltas: ask the server for deltas (``patch`` frames) on every subscription.
         resume: re-join from each subscription's last offset (a server without the extension
             ignores it and sends a sync, as always).
@@ -128,7 +133,7 @@ class Client:
         self._conn: TransportConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._refused: UpgradeRefused | None = None
+        self._refused: UpgradeRefused | AccessRevoked | None = None
         self._state_changed = asyncio.Event()
 
     async def __aenter__(self) -> Client:
@@ -228,7 +233,17 @@ class Client:
             else:
                 opened = loop.time()
                 await self._serve(conn)
-                if loop.time() - opened >= self.backoff.stable_after:
+                ended = self.last_error
+                closed = ended if isinstance(ended, TransportClosed) else None
+                code = closed.code if closed is not None else None
+                if closed is not None and code == CloseCode.ACCESS_REVOKED:
+                    if not self._retry_refused and not self._closing:
+                        revoked = AccessRevoked(closed.code, closed.reason)
+                        logger.warning("stream client: %s; not reconnecting", revoked)
+                        self._refuse(revoked)
+                        return
+                rate_limited = code == CloseCode.RATE_LIMITED
+                if not rate_limited and loop.time() - opened >= self.backoff.stable_after:
                     attempt = 0
             if self._closing:
                 return
@@ -238,7 +253,7 @@ class Client:
             attempt += 1
             await asyncio.sleep(delay)
 
-    def _refuse(self, exc: UpgradeRefused) -> None:
+    def _refuse(self, exc: UpgradeRefused | AccessRevoked) -> None:
         self._refused = exc
         for sub in list(self._subs.values()):
             sub._end(exc)
@@ -398,6 +413,7 @@ class Client:
         Raises:
             SubscriptionError: the server refused the join (its ``code``).
             UpgradeRefused: the server refused the connection.
+            AccessRevoked: the server closed the connection with 4003 (access revoked).
             TimeoutError: no answer within ``timeout`` (the server is away, say).
         """
         request = self._request(stream, group, None)
@@ -512,7 +528,9 @@ def connect(
     ``token`` is sent as the ``Authorization,<token>`` subprotocol pair (``token_via=
     "subprotocol"``, what the Node client does) or as ``?authToken=<token>`` (``"query"``). It
     may be a function (sync or async) returning the token: it is called before every connection
-    attempt, so the reconnect after a 4001 close (the token expired) uses a fresh token.
+    attempt, so the reconnect after a 4001 close (the token expired) uses a fresh token. After a
+    4003 close (``streams.revoke``) the client stops, as after a refused upgrade, unless
+    ``retry_refused``.
 
     Example::
 

@@ -6,6 +6,8 @@
   ``UNKNOWN_SUBSCRIPTION``).
 - ``UpgradeRefused``: the server answered the WebSocket upgrade with an HTTP error (``status``:
   401 for a refused token, 403 for a foreign origin).
+- ``AccessRevoked``: the server closed the connection with 4003 (``streams.revoke``); the client
+  does not reconnect with the same credentials.
 - ``ClientClosed``: the client (or the subscription) was closed while something waited on it.
 - ``ChangesOverflow``: a ``changes()`` iterator fell more than its buffer behind.
 - ``TransportClosed``: a connection ended (inside transports; the client reconnects).
@@ -16,6 +18,7 @@ from __future__ import annotations
 from surge.errors import SurgeError
 
 __all__ = [
+    "AccessRevoked",
     "ChangesOverflow",
     "ClientClosed",
     "ClientError",
@@ -46,6 +49,16 @@ class UpgradeRefused(ClientError):
         self.status = status
         self.body = body
         super().__init__(f"WebSocket upgrade refused with HTTP {status}: {body}".rstrip(": "))
+
+
+class AccessRevoked(ClientError):
+    """The server closed the connection with 4003: the credentials it was opened with are
+    revoked (``code``, ``reason`` as sent)."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"access revoked by the server ({code}{': ' + reason if reason else ''})")
 
 
 class ClientClosed(ClientError):

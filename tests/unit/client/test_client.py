@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from surge.client import (
+    AccessRevoked,
     Backoff,
     Change,
     ChangesOverflow,
@@ -212,6 +213,41 @@ async def test_retry_refused_keeps_trying(transport: FakeTransport) -> None:
     async with Client(transport, backoff=FAST, retry_refused=True) as client:
         await client.wait_open()
         assert transport.attempts == 3
+
+
+async def test_a_4003_close_closes_the_client_and_fails_subscribes(
+    transport: FakeTransport,
+) -> None:
+    async with Client(transport, backoff=FAST) as client:
+        conn = await transport.connection(0)
+        sub = await subscribed_group(client, conn, [])
+        conn.drop(4003)
+        await client.wait_state(ConnectionState.CLOSED)
+        with pytest.raises(AccessRevoked) as caught:
+            await sub.wait(lambda items: False, timeout=5)
+        assert caught.value.code == 4003
+        with pytest.raises(AccessRevoked):
+            await client.subscribe_group("todo", "other")
+        assert transport.attempts == 1
+
+
+async def test_a_4029_close_does_not_reset_the_backoff(transport: FakeTransport) -> None:
+    asked: list[int] = []
+
+    class Recorded(Backoff):
+        __slots__ = ()
+
+        def delay(self, attempt: int, rng: Any = None) -> float:
+            asked.append(attempt)
+            return 0.001
+
+    # Every connection counts as long-lived: only a 4029 keeps the attempt count growing.
+    async with Client(transport, backoff=Recorded(stable_after=0.0)) as client:
+        await client.wait_open()
+        for index, code in enumerate((4029, 4029, 1006)):
+            (await transport.connection(index)).drop(code)
+            await transport.connection(index + 1)
+        assert asked == [0, 1, 0]
 
 
 async def test_a_refused_rejoin_ends_the_subscription_with_the_error(
