@@ -87,6 +87,9 @@ class Frame:
 
     __slots__ = ("_size", "_wire", "change", "text", "ts")
 
+    count = 1
+    """Messages this frame carries (a ``protocol.blocks.FrameBlock`` carries several)."""
+
     def __init__(self, ts: int, text: str, change: tuple[str, str, str, str] | None = None) -> None:
         self.ts = ts
         self.text = text

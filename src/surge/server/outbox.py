@@ -35,6 +35,11 @@ a collapse (one pass over the queue) is paid at most once per quarter of the cap
 
 Timestamps stay strictly increasing on the connection: a frame that is not newer than the last one
 written is restamped (frames queued behind a sync, or several messages in one millisecond).
+
+A ``FrameBlock`` (``protocol/blocks.py``: a replay's frames, joined once for every connection)
+is one entry here when the transport writes frames' bytes as they are (``writes_wire``) and no
+latest-value collapse could touch its changes; otherwise it is queued as its frames. Either way
+the caps count its frames and bytes, and the peer gets the same bytes in the same order.
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Container
+from typing import cast
 
+from surge.protocol.blocks import FrameBlock
 from surge.protocol.codec import Frame, PatchFrame
 from surge.protocol.session import CLOSE_TRY_AGAIN_LATER
 from surge.server.stats import STATS
@@ -147,10 +154,12 @@ class Outbox:
         "_buffered",
         "_bytes",
         "_close",
+        "_extra",
         "_flusher",
         "_frames",
         "_inline",
         "_is_dirty",
+        "_joins",
         "_latest",
         "_start_writer",
         "_transport",
@@ -179,6 +188,7 @@ class Outbox:
         # A list, not a deque: empty it costs 56 bytes, a deque keeps a 64-slot block (~600);
         # it is only appended to and emptied whole (``_write``).
         self._frames: list[Frame] = []
+        self._extra = 0  # frames queued inside blocks beyond one per entry
         self._bytes = 0
         self._buffered = 0  # the transport's buffer as last read, plus what went since
         # Created with the writer (``_wake``): most connections never need one.
@@ -192,12 +202,14 @@ class Outbox:
         self._abort_timer: asyncio.TimerHandle | None = None
         self._is_dirty = False
         self._latest = latest_value
+        # Blocks stay whole only where the transport writes their joined bytes as they are.
+        self._joins = transport is not None and transport.writes_wire
         self.is_overflowed = False
         self.is_done = False
         self.last_ts = 0
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self._frames) + self._extra
 
     @property
     def close_code(self) -> int | None:
@@ -228,15 +240,20 @@ class Outbox:
         """Queue a frame; False when the connection is closing or just overflowed."""
         if self._close is not None or self.is_done:
             return False
+        count = frame.count
+        if count > 1 and isinstance(frame, FrameBlock) and not self._keeps_whole(frame):
+            return all(self.put(part) for part in frame.frames)  # stops at the first refusal
         size = frame.size
         if (
-            len(self._frames) >= self.capacity
+            len(self._frames) + self._extra + count > self.capacity
             or (self._bytes + self._buffered + size > self.max_bytes and self._is_over_cap(size))
         ) and not (self._latest and self._collapse(size)):
             self.overflow()
             return False
         self._frames.append(frame)
         self._bytes += size
+        if count > 1:
+            self._extra += count - 1
         if self._flusher is not None:
             if not self._is_dirty:
                 self._is_dirty = True
@@ -264,6 +281,13 @@ class Outbox:
                 start()
             except RuntimeError:  # the connection's task group is over: nothing to write to
                 self.stop()
+
+    def _keeps_whole(self, block: FrameBlock) -> bool:
+        """True when ``block`` may be queued as one entry (see the module docstring)."""
+        if not self._joins:
+            return False
+        latest = self._latest
+        return not latest or not any(stream in latest for stream in block.changed_streams)
 
     def _is_over_cap(self, size: int) -> bool:
         # ``_buffered`` only grows between reads (an over-estimate: the peer drains the socket
@@ -311,7 +335,7 @@ class Outbox:
         self._buffered = transport.buffered_bytes if transport is not None else 0
         # Room for a quarter of the caps again (what the transport holds cannot collapse).
         return (
-            len(frames) < self.capacity * 3 // 4
+            len(frames) + self._extra < self.capacity * 3 // 4
             and self._bytes + size <= (self.max_bytes - self._buffered) * 3 // 4
         )
 
@@ -322,6 +346,7 @@ class Outbox:
         self.is_overflowed = True
         STATS.overflows += 1
         self._frames.clear()
+        self._extra = 0
         self._bytes = 0
         self._close = (CLOSE_TRY_AGAIN_LATER, "slow consumer: outbox full, resync")
         self._arm_abort()
@@ -338,6 +363,7 @@ class Outbox:
         """The peer is gone: stop without writing anything more."""
         self.is_done = True
         self._frames.clear()
+        self._extra = 0
         self._bytes = 0
         if self._abort_timer is not None:
             self._abort_timer.cancel()
@@ -380,16 +406,18 @@ class Outbox:
         for frame in frames:
             if frame.ts <= last:
                 frame = frame.restamped(last + 1)
-            last = frame.ts
+            last = frame.ts if frame.count == 1 else cast(FrameBlock, frame).last_ts
             batch.append(frame)
         frames.clear()
         self.last_ts = last
         sent = self._bytes
         self._bytes = 0
+        extra = self._extra
+        self._extra = 0
         transport.write_many(batch)
         self._buffered += sent
         stats = STATS
-        stats.frames_sent += len(batch)
+        stats.frames_sent += len(batch) + extra
         stats.bytes_sent += sent
 
     async def run(self) -> None:
@@ -429,6 +457,7 @@ class Outbox:
             self._write(transport)
         self.is_done = True
         self._frames.clear()
+        self._extra = 0
         self._bytes = 0
         # The abort timer stays armed: a peer that never answers the close is still dropped.
         await transport.close(code, reason)

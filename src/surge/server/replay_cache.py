@@ -3,9 +3,11 @@
 Why: after a restart every client resumes at once, most of them from the same offset (they were
 all current). Each resume costs a history read (a thread hop, a decode of every missed message)
 and an encode of every replayed frame; 5,000 clients would repeat that 5,000 times. The cache
-keeps ``(frames, seq)`` per (subscription key, since offset, deltas asked): the ``resume``
-frame and the replayed frames, encoded once, and the ``seq`` of the history read. Concurrent
-joins share one read in flight.
+keeps ``(block, seq)`` per (subscription key, since offset, deltas asked): the ``resume``
+frame and the replayed frames, encoded once and joined once into one ``FrameBlock``
+(``protocol/blocks.py``: each resuming connection queues one entry and writes one buffer, the
+same bytes as the frames one by one), and the ``seq`` of the history read. Concurrent joins
+share one read in flight.
 
 Why it is correct (the argument of ``SyncCache``): an entry is dropped the moment the hub
 dispatches any message (change or event) of its (stream, group). A join that uses an entry has
@@ -14,14 +16,15 @@ either was already dispatched (dropping the entry, so it is not used) or will be
 buffered on the subscription with a ``seq`` greater than the entry's, exactly as with a fresh
 read. A feed gap (``Resync``) clears everything. ``None`` (not resumable) is cached the same way.
 
-Bounded: at most ``max_bytes`` of encoded frames (least recently used first out); a replay over a
-quarter of the budget is not kept. The loading and the bounds are ``SharedLoads``'s
-(``server/shared_loads.py``), shared with the ``SyncCache``.
+Bounded: at most ``max_bytes`` of encoded frames, a block counted twice (its frames and their
+joined copy; least recently used first out); a replay over a quarter of the budget is not kept.
+The loading and the bounds are ``SharedLoads``'s (``server/shared_loads.py``), shared with the
+``SyncCache``.
 """
 
 from __future__ import annotations
 
-from surge.protocol.codec import Frame
+from surge.protocol.blocks import FrameBlock
 from surge.protocol.messages import SubscriptionKey
 from surge.server.shared_loads import SharedLoads
 
@@ -29,8 +32,9 @@ __all__ = ["DEFAULT_REPLAY_CACHE_BYTES", "Replay", "ReplayCache"]
 
 DEFAULT_REPLAY_CACHE_BYTES = 32 * 1024 * 1024
 
-Replay = tuple[list[Frame], int] | None
-"""The resume frame and the replayed frames, and the history's ``seq``; None: not resumable."""
+Replay = tuple[FrameBlock, int] | None
+"""The resume frame and the replayed frames as one block, and the history's ``seq``; None: not
+resumable."""
 
 _Key = tuple[SubscriptionKey, int, bool]  # (subscription key, since, deltas)
 
@@ -45,7 +49,7 @@ class ReplayCache(SharedLoads[_Key, Replay]):
         self._by_group: dict[tuple[str, str], set[_Key]] = {}
 
     def _size(self, value: Replay) -> int:
-        return 64 if value is None else sum(frame.size for frame in value[0])
+        return 64 if value is None else 2 * value[0].size
 
     def invalidate(self, stream: str, group: str) -> None:
         """A message of (stream, group) was dispatched: drop its replays."""

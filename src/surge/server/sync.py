@@ -12,8 +12,9 @@ never older than what the connection was sent meanwhile) and sends them to the c
 A join carrying ``since`` (docs/protocol.md section 3) is resumed instead when the epoch is the
 storage's and ``read_history`` still holds every message after the offset: the client gets one
 ``resume`` frame and the missed messages (those of its item, for an item subscription), encoded
-once per (key, offset) in the hub's ``ReplayCache``, with the same pending-buffer cut as a sync
-(the history's ``seq``). Otherwise, or when the replay would not fit the connection's outbox
+once per (key, offset) in the hub's ``ReplayCache`` and joined into one ``FrameBlock`` (one
+outbox entry and one write per connection, the same bytes), with the same pending-buffer cut as
+a sync (the history's ``seq``). Otherwise, or when the replay would not fit the connection's outbox
 (frames or bytes), it gets the usual sync marked ``"recovered": false``. A fresh sync after a
 feed gap is a plain sync, whatever the join carried. A subscription that asked for deltas is
 replayed an ``update(ops)`` as its ``patch`` (as it was live: the client holds the item's
@@ -33,6 +34,7 @@ import logging
 from collections.abc import Callable
 
 from surge.errors import StoreError, ValidationError
+from surge.protocol.blocks import FrameBlock
 from surge.protocol.codec import (
     Frame,
     encode_change,
@@ -167,13 +169,12 @@ class Syncer:
                 logger.error("resume of %s failed: %s", request.key, exc)
                 return STORE_UNAVAILABLE
             if replay is not None:
-                frames, seq = replay
+                block, seq = replay
                 # What the outbox could not take at once is a sync instead (recovered: false).
                 conn = sub.conn
-                size = sum(frame.size for frame in frames)
-                if len(frames) < conn.pending_limit and size <= conn.max_sync_bytes:
+                if block.count < conn.pending_limit and block.size <= conn.max_sync_bytes:
                     STATS.resumes += 1
-                    hub.activate(sub, frames, seq)
+                    hub.activate(sub, block, seq)
                     return None
 
         async def load() -> CachedSync:
@@ -228,7 +229,7 @@ class Syncer:
                     frames.append(encode_patch(m, clock.next(), epoch))
                 else:
                     frames.append(encode_change(m, clock.next(), epoch))
-            return frames, history.seq
+            return FrameBlock(frames), history.seq
 
         return await hub.replay_cache.get((request.key, since.offset, request.deltas), load)
 

@@ -71,6 +71,12 @@ class Transport(Protocol):
         ...
 
     @property
+    def writes_wire(self) -> bool:
+        """True when ``write_many`` writes each frame's ``wire`` as is (so a pre-joined
+        ``FrameBlock`` may be handed over whole); False when it needs the frames one by one."""
+        ...
+
+    @property
     def is_writable(self) -> bool:
         """True when a ``write_many`` now would not exceed the transport's flow-control mark."""
         ...
@@ -106,7 +112,7 @@ class Transport(Protocol):
 class DirectTransport:
     """Coalesced frame writes for one uvicorn websockets-sansio connection."""
 
-    __slots__ = ("_compressed", "_conn", "_protocol", "_send", "_transport")
+    __slots__ = ("_compressed", "_conn", "_protocol", "_send", "_transport", "writes_wire")
 
     kind = "direct"
     flushes_inline = True
@@ -118,6 +124,7 @@ class DirectTransport:
         self._send = send
         # permessage-deflate keeps per-connection state: frames must go through the protocol.
         self._compressed = bool(protocol.conn.extensions)
+        self.writes_wire = not self._compressed
 
     @classmethod
     def from_asgi_send(cls, send: Any) -> DirectTransport | None:
@@ -191,6 +198,7 @@ class LeanDirectTransport:
 
     kind = "direct"
     flushes_inline = True
+    writes_wire = True
 
     def __init__(self, protocol: LeanWebSocketProtocol, send: Send | None = None) -> None:
         self._protocol = protocol
@@ -250,6 +258,7 @@ class AsgiTransport:
 
     kind = "asgi"
     flushes_inline = False
+    writes_wire = False
 
     def __init__(self, send: Send, abort: Callable[[], None] | None = None) -> None:
         self._send = send

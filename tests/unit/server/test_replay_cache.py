@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+from surge.protocol.blocks import FrameBlock
 from surge.protocol.codec import Frame
 from surge.server.replay_cache import Replay, ReplayCache
 
 
 def replay(n: int, size: int = 100) -> Replay:
-    return [Frame(1, '{"timestamp":1,"x":"' + "y" * size + f'","n":{n}}}')], n
+    return FrameBlock([Frame(1, '{"timestamp":1,"x":"' + "y" * size + f'","n":{n}}}')]), n
 
 
 async def test_concurrent_resumes_from_one_offset_share_one_load() -> None:
