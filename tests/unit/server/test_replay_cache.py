@@ -53,12 +53,13 @@ async def test_the_budget_evicts_the_oldest_and_forgets_their_groups() -> None:
     for n in range(20):
 
         async def load(n: int = n) -> Replay:
-            return replay(n)
+            return replay(n, size=40)  # ~75 bytes, counted twice (frames and joined block)
 
         await cache.get((("todo", f"g{n}"), 0, False), load)
     assert 0 < len(cache) < 20
     assert sum(size for _, size in cache._entries.values()) <= 1000
     # Evicted keys left no index behind: only the groups still cached are tracked.
     assert set(cache._by_group) == {key[0][:2] for key in cache._entries}
+    assert all(size == 2 * value[0].size for value, size in cache._entries.values() if value)
     cache.clear()
     assert len(cache) == 0 and not cache._by_group
