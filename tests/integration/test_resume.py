@@ -396,3 +396,32 @@ async def test_a_subscription_with_deltas_is_replayed_updates_as_their_patches(
         "data": {"ops": [{"type": "append", "path": "description", "value": "!"}]},
     }
     assert patch["offset"] < whole["offset"] and whole["event"]["type"] == "update"
+
+
+async def test_a_cached_replay_goes_out_in_one_write_restamped_after_newer_frames(
+    server: LiveServer,
+) -> None:
+    # The replay is encoded and joined once (ReplayCache, FrameBlock); a connection that was
+    # already sent newer frames gets it restamped frame by frame, the rest byte for byte.
+    stream = server.app.runtime.streams.todo
+    await stream.set("inbox", "t0", todo("t0"))
+    async with connect(server.ws_url) as client:
+        sync = await client.join_synced("inbox")
+    for n in range(30):
+        await stream.update(
+            "inbox", "t0", [{"type": "set", "path": "description", "value": f"{n}"}]
+        )
+    async with connect(server.ws_url) as first:
+        await join_since(first, "inbox", since(sync))
+        cached = await first.recv_n(31, within=10)  # the resume frame and the 30 updates
+    async with connect(server.ws_url) as client:
+        other = await client.join_synced("other")  # stamped after the cached replay
+        assert other["timestamp"] >= cached[0]["timestamp"]  # so the replay is restamped
+        writes = STATS.writes
+        await join_since(client, "inbox", since(sync))
+        again = await client.recv_n(31, within=10)
+        assert STATS.writes == writes + 1  # the whole replay in one write
+    stamps = [other["timestamp"]] + [f["timestamp"] for f in again]
+    assert stamps == sorted(set(stamps))
+    unstamped = [{k: v for k, v in f.items() if k != "timestamp"} for f in cached]
+    assert [{k: v for k, v in f.items() if k != "timestamp"} for f in again] == unstamped
