@@ -12,20 +12,25 @@ the restart). The group is written straight into the store before the start; the
 process, this one) join it and record each frame's offset; then the server is killed with
 SIGKILL, C updates (``update(ops)``: set ``completedAt``) are applied to the same database by this
 process over ``--outage`` seconds, and the server is started again. Every client retries every
-0.1-0.3 s. Modes: ``sync`` (joins without ``since``: Motia's clients), ``resume`` (``since``, whole
+0.1-0.3 s. The clients are, by default, the lean generator (``--generator lean``:
+bench/storm_clients.py, raw-socket clients in ``--procs`` processes, each checking its offsets and
+every ``--verify-every``-th one the group's final items); ``--generator websockets`` runs the first
+generator (`websockets` clients in this process, which bounded the first measurements). Modes: ``sync`` (joins without ``since``: Motia's clients), ``resume`` (``since``, whole
 items), ``resume-deltas`` (``since`` and ``deltas``: what ``surge.client`` does; updates come as
 their ops). A client is current once it got a sync at or after the last change, or its resume
 frame and every replayed frame. Printed per mode: time from the restart (the new process)
 until all clients are current (and its startup alone), p50/p99 per client, the server's CPU
 seconds from its readiness until then (what the storm cost it, whatever the load generator's
 speed), and the bytes of WebSocket payload the clients
-received after the restart (what the server sent them, without frame headers).
+received after the restart (what the server sent them, without frame headers; "wire MB" counts
+frame headers and handshakes too).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import random
 import shutil
@@ -219,14 +224,14 @@ async def storm(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     port = free_port()
     server = Server(project, port)
     server.start()
-    url = f"ws://{HOST}:{port}/"
-    clients = [StormClient(url, mode) for _ in range(args.clients)]
-    connects = asyncio.Semaphore(500)
-    tasks = [asyncio.create_task(c.run(connects)) for c in clients]
+    if args.generator == "lean":
+        fleet: Fleet | WebsocketsFleet = Fleet(args, port, mode)
+    else:
+        fleet = WebsocketsFleet(args, port, mode)
     try:
+        await fleet.start()
         async with asyncio.timeout(300):
-            for c in clients:
-                await c.synced.wait()
+            await fleet.synced()
         print(f"  {mode}: {args.clients} clients synced; killing the server", flush=True)
 
         server.kill()
@@ -242,24 +247,23 @@ async def storm(args: argparse.Namespace, mode: str) -> dict[str, Any]:
                 updated = await writer.update("todo", "inbox", f"todo-{i:05d}", ops)
                 last = updated.change.seq
                 await asyncio.sleep(args.outage / args.changes)
+            final = await writer.get_group("todo", "inbox")
         finally:
             await writer.close()
-        for c in clients:
-            c.target, c.after_restart = last, True
+        expected = digest({item["id"]: item for item in final.items})
+        await fleet.target(last)
         await asyncio.sleep(max(0.0, killed + args.outage - time.monotonic()))
         spawned, ready = await asyncio.to_thread(server.start)
         cpu_ready = server.cpu()
         async with asyncio.timeout(300):
-            for c in clients:
-                await c.current.wait()
+            result = await fleet.current()
         server_cpu = server.cpu() - cpu_ready
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await fleet.stop()
         server.kill()
         shutil.rmtree(workdir, ignore_errors=True)
-    times = sorted((c.current_at or 0) - spawned for c in clients)
+    times = sorted(t - spawned for t in result["times"])
+    wrong = [d for d in result["digests"] if d != expected]
     return {
         "startup_s": ready - spawned,
         "server_cpu_s": server_cpu,
@@ -270,9 +274,131 @@ async def storm(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         "all_current_s": max(times),
         "p50_s": times[len(times) // 2],
         "p99_s": times[int(len(times) * 0.99) - 1],
-        "bytes": sum(c.bytes for c in clients),
-        "frames": sum(c.frames for c in clients),
+        "bytes": result["payload_bytes"],
+        "wire_bytes": result["wire_bytes"],
+        "frames": result["frames"],
+        "verified": f"{len(result['digests']) - len(wrong)}/{len(result['digests'])}",
+        "problems": result["problem_count"],
+        "problem_sample": result["problems"][:5],
     }
+
+
+def digest(items: dict[str, Any]) -> str:
+    """What the lean clients that keep the items report (``storm_clients.Client.digest``)."""
+    return hashlib.sha256(orjson.dumps(items, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class Fleet:
+    """The lean generator: ``--procs`` processes of bench/storm_clients.py."""
+
+    def __init__(self, args: argparse.Namespace, port: int, mode: str) -> None:
+        self.args, self.port, self.mode = args, port, mode
+        self.procs: list[asyncio.subprocess.Process] = []
+
+    async def start(self) -> None:
+        args = self.args
+        per = -(-args.clients // args.procs)
+        for first in range(0, args.clients, per):
+            count = min(per, args.clients - first)
+            self.procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    str(BENCH / "storm_clients.py"),
+                    "--port", str(self.port), "--clients", str(count), "--first", str(first),
+                    "--mode", self.mode, "--verify-every", str(args.verify_every),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                )
+            )  # fmt: skip
+
+    async def _events(self, name: str) -> list[dict[str, Any]]:
+        out = []
+        for proc in self.procs:
+            assert proc.stdout is not None
+            line = await proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"a load generator process exited (rc {await proc.wait()})")
+            event = orjson.loads(line)
+            if event["event"] != name:
+                raise RuntimeError(f"expected {name}, got {event}")
+            out.append(event)
+        return out
+
+    async def _say(self, message: dict[str, Any]) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write(orjson.dumps(message) + b"\n")
+            await proc.stdin.drain()
+
+    async def synced(self) -> None:
+        await self._events("synced")
+
+    async def target(self, offset: int) -> None:
+        await self._say({"cmd": "target", "offset": offset})
+
+    async def current(self) -> dict[str, Any]:
+        events = await self._events("current")
+        merged: dict[str, Any] = {"times": [], "digests": [], "problems": []}
+        for key in ("payload_bytes", "wire_bytes", "frames", "problem_count"):
+            merged[key] = sum(e[key] for e in events)
+        for e in events:
+            merged["times"] += e["times"]
+            merged["digests"] += e["digests"]
+            merged["problems"] += e["problems"]
+        return merged
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            if proc.returncode is None and proc.stdin is not None:
+                try:
+                    proc.stdin.write(b'{"cmd":"stop"}\n')
+                    proc.stdin.close()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+class WebsocketsFleet:
+    """The first generator: ``StormClient``s of the `websockets` library in this process."""
+
+    def __init__(self, args: argparse.Namespace, port: int, mode: str) -> None:
+        self.clients = [StormClient(f"ws://{HOST}:{port}/", mode) for _ in range(args.clients)]
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        connects = asyncio.Semaphore(500)
+        self.tasks = [asyncio.create_task(c.run(connects)) for c in self.clients]
+
+    async def synced(self) -> None:
+        for c in self.clients:
+            await c.synced.wait()
+
+    async def target(self, offset: int) -> None:
+        for c in self.clients:
+            c.target, c.after_restart = offset, True
+
+    async def current(self) -> dict[str, Any]:
+        for c in self.clients:
+            await c.current.wait()
+        return {
+            "times": [c.current_at or 0.0 for c in self.clients],
+            "payload_bytes": sum(c.bytes for c in self.clients),
+            "wire_bytes": 0,
+            "frames": sum(c.frames for c in self.clients),
+            "digests": [],
+            "problems": [],
+            "problem_count": 0,
+        }
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 async def main() -> None:
@@ -283,6 +409,17 @@ async def main() -> None:
     parser.add_argument("--outage", type=float, default=3.0)
     parser.add_argument("--description", type=int, default=40, help="characters per item")
     parser.add_argument("--modes", nargs="+", default=["sync", "resume", "resume-deltas"])
+    parser.add_argument(
+        "--generator",
+        choices=["lean", "websockets"],
+        default="lean",
+        help="lean: raw-socket clients in --procs processes (bench/storm_clients.py); "
+        "websockets: the first generator, websockets clients in this process",
+    )
+    parser.add_argument("--procs", type=int, default=2, help="lean generator processes")
+    parser.add_argument(
+        "--verify-every", type=int, default=50, help="every Nth lean client checks the items"
+    )
     args = parser.parse_args()
     import resource
 
@@ -294,15 +431,17 @@ async def main() -> None:
     print(f"items of ~{args.description + 120} bytes; times from the restart (startup included)")
     print(f"{'mode':<14}{'clients':>8}{'startup s':>10}{'all current s':>15}", end="")
     print(f"{'p50 s':>8}{'p99 s':>8}{'server cpu s':>14}", end="")
-    print(f"{'MB sent':>10}{'frames':>10}{'bytes/client':>14}")
+    print(f"{'MB sent':>10}{'wire MB':>9}{'frames':>10}{'bytes/client':>14}{'verified':>10}")
     for r in results:
         print(
             f"{r['mode']:<14}{r['clients']:>8}{r['startup_s']:>10.2f}"
             f"{r['all_current_s']:>15.2f}{r['p50_s']:>8.2f}"
             f"{r['p99_s']:>8.2f}{r['server_cpu_s']:>14.2f}"
-            f"{r['bytes'] / 1e6:>10.1f}{r['frames']:>10}"
-            f"{r['bytes'] // r['clients']:>14}"
+            f"{r['bytes'] / 1e6:>10.1f}{r['wire_bytes'] / 1e6:>9.1f}{r['frames']:>10}"
+            f"{r['bytes'] // r['clients']:>14}{r['verified']:>10}"
         )
+        if r["problems"]:
+            print(f"  {r['problems']} PROBLEMS, e.g. {r['problem_sample']}")
     base = next((r for r in results if r["mode"] == "sync"), None)
     if base is not None:
         for r in results:
