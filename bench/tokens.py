@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/tokens.py run                      # 200 answers x 500 tokens at 30/s,
                                                               # 3 subscribers each, file store,
-                                                              # once with deltas, once without
+                                                              # compact patches, verbose patches,
+                                                              # whole items (one run each)
     .venv/bin/python bench/tokens.py run --mode delta --answers 100 --json bench/results/x.jsonl
     .venv/bin/python bench/tokens.py smoke                    # tiny, a few seconds
 
@@ -14,9 +15,10 @@ op per token, paced at ``--rate`` tokens/s (token ``i`` is due ``i / rate`` afte
 
 The subscribers (``tokens.py subscribers``, another process, lean raw-socket clients from
 ``lean.py``) join with ``"deltas": true`` (``--mode delta``: ``patch`` frames) or without
-(``--mode whole``: the whole item every time) and, per token frame, record its size on the wire
-(header included) and its latency: receipt time minus the token's due time. A server that falls
-behind its schedule therefore shows as latency, not as a lower rate.
+(``--mode whole``: the whole item every time) or with ``"compact": true`` too (``--mode
+compact``: the compact patch form of protocol.md section 4) and, per token frame, record its
+size on the wire (header included) and its latency: receipt time minus the token's due time. A
+server that falls behind its schedule therefore shows as latency, not as a lower rate.
 
 Reported: tokens/s the server wrote and deliveries/s (tokens x subscribers) over the run, the
 server's CPU (utime + stime, % of one core), bytes per token per subscriber, token latency
@@ -52,7 +54,11 @@ def _subscribers_main(args: argparse.Namespace) -> None:
 
     raise_fd_limit()
     period_ns = int(1e9 / args.rate)
-    deltas = args.mode == "delta"
+    join_extra = {
+        "delta": b',"deltas":true',
+        "compact": b',"deltas":true,"compact":true',
+        "whole": b"",
+    }[args.mode]
 
     class Totals:
         def __init__(self) -> None:
@@ -76,7 +82,7 @@ def _subscribers_main(args: argparse.Namespace) -> None:
             self.start_ns = 0
 
         def join_frame(self) -> bytes:
-            extra = b',"deltas":true' if deltas else b""
+            extra = join_extra
             return (
                 b'{"type":"join","data":{"streamName":"answer","groupId":"'
                 + self.group.encode()
@@ -284,9 +290,11 @@ def report(results: list[Result]) -> None:
         ],
         rows,
     )
-    if len(results) == 2:
-        ratio = results[1]["bytes_per_token"] / max(1e-9, results[0]["bytes_per_token"])
-        print(f"\nwhole item / delta bytes per token: {ratio:.1f}x")
+    whole = [r["bytes_per_token"] for r in results if r["mode"] == "whole"]
+    for r in results:
+        if whole and r["mode"] != "whole":
+            ratio = whole[0] / max(1e-9, r["bytes_per_token"])
+            print(f"whole item / {r['mode']} bytes per token: {ratio:.1f}x")
 
 
 def main() -> None:
@@ -294,7 +302,12 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("run", "smoke"):
         p = sub.add_parser(name)
-        p.add_argument("--mode", nargs="+", choices=["delta", "whole"], default=["delta", "whole"])
+        p.add_argument(
+            "--mode",
+            nargs="+",
+            choices=["compact", "delta", "whole"],
+            default=["compact", "delta", "whole"],
+        )
         p.add_argument("--answers", type=int, default=200)
         p.add_argument("--tokens", type=int, default=500)
         p.add_argument("--rate", type=float, default=30.0)
@@ -315,7 +328,7 @@ def main() -> None:
     s.add_argument("--per", type=int, required=True)
     s.add_argument("--tokens", type=int, required=True)
     s.add_argument("--rate", type=float, required=True)
-    s.add_argument("--mode", choices=["delta", "whole"], required=True)
+    s.add_argument("--mode", choices=["compact", "delta", "whole"], required=True)
     args = parser.parse_args()
     if args.command == "subscribers":
         _subscribers_main(args)

@@ -24,6 +24,7 @@ from conftest import require_component
 from redis_server import REDIS_TEST_URL, drop_redis_keys, redis_is_up
 from surge import StreamConfig, Subscription, create_app
 from surge.client import SubscriptionError, connect
+from surge.client.frames import decode_server_frame
 from surge.protocol.codes import UNKNOWN_SUBSCRIPTION
 from surge.server.app import SurgeApp
 from surge.streams.ops import apply_ops
@@ -84,14 +85,19 @@ class Recorder:
                 raw = await self.client.ws.recv()
             assert isinstance(raw, str)
             frame = json.loads(raw)
-            kind = frame["event"]["type"]
-            if frame.get("id") != item_id or kind == "sync":
+            if "event" not in frame:  # the compact patch form: {"timestamp":..,"patch":[..]}
+                decoded = decode_server_frame(raw)
+                kind, frame_id, data = "compact", decoded.id, decoded.data
+            else:
+                kind, frame_id, data = frame["event"]["type"], frame.get("id"), None
+            if frame_id != item_id or kind == "sync":
                 continue
             self.bytes_per_kind[kind] = self.bytes_per_kind.get(kind, 0) + len(raw.encode())
             self.frames_per_kind[kind] = self.frames_per_kind.get(kind, 0) + 1
-            if kind == "patch":
+            if kind in ("patch", "compact"):
                 assert self.item is not None, "a patch before the item was known"
-                self.item = apply_ops(dict(self.item), frame["event"]["data"]["ops"], item_id)
+                ops = frame["event"]["data"]["ops"] if data is None else data["ops"]
+                self.item = apply_ops(dict(self.item), ops, item_id)
             else:
                 self.item = frame["event"]["data"]
 
@@ -103,17 +109,20 @@ async def test_a_1000_token_answer_ends_identical_for_delta_plain_and_surge_clie
     async with (
         raw_connect(server.ws_url, stream="chat") as delta_ws,
         raw_connect(server.ws_url, stream="chat") as plain_ws,
+        raw_connect(server.ws_url, stream="chat") as compact_ws,
         connect(server.ws_url) as surge_client,
         connect(server.ws_url, deltas=False) as surge_plain,
     ):
         join = {"streamName": "chat", "groupId": "c1", "subscriptionId": "d", "deltas": True}
         await delta_ws.send_json({"type": "join", "data": join})
         assert (await delta_ws.recv())["event"]["type"] == "sync"
+        await compact_ws.send_json({"type": "join", "data": {**join, "compact": True}})
+        assert (await compact_ws.recv())["event"]["type"] == "sync"
         await plain_ws.join_synced("c1")
         group = await surge_client.subscribe_group("chat", "c1")
         item = await surge_client.subscribe_item("chat", "c1", "m1")
         plain_group = await surge_plain.subscribe_group("chat", "c1")
-        delta, plain = Recorder(delta_ws), Recorder(plain_ws)
+        delta, plain, compact = Recorder(delta_ws), Recorder(plain_ws), Recorder(compact_ws)
 
         await chat.set("c1", "m1", {"id": "m1", "role": "assistant"})
         for n in range(TOKENS):
@@ -124,24 +133,32 @@ async def test_a_1000_token_answer_ends_identical_for_delta_plain_and_surge_clie
         stored = (await chat.get("c1", "m1")).model_dump()
 
         done = {"status": "done"}
-        await asyncio.gather(delta.follow("m1", done), plain.follow("m1", done))
+        await asyncio.gather(
+            delta.follow("m1", done), plain.follow("m1", done), compact.follow("m1", done)
+        )
         await group.wait(lambda items: bool(items) and items[0]["status"] == "done", WAIT)
         await item.wait(lambda value: value is not None and value["status"] == "done", WAIT)
         await plain_group.wait(lambda items: bool(items) and items[0]["status"] == "done", WAIT)
 
     assert stored["content"] == "".join(f" w{n}" for n in range(TOKENS))
-    assert delta.item == plain.item == stored
+    assert delta.item == plain.item == compact.item == stored
+    # Surge's client (deltas, so the compact form) and its plain twin end with the stored item.
     assert group.state == [stored] and item.state == stored and plain_group.state == [stored]
-    # The delta subscriber got every update as a patch; the plain one as whole items.
+    # The delta subscriber got every update as a patch, the compact one as compact patches;
+    # the plain one as whole items.
     assert delta.frames_per_kind == {"create": 1, "patch": TOKENS + 1}
+    assert compact.frames_per_kind == {"create": 1, "compact": TOKENS + 1}
     assert plain.frames_per_kind == {"create": 1, "update": TOKENS + 1}
     per_token_delta = delta.bytes_per_kind["patch"] / TOKENS
+    per_token_compact = compact.bytes_per_kind["compact"] / TOKENS
     per_token_whole = plain.bytes_per_kind["update"] / TOKENS
     print(
         f"\nbytes per token over {TOKENS} tokens: whole item {per_token_whole:.0f}, "
-        f"delta {per_token_delta:.0f} ({per_token_whole / per_token_delta:.1f}x fewer)"
+        f"delta {per_token_delta:.0f} ({per_token_whole / per_token_delta:.1f}x fewer), "
+        f"compact {per_token_compact:.0f} ({per_token_whole / per_token_compact:.1f}x fewer)"
     )
     assert per_token_whole / per_token_delta >= 10
+    assert per_token_compact < per_token_delta * 0.6
 
 
 async def test_a_windowed_group_syncs_its_newest_items_and_pages_back_to_the_first(

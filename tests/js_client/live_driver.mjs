@@ -16,6 +16,9 @@ class RecordingWebSocket extends WebSocket {
   }
 }
 
+// The compact patch form (protocol section 4) has no `event`: it is the `patch` array.
+const frameType = (frame) => (frame.event ? frame.event.type : Array.isArray(frame.patch) ? 'compact patch' : '?')
+
 async function until(check, what, timeoutMs = 15000) {
   const deadline = Date.now() + timeoutMs
   while (!check()) {
@@ -46,7 +49,7 @@ try {
   for (const word of words) await post('/append', { id: 'm5', text: word })
   await until(() => chat.getState().find((m) => m.id === 'm5')?.content === 'hello' + words.join(''), 'the appends')
   process.stdout.write(
-    JSON.stringify({ window, hadMore, pages, state: chat.getState(), types: received.map((f) => f.event.type) }),
+    JSON.stringify({ window, hadMore, pages, state: chat.getState(), types: received.map(frameType) }),
   )
 } finally {
   stream.close()

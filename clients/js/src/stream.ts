@@ -11,7 +11,8 @@
  *   `offline`, `closed`, with the attempt count).
  * - **Resume** (docs/protocol.md section 3): every re-join carries `since` (the last offset and
  *   epoch its subscription saw); the server replays what was missed instead of a full sync.
- * - **Deltas** (section 4): joins ask for `deltas: true`; subscriptions apply `patch` ops.
+ * - **Deltas** (section 4): joins ask for `deltas: true` and `compact: true`; subscriptions apply
+ *   `patch` ops (compact patches are expanded to the verbose form on arrival).
  * - **Windowed groups** (section 5): the `page` request behind `loadOlder()`.
  * - **Auth token**: `authToken` (a string or a function, asked at every connect) sent as the
  *   subprotocol pair `Authorization,<token>` or as `?authToken=`.
@@ -69,6 +70,35 @@ const OPEN = 1
 /** A connection counts as healthy (backoff starts over) after staying open this long. */
 const STABLE_AFTER_MS = 5_000
 /** Item-level events that also reach the group's subscriptions. */
+/**
+ * The compact patch form (protocol section 4), `{"timestamp":..,"patch":[streamName, groupId,
+ * id, offset, epoch, ops]}` with each op an array (`[type, path, value]`, `[type, path, by]` for
+ * increment/decrement, `[type, path]` for remove), as the verbose `patch` frame it stands for.
+ * Any other frame is returned as is.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function expandCompactPatch(message: any): any {
+  if (typeof message !== 'object' || message === null || !Array.isArray(message.patch)) {
+    return message
+  }
+  if (message.event !== undefined) return message
+  const [streamName, groupId, id, offset, epoch, ops] = message.patch
+  const expanded: Record<string, unknown> = { timestamp: message.timestamp, streamName, groupId, id }
+  if (typeof offset === 'number') expanded.offset = offset
+  if (typeof epoch === 'string') expanded.epoch = epoch
+  const verbose = Array.isArray(ops)
+    ? ops.map((op: unknown) => {
+        if (!Array.isArray(op)) return op
+        const [type, path, value] = op
+        const out: Record<string, unknown> = { type, path }
+        if (op.length >= 3) out[type === 'increment' || type === 'decrement' ? 'by' : 'value'] = value
+        return out
+      })
+    : ops
+  expanded.event = { type: 'patch', data: { ops: verbose } }
+  return expanded
+}
+
 const GROUP_VISIBLE = new Set(['create', 'update', 'delete', 'patch', 'event'])
 
 type AnySubscription = StreamSubscription<unknown, unknown>
@@ -462,9 +492,14 @@ export class Stream implements SubscriptionHost {
 
   private join(subscription: AnySubscription): void {
     if (!this.isOpen()) return
-    const data: JoinMessage & { since?: unknown; deltas?: boolean } = { ...subscription.sub }
+    const data: JoinMessage & { since?: unknown; deltas?: boolean; compact?: boolean } = {
+      ...subscription.sub,
+    }
     if (subscription.position) data.since = { ...subscription.position }
-    if (this.options.deltas !== false) data.deltas = true
+    if (this.options.deltas !== false) {
+      data.deltas = true
+      data.compact = true // this client reads the compact patch form too
+    }
     this.queue(roomName(subscription.sub), { kind: 'join', subscription })
     subscription.awaitingAnswer = true
     subscription.resuming = subscription.position !== null
@@ -486,7 +521,7 @@ export class Stream implements SubscriptionHost {
   private onMessage(raw: string): void {
     let message: BaseMessage & { event?: { type?: unknown; event?: { type?: unknown } } }
     try {
-      message = JSON.parse(raw)
+      message = expandCompactPatch(JSON.parse(raw))
     } catch {
       return // not JSON: not a frame of this protocol
     }

@@ -61,8 +61,9 @@ describe('Motia behaviour', () => {
     assert.deepEqual(changes.map(descriptions), [['one'], ['one', 'two'], ['one!', 'two'], ['one!']])
     // The join: Motia's data, plus the deltas request and no `since` on a first join.
     const [join] = server.framesOf('join')
-    assert.deepEqual(Object.keys(join!).sort(), ['deltas', 'groupId', 'streamName', 'subscriptionId'])
+    assert.deepEqual(Object.keys(join!).sort(), ['compact', 'deltas', 'groupId', 'streamName', 'subscriptionId'])
     assert.equal(join!.deltas, true)
+    assert.equal(join!.compact, true)
   })
 
   test('an item subscription follows its item and its events, the group sees item events too', async () => {
@@ -283,6 +284,33 @@ describe('deltas (protocol section 4)', () => {
     assert.deepEqual(server.items('chat', 'c1')[0], expected)
     // The old copy was not mutated (React state stays immutable).
     assert.deepEqual(before, { id: 'm1', description: 'hello', tags: [], n: 1 })
+  })
+
+  test('compact patch frames apply like verbose ones, to the group and the item', async () => {
+    const server = await fake()
+    server.set('chat', 'c1', 'm1', { description: 'hello', tags: ['a'], n: 1, gone: true })
+    const stream = connect(server)
+    const group = stream.subscribeGroup<Todo>('chat', 'c1')
+    const item = stream.subscribeItem<Todo>('chat', 'c1', 'm1')
+    await waitFor(() => group.isSynced && item.isSynced, 'the syncs')
+    const ops = [
+      ['append', 'description', ' world'],
+      ['append', 'tags', 'x'],
+      ['increment', 'n', 2],
+      ['decrement', 'n', 0.5],
+      ['remove', 'gone'],
+      ['set', 'meta.k', { v: 1 }],
+    ]
+    server.sendRaw(JSON.stringify({ timestamp: Date.now() + 10_000, patch: ['chat', 'c1', 'm1', 1000, 'epoch-1', ops] }))
+    await waitFor(() => item.getState()?.n === 2.5 && group.getState()[0]?.n === 2.5, 'the patch')
+    const expected = { id: 'm1', description: 'hello world', tags: ['a', 'x'], n: 2.5, meta: { k: { v: 1 } } }
+    assert.deepEqual(group.getState()[0], expected)
+    assert.deepEqual(item.getState(), expected)
+    // The offset counts as the subscription's position: a replayed copy of it is dropped.
+    server.sendRaw(JSON.stringify({ timestamp: Date.now() + 20_000, patch: ['chat', 'c1', 'm1', 1000, 'epoch-1', [['increment', 'n', 1]]] }))
+    server.sendRaw(JSON.stringify({ timestamp: Date.now() + 30_000, patch: ['chat', 'c1', 'm1', 1001, 'epoch-1', [['increment', 'n', 1]]] }))
+    await waitFor(() => item.getState()?.n === 3.5, 'the second patch')
+    assert.equal(group.getState()[0]?.n, 3.5)
   })
 
   test('a patch that does not fit the copy makes the subscription resync', async () => {

@@ -5,8 +5,9 @@ for what servers send. Decoding never raises on a frame that is merely unusual: 
 types are kept (``kind``), missing optional fields are None. A frame that is not an envelope at
 all (not JSON, not an object, no integer ``timestamp``) raises ``ProtocolError``.
 
-Deltas and windowed groups (protocol.md sections 4 and 5): a join carries ``"deltas": true`` when
-its request asks for them, ``patch`` frames keep their ops in ``data``, a ``sync`` or ``page``
+Deltas and windowed groups (protocol.md sections 4 and 5): a join carries ``"deltas": true`` and
+``"compact": true`` when its request asks for deltas, ``patch`` frames (verbose or compact: both
+decode to the same ``ServerFrame``) keep their ops in ``data``, a ``sync`` or ``page``
 frame's ``more`` cursor is ``ServerFrame.more``, and ``encode_page`` asks for older items.
 
 Resume (docs/protocol.md sections 2-3): envelopes' ``offset``/``epoch`` and a sync's
@@ -82,6 +83,9 @@ def decode_server_frame(text: str | bytes) -> ServerFrame:
     ts = envelope.get("timestamp")
     if isinstance(ts, bool) or not isinstance(ts, int):
         raise ProtocolError('server frame has no integer "timestamp"')
+    patch = envelope.get("patch")
+    if isinstance(patch, list) and "event" not in envelope:
+        return _compact_patch(ts, patch)
     event = envelope.get("event")
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         raise ProtocolError('server frame has no "event" object with a string "type"')
@@ -112,6 +116,34 @@ def decode_server_frame(text: str | bytes) -> ServerFrame:
     )
 
 
+def _compact_patch(ts: int, body: list[Any]) -> ServerFrame:
+    """The compact patch form (``{"timestamp":..,"patch":[stream, group, id, offset, epoch,
+    ops]}``, protocol.md section 4) as the ``patch`` frame it stands for. Malformed ops give
+    ``data=None`` (the state ignores such a patch, as a malformed verbose one)."""
+    stream, group, id, offset, epoch, raw_ops = (list(body) + [None] * 6)[:6]
+    ops: list[dict[str, Any]] | None = None
+    if isinstance(raw_ops, list):
+        ops = []
+        for raw in raw_ops:
+            if not isinstance(raw, list) or not 2 <= len(raw) <= 3 or not isinstance(raw[0], str):
+                ops = None
+                break
+            op: dict[str, Any] = {"type": raw[0], "path": raw[1]}
+            if len(raw) == 3:
+                op["by" if raw[0] in ("increment", "decrement") else "value"] = raw[2]
+            ops.append(op)
+    return ServerFrame(
+        timestamp=ts,
+        stream=stream if isinstance(stream, str) else None,
+        group=group if isinstance(group, str) else None,
+        id=id if isinstance(id, str) else None,
+        kind="patch",
+        data=None if ops is None else {"ops": ops},
+        offset=offset if isinstance(offset, int) and not isinstance(offset, bool) else None,
+        epoch=epoch if isinstance(epoch, str) else None,
+    )
+
+
 def _data(request: SubscriptionRequest) -> dict[str, Any]:
     data: dict[str, Any] = {"streamName": request.stream, "groupId": request.group}
     if request.id is not None:
@@ -119,6 +151,7 @@ def _data(request: SubscriptionRequest) -> dict[str, Any]:
     data["subscriptionId"] = request.subscription_id
     if request.deltas:
         data["deltas"] = True
+        data["compact"] = True  # this client reads the compact patch form too
     return data
 
 

@@ -11,7 +11,9 @@ Deltas (protocol.md section 4): ``encode_patch`` makes a ``PatchFrame``, the cha
 subscriptions that asked for them; its ``full`` is the same change's whole-item ``update`` frame
 (same timestamp), encoded at most once and only when asked for, so one change costs at most one
 encode of each form whatever the number of connections, and whoever holds a patch frame (the
-outbox collapsing frames, say) can always get the whole item instead.
+outbox collapsing frames, say) can always get the whole item instead. ``PatchFrame.compact`` is
+the compact patch form for subscriptions that asked for it (``"compact": true``): the address,
+offset and epoch as one array, the ops as arrays, about half the bytes of a short patch.
 
 Offsets and epochs (docs/protocol.md sections 2-3): given an ``epoch``, change, patch, event and
 sync frames carry ``"offset"`` and ``"epoch"`` in the envelope (events only when they have a
@@ -201,18 +203,28 @@ def encode_change(change: ChangeMessage, ts: int, epoch: str | None = None) -> F
 
 
 class PatchFrame(Frame):
-    """A ``patch`` frame, which also gives the whole-item ``update`` frame of its change.
+    """A ``patch`` frame, which also gives the whole-item ``update`` frame of its change and its
+    compact form (protocol.md section 4).
 
-    Its ``change`` is ``(stream, group, id, "patch")``; ``source`` is the change itself.
+    Its ``change`` is ``(stream, group, id, "patch")``; ``source`` is the change itself. ``full``
+    and ``compact`` are encoded on first use and shared by the frame's forms, so a change costs
+    at most one encode of each form.
     """
 
-    __slots__ = ("_epoch", "_full", "_source")
+    __slots__ = ("_epoch", "_forms", "_source")
 
-    def __init__(self, ts: int, text: str, source: PatchMessage, epoch: str | None = None) -> None:
+    def __init__(
+        self,
+        ts: int,
+        text: str,
+        source: PatchMessage,
+        epoch: str | None = None,
+        forms: _PatchForms | None = None,
+    ) -> None:
         super().__init__(ts, text, (source.stream, source.group, source.id, "patch"))
         self._source = source
         self._epoch = epoch
-        self._full: Frame | None = None
+        self._forms = _PatchForms() if forms is None else forms
 
     @property
     def source(self) -> PatchMessage:
@@ -223,18 +235,66 @@ class PatchFrame(Frame):
     def full(self) -> Frame:
         """The change as a whole-item ``update`` frame with this frame's timestamp (encoded on
         first use, then shared)."""
-        full = self._full
+        forms = self._forms
+        full = forms.full
         if full is None:
-            full = self._full = encode_change(self._source, self.ts, self._epoch)
+            full = forms.full = encode_change(self._source, self.ts, self._epoch)
         return full
 
+    @property
+    def compact(self) -> PatchFrame:
+        """The same patch in the compact form, ``{"timestamp":..,"patch":[stream, group, id,
+        offset, epoch, ops]}`` with each op an array (encoded on first use, then shared)."""
+        forms = self._forms
+        compact = forms.compact
+        if compact is None:
+            source, epoch = self._source, self._epoch
+            ops = source.ops or []
+            body = [
+                source.stream,
+                source.group,
+                source.id,
+                None if epoch is None else source.seq,
+                epoch,
+                [_compact_op(op) for op in ops],
+            ]
+            text = f'{_TS_PREFIX}{self.ts},"patch":{orjson.dumps(body).decode()}}}'
+            compact = forms.compact = PatchFrame(self.ts, text, source, epoch, forms)
+        return compact
+
     def restamped(self, ts: int) -> PatchFrame:
-        """The same patch with another timestamp (its ``full`` follows)."""
+        """The same patch with another timestamp (its other forms follow)."""
         rest = self.text[len(_TS_PREFIX) + len(str(self.ts)) :]
-        again = PatchFrame(ts, f"{_TS_PREFIX}{ts}{rest}", self._source, self._epoch)
-        if self._full is not None:
-            again._full = self._full.restamped(ts)
-        return again
+        forms = self._forms
+        again = _PatchForms(
+            None if forms.full is None else forms.full.restamped(ts),
+            None,
+        )
+        frame = PatchFrame(ts, f"{_TS_PREFIX}{ts}{rest}", self._source, self._epoch, again)
+        if forms.compact is self:
+            again.compact = frame
+        return frame
+
+
+class _PatchForms:
+    """The whole-item and compact frames of one patch, shared by its ``PatchFrame`` forms."""
+
+    __slots__ = ("compact", "full")
+
+    def __init__(self, full: Frame | None = None, compact: PatchFrame | None = None) -> None:
+        self.full = full
+        self.compact = compact
+
+
+def _compact_op(op: dict[str, Any]) -> list[Any]:
+    """An op as the compact patch form's array: ``[type, path, value]``, ``[type, path, by]``
+    (increment, decrement) or ``[type, path]`` (remove)."""
+    kind = op["type"]
+    if kind in ("increment", "decrement"):
+        return [kind, op["path"], op.get("by", 1)]
+    if kind == "remove":
+        return [kind, op["path"]]
+    return [kind, op["path"], op["value"]]
 
 
 def encode_patch(change: PatchMessage, ts: int, epoch: str | None = None) -> PatchFrame:
@@ -418,12 +478,18 @@ def _subscription_request(kind: str, data: dict[str, Any]) -> SubscriptionReques
         deltas = False
     elif not isinstance(deltas, bool):
         raise ProtocolError(f'{kind}: "deltas" must be true or false')
+    compact = data.get("compact")
+    if compact is None:
+        compact = False
+    elif not isinstance(compact, bool):
+        raise ProtocolError(f'{kind}: "compact" must be true or false')
     return SubscriptionRequest(
         stream=data["streamName"],
         group=data["groupId"],
         id=item_id,
         subscription_id=data["subscriptionId"],
         deltas=deltas,
+        compact=compact and deltas,
         since=_since(kind, data.get("since")) if kind == "join" else None,
     )
 

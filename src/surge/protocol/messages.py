@@ -34,6 +34,10 @@ class SubscriptionRequest:
     deltas: bool = False
     """The join asked for deltas (``"deltas": true``): updates made by ``update(ops)`` may come as
     ``patch`` frames (protocol.md section 4)."""
+    compact: bool = field(default=False, compare=False)
+    """The join also asked for the compact patch form (``"compact": true``, protocol.md section
+    4): its patches come as ``{"timestamp":..,"patch":[..]}``. Only meaningful with ``deltas``;
+    not part of equality (a leave names the subscription without it)."""
     since: Since | None = field(default=None, compare=False)
 
     @property
@@ -42,6 +46,11 @@ class SubscriptionRequest:
         if self.id is None:
             return (self.stream, self.group)
         return (self.stream, self.group, self.id)
+
+    @property
+    def patch_form(self) -> int:
+        """How this subscription takes an ``update(ops)``: 0 whole, 1 patch, 2 compact patch."""
+        return (2 if self.compact else 1) if self.deltas else 0
 
     @property
     def is_item(self) -> bool:

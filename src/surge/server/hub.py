@@ -366,11 +366,14 @@ class Hub:
         for conn, wants in choice.items():
             if wants == _PATCH:
                 conn.send(patch)
+            elif wants == _COMPACT:
+                conn.send(patch.compact)
             elif wants == _WHOLE:
                 conn.send(patch.full)
 
 
-_NONE_LIVE, _PATCH, _WHOLE = 0, 1, 2
+# Ordered: a connection gets the most general form any of its concerned subscriptions needs.
+_NONE_LIVE, _COMPACT, _PATCH, _WHOLE = 0, 1, 2, 3
 
 
 def _patch_choice(subs: list[HubSubscription], patch: PatchFrame, seq: int) -> int:
@@ -384,7 +387,10 @@ def _patch_choice(subs: list[HubSubscription], patch: PatchFrame, seq: int) -> i
             else:
                 sub.conn.drop_slow()
         elif wants != _WHOLE:
-            wants = _PATCH if sub.request.deltas and sub.synced_seq < seq else _WHOLE
+            form = sub.request.patch_form if sub.synced_seq < seq else 0
+            need = _WHOLE if form == 0 else _PATCH if form == 1 else _COMPACT
+            if need > wants:
+                wants = need
     return wants
 
 

@@ -3,7 +3,7 @@
 Why: after a restart every client resumes at once, most of them from the same offset (they were
 all current). Each resume costs a history read (a thread hop, a decode of every missed message)
 and an encode of every replayed frame; 5,000 clients would repeat that 5,000 times. The cache
-keeps ``(block, seq)`` per (subscription key, since offset, deltas asked): the ``resume``
+keeps ``(block, seq)`` per (subscription key, since offset, patch form asked): the ``resume``
 frame and the replayed frames, encoded once and joined once into one ``FrameBlock``
 (``protocol/blocks.py``: each resuming connection queues one entry and writes one buffer, the
 same bytes as the frames one by one), and the ``seq`` of the history read. Concurrent joins
@@ -36,7 +36,7 @@ Replay = tuple[FrameBlock, int] | None
 """The resume frame and the replayed frames as one block, and the history's ``seq``; None: not
 resumable."""
 
-_Key = tuple[SubscriptionKey, int, bool]  # (subscription key, since, deltas)
+_Key = tuple[SubscriptionKey, int, int]  # (subscription key, since, patch form asked)
 
 
 class ReplayCache(SharedLoads[_Key, Replay]):

@@ -226,12 +226,13 @@ class Syncer:
                     frames.append(encode_event(m, clock.next(), epoch))
                 elif deltas and m.ops is not None and m.kind == "update":
                     # As it was live: the client's copy is the item's previous state.
-                    frames.append(encode_patch(m, clock.next(), epoch))
+                    patch = encode_patch(m, clock.next(), epoch)
+                    frames.append(patch.compact if request.compact else patch)
                 else:
                     frames.append(encode_change(m, clock.next(), epoch))
             return FrameBlock(frames), history.seq
 
-        return await hub.replay_cache.get((request.key, since.offset, request.deltas), load)
+        return await hub.replay_cache.get((request.key, since.offset, request.patch_form), load)
 
     def _queue_resync(self, subs: list[HubSubscription]) -> None:
         logger.warning("stream feed was interrupted: re-syncing %d subscription(s)", len(subs))

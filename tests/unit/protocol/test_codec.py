@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from surge.client.frames import decode_server_frame
 from surge.errors import ProtocolError
 from surge.protocol.codec import (
     ACCESS_DENIED,
@@ -29,6 +30,7 @@ from surge.protocol.codec import (
 from surge.protocol.ids import MAX_ID_LENGTH
 from surge.protocol.messages import Join, Leave, Page, SubscriptionRequest
 from surge.streams.feed import Change, EphemeralEvent
+from surge.streams.ops import apply_ops
 
 GROUP_DATA = {"streamName": "todo", "groupId": "inbox", "subscriptionId": "sub-1"}
 ITEM_DATA = {**GROUP_DATA, "id": "t1"}
@@ -523,6 +525,62 @@ def test_a_restamped_patch_is_still_a_patch_and_its_whole_item_follows() -> None
     assert parsed(again)["timestamp"] == 9 and parsed(again)["event"]["type"] == "patch"
     assert again.full == full.restamped(9)
     assert parsed(patch.restamped(10).full)["timestamp"] == 10
+
+
+def test_the_compact_patch_form_is_one_array_and_decodes_to_the_verbose_patch() -> None:
+    ops: list[dict[str, Any]] = [
+        {"type": "append", "path": "content", "value": " the"},
+        {"type": "increment", "path": "n"},
+        {"type": "decrement", "path": "m", "by": 2.5},
+        {"type": "remove", "path": "x"},
+        {"type": "set", "path": "a.b", "value": {"c": [1]}},
+        {"type": "merge", "path": "", "value": {"k": None}},
+    ]
+    patch = encode_patch(updated(ops), 1000, "ep0")
+
+    compact = patch.compact
+
+    assert isinstance(compact, PatchFrame) and compact.change == ("chat", "c1", "m1", "patch")
+    assert compact.text == (
+        '{"timestamp":1000,"patch":["chat","c1","m1",7,"ep0",[["append","content"," the"],'
+        '["increment","n",1],["decrement","m",2.5],["remove","x"],["set","a.b",{"c":[1]}],'
+        '["merge","",{"k":null}]]]}'
+    )
+    assert compact is patch.compact and compact.compact is compact  # encoded once
+    assert compact.full is patch.full  # the forms share one whole-item frame
+    verbose, short = decode_server_frame(patch.text), decode_server_frame(compact.text)
+    assert short.kind == "patch" and (short.stream, short.group, short.id) == ("chat", "c1", "m1")
+    assert (short.offset, short.epoch, short.timestamp) == (7, "ep0", 1000)
+    assert apply_ops({"n": 1, "m": 5, "x": 0}, short.data["ops"], "m1") == apply_ops(
+        {"n": 1, "m": 5, "x": 0}, verbose.data["ops"], "m1"
+    )
+    assert len(compact.wire) < len(patch.wire) * 0.6
+
+
+def test_a_restamped_compact_patch_stays_compact_and_keeps_its_whole_item() -> None:
+    compact = encode_patch(updated([{"type": "increment", "path": "n"}]), 5).compact
+
+    again = compact.restamped(9)
+
+    assert (
+        again.text == '{"timestamp":9,"patch":["chat","c1","m1",null,null,[["increment","n",1]]]}'
+    )
+    assert again.compact is again
+    assert parsed(again.full)["timestamp"] == 9 and parsed(again.full)["event"]["type"] == "update"
+
+
+def test_a_join_may_ask_for_compact_patches_only_with_deltas() -> None:
+    def join(**extra: object) -> Join:
+        data = {"streamName": "chat", "groupId": "c1", "subscriptionId": "s", **extra}
+        message = decode_client_message(orjson.dumps({"type": "join", "data": data}))
+        assert isinstance(message, Join)
+        return message
+
+    assert join(deltas=True, compact=True).request.patch_form == 2
+    assert join(deltas=True).request.patch_form == 1
+    assert join(compact=True).request.patch_form == 0  # compact alone asks for nothing
+    with pytest.raises(ProtocolError, match='"compact" must be true or false'):
+        join(deltas=True, compact=1)
 
 
 def test_a_windowed_sync_and_a_page_carry_the_cursor_before_the_event() -> None:

@@ -221,7 +221,7 @@ def test_many_delta_subscribers_share_one_patch_frame() -> None:
     frames = {id(conn.outbox._frames[-1]) for conn in conns}
     assert len(frames) == 1 and kinds(conns[0])[-1] == "patch"
     patch = conns[0].outbox._frames[-1]
-    assert isinstance(patch, PatchFrame) and patch._full is None  # the whole item never encoded
+    assert isinstance(patch, PatchFrame) and patch._forms.full is None  # whole item never encoded
 
 
 def test_a_connection_with_a_plain_subscription_to_the_item_gets_the_whole_item() -> None:
