@@ -9,22 +9,21 @@ Usage (loopback, bounded; each mode starts its own server):
 
 The server is ``surge start`` in a copy of examples/todo on the file store (its history survives
 the restart). The group is written straight into the store before the start; the clients (one
-process, this one) join it and record each frame's offset; then the server is killed with
-SIGKILL, C updates (``update(ops)``: set ``completedAt``) are applied to the same database by this
-process over ``--outage`` seconds, and the server is started again. Every client retries every
-0.1-0.3 s. The clients are, by default, the lean generator (``--generator lean``:
-bench/storm_clients.py, raw-socket clients in ``--procs`` processes, each checking its offsets and
-every ``--verify-every``-th one the group's final items); ``--generator websockets`` runs the first
-generator (`websockets` clients in this process, which bounded the first measurements). Modes: ``sync`` (joins without ``since``: Motia's clients), ``resume`` (``since``, whole
-items), ``resume-deltas`` (``since`` and ``deltas``: what ``surge.client`` does; updates come as
-their ops). A client is current once it got a sync at or after the last change, or its resume
-frame and every replayed frame. Printed per mode: time from the restart (the new process)
-until all clients are current (and its startup alone), p50/p99 per client, the server's CPU
-seconds from its readiness until then (what the storm cost it, whatever the load generator's
-speed), and the bytes of WebSocket payload the clients
-received after the restart (what the server sent them, without frame headers; "wire MB" counts
-frame headers and handshakes too).
-"""
+process, this one) join it and record each frame's offset; then the server is killed with SIGKILL,
+C updates (``update(ops)``: set ``completedAt``) are applied to the same database by this process
+over ``--outage`` seconds, and the server is started again. Every client retries every 0.1-0.3 s.
+The clients are, by default, the lean generator (``--generator lean``: bench/storm_clients.py,
+raw-socket clients in ``--procs`` processes, each checking its offsets and every
+``--verify-every``-th one the group's final items); ``--generator websockets`` runs the first
+generator (`websockets` clients in this process, which bounded the first measurements). Modes:
+``sync`` (joins without ``since``: Motia's clients), ``resume`` (``since``, whole items),
+``resume-deltas`` (``since`` and ``deltas``: what ``surge.client`` does; updates come as their
+ops). A client is current once it got a sync at or after the last change, or its resume frame and
+every replayed frame. Printed per mode: time from the restart (the new process) until all clients
+are current (and its startup alone), p50/p99 per client, the server's CPU seconds from its
+readiness until then (what the storm cost it, whatever the load generator's speed), and the bytes
+of WebSocket payload the clients received after the restart (what the server sent them, without
+frame headers; "wire MB" counts frame headers and handshakes too). """
 
 from __future__ import annotations
 

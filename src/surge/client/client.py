@@ -236,12 +236,12 @@ class Client:
                 ended = self.last_error
                 closed = ended if isinstance(ended, TransportClosed) else None
                 code = closed.code if closed is not None else None
-                if closed is not None and code == CloseCode.ACCESS_REVOKED:
-                    if not self._retry_refused and not self._closing:
-                        revoked = AccessRevoked(closed.code, closed.reason)
-                        logger.warning("stream client: %s; not reconnecting", revoked)
-                        self._refuse(revoked)
-                        return
+                revoked = closed is not None and code == CloseCode.ACCESS_REVOKED
+                if revoked and closed is not None and not self._retry_refused and not self._closing:
+                    refusal = AccessRevoked(closed.code, closed.reason)
+                    logger.warning("stream client: %s; not reconnecting", refusal)
+                    self._refuse(refusal)
+                    return
                 rate_limited = code == CloseCode.RATE_LIMITED
                 if not rate_limited and loop.time() - opened >= self.backoff.stable_after:
                     attempt = 0

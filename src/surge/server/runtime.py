@@ -45,7 +45,7 @@ class Runtime:
         """Upgrade attempts per client address (``Limits.connects_per_ip_per_second``)."""
         self.access = AccessControl(self)
         """Token expiry, ``streams.reauthorize`` and ``streams.revoke``."""
-        self.extensions = ServerExtensions()
+        self.extensions: ServerExtensions = ServerExtensions()
         """What plugins registered (``surge.server.plugins``); filled before the app serves."""
         self.registry = registry
         self.presence = PresenceTracker(
