@@ -95,6 +95,7 @@ def key_numbers(r: dict[str, Any]) -> dict[str, float]:
     elif s == "latency":
         out["p50 ms"] = r["latency_ms"].get("p50", 0.0)
         out["p99 ms"] = r["latency_ms"].get("p99", 0.0)
+        out["last receipt p50 ms"] = (r.get("last_receipt_ms") or {}).get("p50", 0.0)
         out["µs/delivery"] = r["us_per_delivery"] or 0.0
     elif s == "sequential":
         out["deliveries/s"] = r["frames_per_s"]
@@ -157,11 +158,13 @@ def main() -> None:
                     for r in results:
                         r.update(side=name, round=rnd, loadavg=[la0, la1], utc=stamp)
                         f.write(orjson.dumps(r) + b"\n")
-                        rows.setdefault((scenario, name), []).append(key_numbers(r))
+                        # Per server: a scenario may run several (stores, ceiling, Node).
+                        what = f"{scenario} [{r.get('server', '?')}]"
+                        rows.setdefault((what, name), []).append(key_numbers(r))
                 print(f"   loadavg after: {la1}", flush=True)
 
     print("\nside by side (each cell: runs in order, then the median)")
-    for scenario in args.scenarios:
+    for scenario in dict.fromkeys(what for what, _ in rows):
         b, a = rows.get((scenario, "before"), []), rows.get((scenario, "after"), [])
         for metric in (b or a or [{}])[0]:
             bv = [r[metric] for r in b if metric in r]

@@ -32,6 +32,7 @@ __all__ = [
     "REPO",
     "Child",
     "Server",
+    "build_csubs",
     "busy_seconds",
     "cpu_seconds",
     "rss_bytes",
@@ -139,23 +140,31 @@ class Server:
         self.workdir = workdir
         self.log = workdir / "server.log"
         self.serving_pid: int | None = None  # `surge start`: its worker, not the supervisor
+        # `surge start --workers N`: every worker; CPU and write calls are their sums.
+        self.serving_pids: list[int] = []
 
     @property
     def pid(self) -> int:
         """The server's process id (the process that serves, not a wrapper)."""
         return self.serving_pid or self.proc.pid
 
+    @property
+    def pids(self) -> list[int]:
+        """Every serving process (one, or each worker of ``--workers N``)."""
+        return self.serving_pids or [self.pid]
+
     def cpu(self) -> float:
-        """CPU seconds used so far."""
-        return cpu_seconds(self.pid)
+        """CPU seconds used so far (summed over the workers)."""
+        return sum(cpu_seconds(pid) for pid in self.pids)
 
     def cpu_split(self) -> tuple[float, float]:
-        """(user, system) CPU seconds used so far."""
-        return cpu_split(self.pid)
+        """(user, system) CPU seconds used so far (summed over the workers)."""
+        splits = [cpu_split(pid) for pid in self.pids]
+        return sum(u for u, _ in splits), sum(k for _, k in splits)
 
     def write_syscalls(self) -> int:
         """Write system calls so far (every socket write: frames, HTTP answers, pings)."""
-        return write_syscalls(self.pid)
+        return sum(write_syscalls(pid) for pid in self.pids)
 
     def rss(self) -> int:
         """Resident memory now, bytes."""
@@ -245,6 +254,7 @@ def start_surge(
     app: Path | None = None,
     ready_path: str = "/todo",
     extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Server:
     """``surge start`` in a fresh copy of examples/todo, or of ``app`` (``store``: memory, file or
     redis; ``ready_path`` answers 200 once it serves)."""
@@ -274,10 +284,14 @@ def start_surge(
     env.update(extra_env or {})
     port = port or free_port()
     argv = [SURGE, "start", "--port", str(port), "--host", HOST, "--log-level", log_level]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     if probe:
         argv = [PYTHON, str(BENCH / "memprobe_server.py"), "--port", str(port)]
     # surge start serves the project in its working directory.
     name = f"surge ({store})" if gc_mode == "default" else f"surge ({store}, gc {gc_mode})"
+    if workers > 1:
+        name = f"surge ({store}, {workers} workers)"
     server = _spawn(name, argv, workdir, port, env, cwd=project)
     server = _ready(server, ready_path)
     if not probe:
@@ -285,10 +299,18 @@ def start_surge(
         # The supervisor writes its state file around the time the worker starts answering.
         state_file = project / ".surge" / f"surge-{port}.state"
         deadline = time.monotonic() + 30
-        while not state_file.exists() and time.monotonic() < deadline:
+        state: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            if state_file.exists():
+                state = orjson.loads(state_file.read_bytes())
+                if len(state.get("workers") or ()) >= workers:
+                    break
             time.sleep(0.05)
-        state = orjson.loads(state_file.read_bytes())
-        server.serving_pid = int(state["workers"][0])
+        server.serving_pids = [int(pid) for pid in state.get("workers") or ()]
+        if not server.serving_pids:
+            server.stop()
+            raise RuntimeError(f"{name}: no worker in {state_file}")
+        server.serving_pid = server.serving_pids[0]
     return server
 
 
@@ -365,12 +387,25 @@ def start_redis() -> tuple[subprocess.Popen[bytes], int, Path]:
     raise RuntimeError("redis-server did not start")
 
 
+def build_csubs() -> str:
+    """bench/csubs (the C subscribers), compiled from bench/csubs.c when missing or older."""
+    source, binary = BENCH / "csubs.c", BENCH / "csubs"
+    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+        gcc = shutil.which("gcc") or shutil.which("cc")
+        if gcc is None:
+            raise RuntimeError("no C compiler for bench/csubs.c (apt-get install gcc)")
+        subprocess.run([gcc, "-O2", "-Wall", "-o", str(binary), str(source)], check=True)
+    return binary.name
+
+
 class Child:
     """A load-generator process: commands on stdin, one JSON event per line on stdout."""
 
     def __init__(self, script: str, *args: str) -> None:
+        # A Python script of bench/, or an executable of bench/ (csubs, built by build_csubs).
+        command = [PYTHON, str(BENCH / script)] if script.endswith(".py") else [str(BENCH / script)]
         self.proc = subprocess.Popen(
-            [PYTHON, str(BENCH / script), *args],
+            [*command, *args],
             cwd=BENCH,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

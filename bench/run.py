@@ -159,26 +159,60 @@ def fanout_rows(results: list[Result]) -> None:
 
 
 def latency_rows(results: list[Result]) -> None:
-    """Print latency results."""
+    """Print latency results (first / last: p50 over POSTs of the first and the last receipt)."""
     table(
         "latency: fixed rate of POST /todo, ms from the start of the POST to each receipt",
-        ["server", "subs", "POST/s", "frames/s", "p50", "p90", "p99", "p99.9", "max", "lost"],
+        [
+            "server",
+            "subs",
+            "POST/s",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "first / last",
+            "µs/delivery",
+            "server CPU",
+            "loadgen CPU",
+            "others",
+            "lost",
+        ],
         [
             [
                 r["server"],
                 _n(r["subscribers"]),
                 _n(r["post_rate"]),
-                _n(r["frames_per_s"]),
                 _ms(r["latency_ms"], "p50"),
                 _ms(r["latency_ms"], "p90"),
                 _ms(r["latency_ms"], "p99"),
                 _ms(r["latency_ms"], "p999"),
                 _ms(r["latency_ms"], "max"),
+                f"{_ms(r.get('first_receipt_ms'), 'p50')} / {_ms(r.get('last_receipt_ms'), 'p50')}",
+                _n(r.get("us_per_delivery"), 2),
+                f"{r['server_cpu_util']:.0%}",
+                f"{r['loadgen_cpu_util']:.0%}",
+                f"{r['others_cpu_util']:.0%}",
                 _n(r["lost"]),
             ]
             for r in results
         ],
     )
+    surge = [r for r in results if r["server"].startswith("surge")]
+    others = [r for r in results if not r["server"].startswith("surge")]
+    if surge and others:
+        rows = []
+        for s in surge:
+            for o in others:
+                if s["post_rate"] and o["subscribers"] == s["subscribers"]:
+                    sp, op = s["latency_ms"].get("p99"), o["latency_ms"].get("p99")
+                    ratio = f"{sp / op:.2f}x" if sp and op else "-"
+                    rows.append([s["server"], o["server"], _n(s["post_rate"]), ratio])
+        table(
+            "p99 ratios in this run (below 1x: Surge's p99 is lower)",
+            ["surge", "vs", "POST/s", "p99 surge / other"],
+            rows,
+        )
 
 
 def run_fanout(args: argparse.Namespace) -> list[Result]:
@@ -192,12 +226,27 @@ def run_fanout(args: argparse.Namespace) -> list[Result]:
     return results
 
 
+LATENCY_SERVERS: dict[str, tuple[str, Callable[[argparse.Namespace], Callable[[], Server]]]] = {
+    "surge": ("surge", surge_starter),
+    # The same load generator against the least work per frame (bench/alt/ceiling_server.py):
+    # what the machine and the load generator allow, so the bound of Surge's number is visible.
+    "ceiling": ("surge", lambda _args: lambda: start_ceiling("direct")),
+    "ceiling-coalesce": ("surge", lambda _args: lambda: start_ceiling("coalesce")),
+    "node": ("sio", lambda _args: start_node_socketio),
+}
+
+
 def run_latency(args: argparse.Namespace) -> list[Result]:
-    """latency for each --rate on one Surge server."""
+    """latency for each --rate on a fresh server of each of --servers, in one run."""
     results = []
     for rate in args.rate:
-        with server(surge_starter(args)) as s:
-            results.append(scenarios.latency(s, "surge", args.subs, rate, args.duration))
+        for name in args.servers:
+            kind, starter = LATENCY_SERVERS[name]
+            try:
+                with server(starter(args)) as s:
+                    results.append(scenarios.latency(s, kind, args.subs, rate, args.duration))
+            except RuntimeError as exc:
+                print(f"{name}: skipped ({exc})", file=sys.stderr)
     latency_rows(results)
     return results
 
@@ -417,7 +466,8 @@ def run_join_storm(args: argparse.Namespace) -> list[Result]:
 
 
 def run_cross_instance(args: argparse.Namespace) -> list[Result]:
-    """Two Surge instances on one Redis: POST on B, subscribers on A."""
+    """One Redis: two Surge instances (POST on B, subscribers on A), then one ``surge start
+    --workers N`` per --workers (subscribers and POSTs on its one port, so on every worker)."""
     redis, redis_port, redis_dir = start_redis()
     config = (
         "from surge import Config\nfrom surge.config import Adapters\n"
@@ -427,12 +477,27 @@ def run_cross_instance(args: argparse.Namespace) -> list[Result]:
     )
     results = []
     try:
-        with (
-            server(lambda: start_surge("redis", config_py=config, log_level=args.log_level)) as a,
-            server(lambda: start_surge("redis", config_py=config, log_level=args.log_level)) as b,
-        ):
+        if not args.no_pair:
+            with (
+                server(
+                    lambda: start_surge("redis", config_py=config, log_level=args.log_level)
+                ) as a,
+                server(
+                    lambda: start_surge("redis", config_py=config, log_level=args.log_level)
+                ) as b,
+            ):
+                for rate in args.rate:
+                    results.append(scenarios.cross_instance(a, b, args.subs, rate, args.duration))
+        for workers in args.workers:
             for rate in args.rate:
-                results.append(scenarios.cross_instance(a, b, args.subs, rate, args.duration))
+
+                def start(workers: int = workers) -> Server:
+                    return start_surge(
+                        "redis", config_py=config, log_level=args.log_level, workers=workers
+                    )
+
+                with server(start) as s:
+                    results.append(scenarios.latency(s, "surge", args.subs, rate, args.duration))
     finally:
         redis.kill()
         redis.wait()
@@ -440,6 +505,22 @@ def run_cross_instance(args: argparse.Namespace) -> list[Result]:
 
         shutil.rmtree(redis_dir, ignore_errors=True)
     latency_rows(results)
+    by_workers = [r for r in results if r.get("server_cpu_by_process")]
+    if by_workers:
+        table(
+            "server CPU per delivery by worker count (subscribers spread over the workers)",
+            ["server", "POST/s", "µs/delivery", "CPU by worker (s)", "write calls by worker"],
+            [
+                [
+                    r["server"],
+                    _n(r["post_rate"]),
+                    _n(r["us_per_delivery"], 2),
+                    " / ".join(f"{c:.2f}" for c in r["server_cpu_by_process"]),
+                    " / ".join(_n(w) for w in r["server_writes_by_process"]),
+                ]
+                for r in by_workers
+            ],
+        )
     return results
 
 
@@ -640,13 +721,13 @@ def run_smoke(args: argparse.Namespace) -> list[Result]:
 
 SMOKE: dict[str, dict[str, Any]] = {
     "fanout": {"subs": [20], "duration": 0.5},
-    "latency": {"subs": 20, "rate": [40], "duration": 0.5},
+    "latency": {"subs": 20, "rate": [40], "duration": 0.5, "servers": ["surge", "ceiling"]},
     "http": {"store": ["memory"], "duration": 0.5, "concurrency": 4},
     "sequential": {"subs": 20, "sets": 20, "duration": 0.5},
     "idle": {"conns": 200, "settle": 0.2},
     "idle-trace": {"conns": 100, "settle": 0.2},
     "join-storm": {"clients": 100, "items": 10, "store": ["memory"]},
-    "cross-instance": {"subs": 20, "rate": [40], "duration": 0.5},
+    "cross-instance": {"subs": 20, "rate": [40], "duration": 0.5, "workers": [2]},
     "compare": {"subs": 20, "duration": 0.5, "rate": 40},
     "ceiling": {"subs": [20], "duration": 0.5},
     "profile": {"subs": 20, "duration": 1},
@@ -671,6 +752,13 @@ def main() -> None:
     common.add_argument(
         "--deflate", action="store_true", help="subscribers offer permessage-deflate (browsers do)"
     )
+    common.add_argument(
+        "--loadgen",
+        default="python",
+        choices=["python", "c", "c-spin"],
+        help="the subscribers: subscribers.py, or bench/csubs.c (built with gcc when stale); "
+        "c-spin: csubs --spin (polls without sleeping, one whole core)",
+    )
     sub = parser.add_subparsers(dest="scenario", required=True)
 
     p = sub.add_parser("fanout", parents=[common], help="fanout-max: delivered frames/s")
@@ -683,6 +771,13 @@ def main() -> None:
     p.add_argument("--subs", type=int, default=1000)
     p.add_argument("--rate", type=float, nargs="+", default=[20.0, 200.0], help="POST/s")
     p.add_argument("--store", default="memory", choices=["memory", "file"])
+    p.add_argument(
+        "--servers",
+        nargs="+",
+        default=["surge", "ceiling", "node"],
+        choices=list(LATENCY_SERVERS),
+        help="ceiling: bench/alt/ceiling_server.py (direct writes); node: Socket.IO on Node",
+    )
     p.set_defaults(run=run_latency)
 
     p = sub.add_parser("sequential", parents=[common], help="one handler, N awaited sets")
@@ -725,6 +820,14 @@ def main() -> None:
     p = sub.add_parser("cross-instance", parents=[common], help="write on B, receive on A")
     p.add_argument("--subs", type=int, default=1000)
     p.add_argument("--rate", type=float, nargs="+", default=[20.0])
+    p.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[1, 2],
+        help="also one `surge start --workers N` on Redis per N, subscribers on every worker",
+    )
+    p.add_argument("--no-pair", action="store_true", help="skip the two-instance B -> A run")
     p.set_defaults(run=run_cross_instance)
 
     p = sub.add_parser("compare", parents=[common], help="Surge vs python-socketio vs Node")
@@ -763,6 +866,7 @@ def main() -> None:
 
     args = parser.parse_args()
     scenarios.DEFLATE = args.deflate
+    scenarios.LOADGEN = args.loadgen
     if args.smoke or args.scenario == "smoke":
         scenarios.QUIET_WAIT_S = 0
     if args.smoke:

@@ -15,7 +15,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from procs import PYTHON, Child, Server, busy_seconds, softirq_seconds, wait_quiet
+from procs import (
+    PYTHON,
+    Child,
+    Server,
+    build_csubs,
+    busy_seconds,
+    cpu_seconds,
+    softirq_seconds,
+    wait_quiet,
+    write_syscalls,
+)
 
 __all__ = [
     "cross_instance",
@@ -33,6 +43,9 @@ READY_TIMEOUT_S = 180.0
 QUIET_WAIT_S = 60.0
 # Subscribers offer permessage-deflate, as browsers do (run.py --deflate).
 DEFLATE = False
+# Which subscriber load generator: "python" (subscribers.py), "c" (bench/csubs.c; run.py
+# --loadgen c: the same protocol, less CPU per received frame) or "c-spin" (it never sleeps).
+LOADGEN = "python"
 
 
 def _quiet() -> None:
@@ -44,8 +57,10 @@ def _subscribers(
     server: Server, kind: str, count: int, *extra: str
 ) -> tuple[Child, dict[str, Any]]:
     flags = ["--deflate"] if DEFLATE else []
+    if LOADGEN == "c-spin":
+        flags.append("--spin")
     subs = Child(
-        "subscribers.py",
+        build_csubs() if LOADGEN.startswith("c") else "subscribers.py",
         *("--kind", kind, "--port", str(server.port), "--count", str(count)),
         *flags,
         *extra,
@@ -101,6 +116,7 @@ def fanout(
             busy0, irq0 = busy_seconds(), softirq_seconds()
             cpu0, lg0, t0 = server.cpu(), subs.cpu() + writer.cpu(), time.monotonic()
             split0, writes0 = server.cpu_split(), server.write_syscalls()
+            by_process0 = _by_process(server)
             writer.send("go")
             done = writer.expect("done", duration + 60)
             lg1 = writer.cpu()
@@ -110,6 +126,7 @@ def fanout(
             drained = subs.expect("drained", 120)
             cpu1, wall = server.cpu(), time.monotonic() - t0
             split1, writes1 = server.cpu_split(), server.write_syscalls()
+            by_process1 = _by_process(server)
             lg1 += subs.cpu()
             busy1, irq1 = busy_seconds(), softirq_seconds()
     finally:
@@ -144,7 +161,24 @@ def fanout(
         "latency_samples": drained["samples"],
         "first_receipt_ms": drained["first_receipt_ms"],
         "last_receipt_ms": drained["last_receipt_ms"],
+        **(
+            {
+                "server_cpu_by_process": [
+                    b[0] - a[0] for a, b in zip(by_process0, by_process1, strict=True)
+                ],
+                "server_writes_by_process": [
+                    b[1] - a[1] for a, b in zip(by_process0, by_process1, strict=True)
+                ],
+            }
+            if len(server.pids) > 1
+            else {}
+        ),
     }
+
+
+def _by_process(server: Server) -> list[tuple[float, int]]:
+    """(CPU seconds, write system calls) of each serving process (``--workers N``)."""
+    return [(cpu_seconds(pid), write_syscalls(pid)) for pid in server.pids]
 
 
 def latency(

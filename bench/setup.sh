@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the benchmarks need beyond Surge itself: uvloop, python-socketio and py-spy into
-# the project's .venv (make setup creates it), and Socket.IO for Node into bench/node.
+# the project's .venv (make setup creates it), Socket.IO for Node into bench/node, and the C
+# subscribers (bench/csubs, run.py --loadgen c) with gcc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -9,6 +10,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   exit 1
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+gcc -O2 -Wall -o bench/csubs bench/csubs.c   # the C subscribers (run.py --loadgen c)
 if command -v npm >/dev/null; then
   (cd bench/node && npm ci --no-audit --no-fund --loglevel=error)
 else
