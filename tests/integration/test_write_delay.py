@@ -32,23 +32,26 @@ class Progress(BaseModel):
 
 
 class CountingWrites:
-    """Counts ``DirectTransport.write_many`` calls (one socket write each) and the frames in
-    them, then calls the real method after ``seconds``: two connections written as slowly as
+    """Counts the direct transports' ``write_many`` calls (one socket write each) and the frames
+    in them, then calls the real method after ``seconds``: two connections written as slowly as
     a thousand are, so that the flush lasts long enough for the producer to make changes during
-    the pause after it (the pause is as long as the flush)."""
+    the pause after it (the pause is as long as the flush). Both direct transports: Surge's own
+    protocol's (``LeanDirectTransport``, the default) and uvicorn's (``DirectTransport``)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
         self.writes = 0
         self.frames = 0
-        real = transport_module.DirectTransport.write_many
+        for cls in (transport_module.DirectTransport, transport_module.LeanDirectTransport):
+            monkeypatch.setattr(cls, "write_many", self._counting(cls.write_many, seconds))
 
+    def _counting(self, real: Any, seconds: float) -> Any:
         def write_many(transport: Any, frames: Any) -> None:
             self.writes += 1
             self.frames += len(frames)
             time.sleep(seconds)
             real(transport, frames)
 
-        monkeypatch.setattr(transport_module.DirectTransport, "write_many", write_many)
+        return write_many
 
 
 async def _join(ws: Any, sub: str = "s") -> dict[str, Any]:
