@@ -125,9 +125,9 @@ class Limits:
     max_outbound_bytes: int = 4 * 1024 * 1024
     close_timeout: float = 5.0
     slow_consumer: Literal["resync", "latest"] = "resync"
-    # 40 ms: a sequential producer on the file store reaches 1.4x of the memory store's
-    # deliveries (2.3x at 5 ms), fan-out +25 - 34%; at 200 changes/s to 1,000 subscribers p99
-    # rises 24 -> 31 ms (bench/README.md, fifth session: "write coalescing").
+    # 40 ms: a sequential producer on the file store comes within 1.3 - 1.4x of the memory
+    # store's deliveries (2.3x behind at 5 ms), fan-out +16 - 34%; at 200 changes/s to 1,000
+    # subscribers p99 rises 24 -> 31 ms (bench/README.md, fifth session: "write coalescing").
     max_write_delay: float = 0.04
     access_check_timeout: float = 10.0
     # permessage-deflate costs CPU and ~10s of KB per connection for little gain on small JSON
