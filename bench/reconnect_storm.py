@@ -8,22 +8,29 @@ Usage (loopback, bounded; each mode starts its own server):
         --clients 5000 --items 1000 --changes 200 --outage 3 --modes sync resume resume-deltas
 
 The server is ``surge start`` in a copy of examples/todo on the file store (its history survives
-the restart). The group is written straight into the store before the start; the clients (one
-process, this one) join it and record each frame's offset; then the server is killed with SIGKILL,
-C updates (``update(ops)``: set ``completedAt``) are applied to the same database by this process
-over ``--outage`` seconds, and the server is started again. Every client retries every 0.1-0.3 s.
+the restart). The group is written straight into the store before the start; the clients join it
+and record each frame's offset; then the server is killed with SIGKILL, C updates
+(``update(ops)``: set ``completedAt``) are applied to the same database by this process over
+``--outage`` seconds, and the server is started again. Every client retries every 0.1-0.3 s.
+
 The clients are, by default, the lean generator (``--generator lean``: bench/storm_clients.py,
-raw-socket clients in ``--procs`` processes, each checking its offsets and every
-``--verify-every``-th one the group's final items); ``--generator websockets`` runs the first
-generator (`websockets` clients in this process, which bounded the first measurements). Modes:
-``sync`` (joins without ``since``: Motia's clients), ``resume`` (``since``, whole items),
-``resume-deltas`` (``since`` and ``deltas``: what ``surge.client`` does; updates come as their
-ops). A client is current once it got a sync at or after the last change, or its resume frame and
-every replayed frame. Printed per mode: time from the restart (the new process) until all clients
-are current (and its startup alone), p50/p99 per client, the server's CPU seconds from its
-readiness until then (what the storm cost it, whatever the load generator's speed), and the bytes
-of WebSocket payload the clients received after the restart (what the server sent them, without
-frame headers; "wire MB" counts frame headers and handshakes too). """
+raw-socket clients in ``--procs`` processes, each checking its offsets, and every
+``--verify-every``-th one the group's final items against the store); ``--generator websockets``
+runs the first generator (`websockets` clients in this process, which bounded the first
+measurements).
+
+Modes: ``sync`` (joins without ``since``: Motia's clients), ``resume`` (``since``, whole items),
+``resume-deltas`` (``since`` and ``deltas``; updates come as their ops), ``resume-compact``
+(``since``, ``deltas`` and ``compact``: what ``surge.client`` does on a server with the compact
+patch form, protocol.md section 4; lean generator only). A client is current once it got a sync
+at or after the last change, or its resume frame and every replayed frame.
+
+Printed per mode: time from the restart (the new process) until all clients are current (and
+its startup alone), p50/p99 per client, the server's CPU seconds from its readiness until then
+(what the storm cost it, whatever the load generator's speed), and the bytes of WebSocket
+payload the clients received after the restart (what the server sent them, without frame
+headers; "wire MB" counts frame headers and handshakes too).
+"""
 
 from __future__ import annotations
 
@@ -160,7 +167,7 @@ class StormClient:
         data: dict[str, Any] = {"streamName": "todo", "groupId": "inbox", "subscriptionId": "s"}
         if self.mode != "sync" and self.position is not None:
             data["since"] = self.position
-        if self.mode == "resume-deltas":
+        if self.mode in ("resume-deltas", "resume-compact"):
             data["deltas"] = True
         return orjson.dumps({"type": "join", "data": data}).decode()
 
@@ -407,7 +414,12 @@ async def main() -> None:
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--outage", type=float, default=3.0)
     parser.add_argument("--description", type=int, default=40, help="characters per item")
-    parser.add_argument("--modes", nargs="+", default=["sync", "resume", "resume-deltas"])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["sync", "resume", "resume-deltas"],
+        choices=["sync", "resume", "resume-deltas", "resume-compact"],
+    )
     parser.add_argument(
         "--generator",
         choices=["lean", "websockets"],
@@ -420,6 +432,8 @@ async def main() -> None:
         "--verify-every", type=int, default=50, help="every Nth lean client checks the items"
     )
     args = parser.parse_args()
+    if args.generator == "websockets" and "resume-compact" in args.modes:
+        parser.error("resume-compact needs the lean generator")
     import resource
 
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -46,6 +46,15 @@ from surge.streams.ops import apply_ops
 
 _OFFSET = b'"offset":'
 _KIND = b'"event":{"type":"'
+_COMPACT = b'"patch":['
+
+
+def _op3(op: list[Any]) -> dict[str, Any]:
+    key = "by" if op[0] in ("increment", "decrement") else "value"
+    return {"type": op[0], "path": op[1], key: op[2]}
+
+
+_VERBOSE = {2: lambda op: {"type": op[0], "path": op[1]}, 3: _op3}
 
 
 def masked_text(payload: bytes) -> bytes:
@@ -123,8 +132,10 @@ class Client(asyncio.Protocol):
         if self.mode != "sync" and self.position is not None:
             data["since"] = {"offset": self.position[0], "epoch": self.position[1]}
             self._since = self.position[0]
-        if self.mode == "resume-deltas":
+        if self.mode in ("resume-deltas", "resume-compact"):
             data["deltas"] = True
+        if self.mode == "resume-compact":
+            data["compact"] = True
         return masked_text(orjson.dumps({"type": "join", "data": data}))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -203,7 +214,10 @@ class Client(asyncio.Protocol):
             self.frames += 1
         at = payload.find(_KIND)
         if at < 0:
-            self.problems.append("a frame without an event type")
+            if payload.find(_COMPACT) < 0:
+                self.problems.append("a frame without an event type")
+                return
+            self._compact(orjson.loads(payload)["patch"])
             return
         at += len(_KIND)
         kind = payload[at : payload.index(b'"', at)]
@@ -236,6 +250,21 @@ class Client(asyncio.Protocol):
             if self.position is not None and offset <= self.position[0]:
                 self.problems.append(f"offset {offset} after {self.position[0]}")
             self._at(offset, payload)
+        self._replayed(offset)
+
+    def _compact(self, patch: list[Any]) -> None:
+        """A compact patch (protocol.md section 4): [stream, group, id, offset, epoch, ops]."""
+        _, _, item_id, offset, epoch, ops = patch
+        if self.verify and item_id in self.items:
+            verbose = [_VERBOSE[len(op)](op) for op in ops]
+            self.items[item_id] = apply_ops(dict(self.items[item_id]), verbose, item_id)
+        if offset is not None:
+            if self.position is not None and offset <= self.position[0]:
+                self.problems.append(f"offset {offset} after {self.position[0]}")
+            self.position = (offset, epoch)
+        self._replayed(offset)
+
+    def _replayed(self, offset: int | None) -> None:
         if self._missed > 0:
             self._missed -= 1
             if self._missed == 0:
@@ -347,7 +376,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--clients", type=int, required=True)
     parser.add_argument("--first", type=int, default=0, help="index of this worker's first client")
-    parser.add_argument("--mode", choices=["sync", "resume", "resume-deltas"], required=True)
+    parser.add_argument(
+        "--mode", choices=["sync", "resume", "resume-deltas", "resume-compact"], required=True
+    )
     parser.add_argument("--verify-every", type=int, default=50)
     parser.add_argument("--connects", type=int, default=250, help="handshakes in flight")
     args = parser.parse_args()
