@@ -27,8 +27,9 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
+
+import orjson
 
 from surge.errors import ConflictError, ValidationError
 from surge.streams.feed import Change
@@ -36,6 +37,7 @@ from surge.streams.feed import Change
 __all__ = [
     "MAX_OPS",
     "OP_TYPES",
+    "CheckedOps",
     "ItemValidator",
     "UpdateOp",
     "UpdateResult",
@@ -64,25 +66,100 @@ OP_TYPES: Final = frozenset({"set", "merge", "increment", "decrement", "append",
 MAX_OPS: Final = 1000
 
 
-@dataclass(frozen=True, slots=True)
 class Updated:
     """What an adapter's ``update`` applied: the item before (None: it was created) and the change.
 
-    ``change.seq`` is the item's new version.
+    ``change.seq`` is the item's new version. A store may hand the item before as its stored
+    bytes (``old_data``) instead: it is decoded on first use of ``old``, since most callers
+    never look at it.
     """
 
-    old: dict[str, Any] | None
-    change: Change
+    __slots__ = ("_old", "_old_data", "change")
+
+    def __init__(
+        self, old: dict[str, Any] | None, change: Change, *, old_data: bytes | None = None
+    ) -> None:
+        self._old = old
+        self._old_data = old_data
+        self.change = change
+
+    @property
+    def old(self) -> dict[str, Any] | None:
+        """The item before the update (a fresh dict), None when the update created it."""
+        if self._old is None and self._old_data is not None:
+            decoded: dict[str, Any] = orjson.loads(self._old_data)
+            self._old, self._old_data = decoded, None
+        return self._old
 
 
-@dataclass(frozen=True, slots=True)
+_UNSET: Any = object()
+
+
 class UpdateResult(Generic[V]):
-    """What ``stream.update`` returns: the value before (None when created) and after, as iii."""
+    """What ``stream.update`` returns: the value before (None when created) and after, as iii.
 
-    old_value: V | None
-    new_value: V
-    version: int
-    """The item's version after the update; pass it as ``if_version=`` to a later update."""
+    ``old_value`` and ``new_value`` are built on first use (a model validation each): a token
+    stream that never reads them does not pay for them.
+    """
+
+    __slots__ = ("_make_new", "_make_old", "_new", "_old", "version")
+
+    def __init__(self, old_value: V | None, new_value: V, version: int) -> None:
+        self._old: Any = old_value
+        self._new: Any = new_value
+        self._make_old: Callable[[], V | None] | None = None
+        self._make_new: Callable[[], V] | None = None
+        self.version = version
+        """The item's version after the update; pass it as ``if_version=`` to a later update."""
+
+    @classmethod
+    def lazy(
+        cls, make_old: Callable[[], V | None], make_new: Callable[[], V], version: int
+    ) -> UpdateResult[V]:
+        """A result whose values come from ``make_old``/``make_new``, each called once, on use."""
+        result: UpdateResult[V] = cls(_UNSET, _UNSET, version)
+        result._make_old, result._make_new = make_old, make_new
+        return result
+
+    @property
+    def old_value(self) -> V | None:
+        """The value before the update; None when the update created the item."""
+        if self._old is _UNSET and self._make_old is not None:
+            self._old, self._make_old = self._make_old(), None
+        old: V | None = self._old
+        return old
+
+    @property
+    def new_value(self) -> V:
+        """The value after the update."""
+        if self._new is _UNSET and self._make_new is not None:
+            self._new, self._make_new = self._make_new(), None
+        new: V = self._new
+        return new
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UpdateResult):
+            return NotImplemented
+        return (self.old_value, self.new_value, self.version) == (
+            other.old_value,
+            other.new_value,
+            other.version,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable cache, compared by value
+
+    def __repr__(self) -> str:
+        return (
+            f"UpdateResult(old_value={self.old_value!r}, new_value={self.new_value!r}, "
+            f"version={self.version!r})"
+        )
+
+
+class CheckedOps(list[dict[str, Any]]):
+    """Ops ``check_ops`` already checked (a list of fresh dicts): checking them again is free,
+    so the facade and the store need not both walk them."""
+
+    __slots__ = ()
 
 
 def _problem(index: int, field: str, msg: str, kind: str = "value_error") -> ValidationError:
@@ -109,11 +186,14 @@ def _split(path: object, index: int, *, allow_root: bool) -> list[str]:
 
 
 def check_ops(ops: object) -> list[dict[str, Any]]:
-    """Check the shape of ``ops`` (before any I/O); return them as a list of plain dicts.
+    """Check the shape of ``ops`` (before any I/O); return them as a list of plain dicts
+    (a ``CheckedOps``, which this returns as is).
 
     Raises:
         ValidationError: not a non-empty list of known ops; ``loc`` names the op index.
     """
+    if type(ops) is CheckedOps:
+        return ops
     if isinstance(ops, str | bytes) or not isinstance(ops, Sequence):
         raise ValidationError(
             "ops must be a list of operations",
@@ -124,7 +204,7 @@ def check_ops(ops: object) -> list[dict[str, Any]]:
             f"ops must hold 1 to {MAX_OPS} operations, not {len(ops)}",
             [{"loc": ["ops"], "msg": f"1 to {MAX_OPS} operations", "type": "too_short_or_long"}],
         )
-    checked: list[dict[str, Any]] = []
+    checked = CheckedOps()
     for index, op in enumerate(ops):
         if not isinstance(op, Mapping):
             raise _problem(index, "type", "an operation must be an object", "dict_type")
@@ -181,7 +261,7 @@ def apply_ops(item: dict[str, Any] | None, ops: list[dict[str, Any]], id: str) -
         kind = op["type"]
         # The item gets its own copy of an op's value: a later op must not change the caller's
         # ops (nor a retry's, which applies the same ops again).
-        given: Any = copy.deepcopy(op["value"]) if "value" in op else None
+        given: Any = _copy(op["value"]) if "value" in op else None
         parts = _split(op["path"], index, allow_root=True)
         if not parts:  # the item itself: set or merge of an object
             value = dict(given)
@@ -260,7 +340,15 @@ _WIRE_KEYS: Final = ("type", "path", "value", "by")
 def _wire_op(op: dict[str, Any]) -> dict[str, Any]:
     """The op as subscribers get it: only the keys ``apply_ops`` reads, values copied (the
     caller may change its own after ``update`` returned)."""
-    return {key: copy.deepcopy(op[key]) for key in _WIRE_KEYS if key in op}
+    return {key: _copy(op[key]) for key in _WIRE_KEYS if key in op}
+
+
+_IMMUTABLE: Final = frozenset({str, int, float, bool, type(None)})
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of a JSON value; immutable scalars (the usual token) are their own copy."""
+    return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
 
 
 def is_same_json(a: Any, b: Any) -> bool:

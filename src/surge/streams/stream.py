@@ -149,7 +149,8 @@ class Stream:
                 its expiry; an item this update creates gets the stream's ``StreamConfig.ttl``.
 
         Returns:
-            ``UpdateResult`` with ``old_value`` (None if created), ``new_value`` and ``version``.
+            ``UpdateResult`` with ``old_value`` (None if created), ``new_value`` and ``version``;
+            the values are built when first read.
 
         Raises:
             ValidationError: bad ids or ops (``loc`` names the op index), an op that does not fit
@@ -171,9 +172,17 @@ class Stream:
             default_ttl=self._default_ttl,
             validate=self._validate_item,
         )
-        old = None if updated.old is None else self._to_value(updated.old)
-        new = self._tracked(self._to_value(updated.change.item), group_id, id)
-        return UpdateResult(old, new, updated.change.seq)
+        item = updated.change.item
+
+        def make_old() -> Any:
+            old = updated.old
+            return None if old is None else self._to_value(old)
+
+        def make_new() -> Any:
+            # Shown to the observer when first read: a value nobody reads is nobody's response.
+            return self._tracked(self._to_value(item), group_id, id)
+
+        return UpdateResult.lazy(make_old, make_new, updated.change.seq)
 
     def _validate_item(self, item: dict[str, Any], is_new: bool) -> dict[str, Any]:
         """The stored JSON of an updated item, as ``set`` would store it; raises if invalid."""

@@ -158,6 +158,10 @@ _HISTORY_GROUP_SET: Final = """
 INSERT INTO history_groups (stream, grp, floor, count) VALUES (?, ?, ?, ?)
 ON CONFLICT (stream, grp) DO UPDATE SET floor = excluded.floor, count = excluded.count
 """
+_HISTORY_GROUP_ADD: Final = """
+INSERT INTO history_groups (stream, grp, floor, count) VALUES (?, ?, 0, ?)
+ON CONFLICT (stream, grp) DO UPDATE SET count = count + excluded.count
+"""
 _HISTORY_NTH: Final = """
 SELECT seq FROM history WHERE stream = ? AND grp = ? ORDER BY seq DESC LIMIT 1 OFFSET ?
 """
@@ -296,6 +300,8 @@ class FileStreamAdapter:
         self._history_floor = 0  # meta.history_floor: nothing at or before it was recorded
         # Read by the writer thread; replaced whole by configure_history (no lock needed).
         self._policies: dict[str, HistoryPolicy] = {}
+        # Writer thread only: history messages added per group since its row was last read.
+        self._unchecked: dict[tuple[str, str], int] = {}
 
     def configure_history(self, stream: str, policy: HistoryPolicy) -> None:
         """Keep ``policy``'s history for every group of ``stream`` (default ``HistoryPolicy()``)."""
@@ -619,7 +625,14 @@ class FileStreamAdapter:
                     results.append((deleted, None))
             if seq != first_seq:
                 conn.execute(_WRITE_SEQ, (seq,))
-                self._record(conn, [r for r, _ in results], now)
+                self._record(
+                    conn,
+                    [
+                        (r, w.data if w.kind in ("set", "update", "send") else None)
+                        for w, (r, _) in zip(writes, results, strict=True)
+                    ],
+                    now,
+                )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -629,15 +642,25 @@ class FileStreamAdapter:
         for w, (result, error) in zip(writes, results, strict=True):
             w.result, w.error = result, error
 
-    def _record(self, conn: sqlite3.Connection, results: list[_Result], now: float) -> None:
-        """Insert the history rows of the applied ``results`` and trim their groups."""
+    def _record(
+        self, conn: sqlite3.Connection, entries: list[tuple[_Result, bytes | None]], now: float
+    ) -> None:
+        """Insert the history rows of the applied results and trim their groups.
+
+        Each entry is a result and, when it is one message, its stored JSON (the item's or the
+        event's bytes, reused rather than encoded again). The rows go in with one
+        ``executemany``, the groups' counts with another; a group's row is read (to trim it)
+        only after this writer added a tenth of its size since it last looked.
+        """
         policies = self._policies
+        rows: list[tuple[Any, ...]] = []
         added: dict[tuple[str, str], int] = {}
-        for result in results:
+        results = [result for result, _ in entries]
+        for result, data in entries:
             if isinstance(result, Updated):
                 messages: list[Change | EphemeralEvent] = [result.change]
             elif isinstance(result, _Swept):
-                messages = list(result.deleted)
+                messages, data = list(result.deleted), None
             elif result is None:
                 continue
             else:
@@ -649,28 +672,44 @@ class FileStreamAdapter:
                     added[key] = added.get(key, 0)
                     continue
                 kind: str = m.kind if isinstance(m, Change) else "event"
-                data = orjson.dumps(m.item if isinstance(m, Change) else m.event)
+                if data is None:
+                    data = orjson.dumps(m.item if isinstance(m, Change) else m.event)
                 ops = orjson.dumps(m.ops) if isinstance(m, Change) and m.ops is not None else None
-                conn.execute(
-                    _HISTORY_INSERT,
-                    (m.stream, m.group, m.seq, now + policy.ttl, kind, m.id, data, ops),
-                )
+                rows.append((m.stream, m.group, m.seq, now + policy.ttl, kind, m.id, data, ops))
+                data = None
                 added[key] = added.get(key, 0) + 1
+        if rows:
+            conn.executemany(_HISTORY_INSERT, rows)
+        counts: list[tuple[str, str, int]] = []
+        to_check: list[tuple[str, str]] = []
+        unchecked = self._unchecked
+        if len(unchecked) > 10_000:
+            unchecked.clear()  # bounded: forgetting only makes a group's next look later
         for (stream, group), count in added.items():
             size = policies.get(stream, DEFAULT_POLICY).size
-            row = conn.execute(_HISTORY_GROUP, (stream, group)).fetchone()
-            floor, held = (0, 0) if row is None else (int(row[0]), int(row[1]))
-            held += count
             if size == 0:
-                floor, held = self._last_seq(results, stream, group), 0
+                floor = self._last_seq(results, stream, group)
                 conn.execute(_HISTORY_CUT, (stream, group, floor))
-            elif held > size + size // 10:
+                conn.execute(_HISTORY_GROUP_SET, (stream, group, floor, 0))
+                continue
+            counts.append((stream, group, count))
+            pending = unchecked.get((stream, group), 0) + count
+            if pending >= max(1, size // 10):
+                to_check.append((stream, group))
+                unchecked.pop((stream, group), None)
+            else:
+                unchecked[(stream, group)] = pending
+        if counts:
+            conn.executemany(_HISTORY_GROUP_ADD, counts)
+        for stream, group in to_check:
+            size = policies.get(stream, DEFAULT_POLICY).size
+            floor, held = conn.execute(_HISTORY_GROUP, (stream, group)).fetchone()
+            if held > size + size // 10:
                 # Trim with some slack: one index walk per ~size/10 messages, not per message.
                 (cut,) = conn.execute(_HISTORY_NTH, (stream, group, size)).fetchone()
                 conn.execute(_HISTORY_CUT, (stream, group, cut))
-                floor, held = max(floor, int(cut)), size
+                conn.execute(_HISTORY_GROUP_SET, (stream, group, max(int(floor), int(cut)), size))
                 self.stats.history_trims += 1
-            conn.execute(_HISTORY_GROUP_SET, (stream, group, floor, held))
 
     @staticmethod
     def _last_seq(results: list[_Result], stream: str, group: str) -> int:
@@ -711,18 +750,20 @@ class FileStreamAdapter:
         """Read-modify-write of one row inside the open write transaction."""
         row = conn.execute(_GET_ROW, (w.stream, w.group, w.id)).fetchone()
         check_if_version(args.if_version, None if row is None else int(row[1]))
-        old = None if row is None else _decode(row[0])
+        # The item before is handed on as its bytes: decoded only if someone reads it.
+        old_data = None if row is None else bytes(row[0])
         new, delta = apply_update(
-            None if row is None else _decode(row[0]), args.ops, w.id, args.validate
+            None if old_data is None else _decode(old_data), args.ops, w.id, args.validate
         )
         data = _encode(w.id, new)
+        w.data = data  # the history row stores these bytes (no second encode)
         ttl = args.ttl if args.ttl is not None or row is not None else args.default_ttl
         if ttl is not None:
             expires_at: float | None = now + ttl
         else:
             expires_at = None if row is None else row[2]  # keep the item's expiry
         change = self._upsert(conn, w.stream, w.group, w.id, data, seq, expires_at, delta)
-        return Updated(old, change)
+        return Updated(None, change, old_data=old_data)
 
     @staticmethod
     def _sweep_rows(conn: sqlite3.Connection, seq: int, now: float) -> _Swept:
