@@ -547,7 +547,7 @@ def run_compare(args: argparse.Namespace) -> list[Result]:
     ]
     fan: dict[str, Result] = {}
     lat: dict[str, Result] = {}
-    for name, kind, start in contenders:
+    for name, kind, start in contenders if "fanout" in args.phases else ():
         try:
             with server(start) as s:
                 fan[name] = scenarios.fanout(s, kind, args.subs, args.duration, args.concurrency)
@@ -558,21 +558,35 @@ def run_compare(args: argparse.Namespace) -> list[Result]:
     # POST/s with no subscribers, durable on both sides: Surge's file store (whatever --store
     # says) against the alternatives that store durably.
     http: dict[str, Result] = {}
-    for name, start in [
+    durable = [
         ("surge", surge_starter(args, "file")),
         *((n, st) for n, (_, st) in ALTERNATIVES.items() if n in DURABLE_ALTERNATIVES),
-    ]:
+    ]
+    for name, start in durable if "http" in args.phases else ():
         try:
             with server(start) as s:
                 http[name] = scenarios.http_throughput(s, args.duration, 32)
         except RuntimeError as exc:
             print(f"{name}: http skipped ({exc})", file=sys.stderr)
-    fanout_rows(list(fan.values()))
-    latency_rows(list(lat.values()))
+    if fan:
+        fanout_rows(list(fan.values()))
+    if lat:
+        latency_rows(list(lat.values()))
     if http:
         table(
             "http: POST /todo in a closed loop, 32 connections, no subscribers, durable store",
-            ["server", "POST/s", "p50 ms", "p99 ms", "µs CPU/POST", "others", "errors"],
+            [
+                "server",
+                "POST/s",
+                "p50 ms",
+                "p99 ms",
+                "µs CPU/POST",
+                "of it loop thread",
+                "loop CPU",
+                "POSTs/fsync",
+                "others",
+                "errors",
+            ],
             [
                 [
                     r["server"],
@@ -580,12 +594,21 @@ def run_compare(args: argparse.Namespace) -> list[Result]:
                     _ms(r["post_ms"], "p50"),
                     _ms(r["post_ms"], "p99"),
                     _n(r["us_per_post"]),
+                    _n(r["loop_us_per_post"]),
+                    f"{r['loop_cpu_util']:.0%}",
+                    _n(r["posts_per_sync"], 1),
                     f"{r['others_cpu_util']:.0%}",
                     str(r["post_errors"] or 0),
                 ]
                 for r in http.values()
             ],
         )
+    if "surge" in http and not fan:
+        for name in http:
+            if name != "surge":
+                ratio = http["surge"]["posts_per_s"] / max(http[name]["posts_per_s"], 1e-9)
+                cpu = http[name]["us_per_post"] / max(http["surge"]["us_per_post"], 1e-9)
+                print(f"\nsurge vs {name}: durable POST/s {ratio:.2f}x, CPU/POST {cpu:.2f}x less")
     if "surge" in fan:
         surge_fan, surge_lat = fan["surge"], lat["surge"]
         rows = []
@@ -835,6 +858,13 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=20.0, help="POST/s of the latency run")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--store", default="memory", choices=["memory", "file"])
+    p.add_argument(
+        "--phases",
+        nargs="+",
+        default=["fanout", "http"],
+        choices=["fanout", "http"],
+        help="fanout: fanout-max and latency per server; http: durable POST/s (Surge's file store)",
+    )
     p.set_defaults(run=run_compare)
 
     p = sub.add_parser("ceiling", parents=[common], help="Surge vs the least work per frame")

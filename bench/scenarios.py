@@ -7,6 +7,7 @@ result whose load generator ran near 100% of a core is visible as such.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import procs
 from procs import (
     PYTHON,
     Child,
@@ -283,13 +285,16 @@ def http_throughput(
     writer = _writer(server, "--duration", str(duration), "--concurrency", str(concurrency))
     _quiet()
     busy0 = busy_seconds()
-    with profiling(server, profile):
+    with profiling(server, profile), syncs_counted() as syncs:
         cpu0, lg0, t0 = server.cpu(), writer.cpu(), time.monotonic()
+        main0 = _main_thread_cpu(server.pid)
         writer.send("go")
         done = writer.expect("done", duration + 60)
         cpu1, lg1, wall = server.cpu(), writer.cpu(), time.monotonic() - t0
+        main1 = _main_thread_cpu(server.pid)
     busy1 = busy_seconds()
     writer.close()
+    posts = done["ok"]
     return {
         "server": _name(server),
         "concurrency": concurrency,
@@ -301,7 +306,48 @@ def http_throughput(
         "loadgen_cpu_util": (lg1 - lg0) / wall,
         "others_cpu_util": max(0.0, busy1 - busy0 - (cpu1 - cpu0) - (lg1 - lg0)) / wall,
         "us_per_post": (cpu1 - cpu0) * 1e6 / done["ok"] if done["ok"] else None,
+        # The event loop's thread alone (the rest: the store's writer thread, a thread pool).
+        "loop_us_per_post": (main1 - main0) * 1e6 / posts if posts else None,
+        "loop_cpu_util": (main1 - main0) / wall,
+        # fsync + fdatasync calls on the whole machine meanwhile (perf; None without it).
+        "syncs": syncs.get("count"),
+        "posts_per_sync": posts / syncs["count"] if syncs.get("count") else None,
     }
+
+
+def _main_thread_cpu(pid: int) -> float:
+    """CPU seconds of process ``pid``'s main thread (the event loop's, for every server here)."""
+    with open(f"/proc/{pid}/task/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / procs.CLK_TCK
+
+
+@contextmanager
+def syncs_counted() -> Iterator[dict[str, int]]:
+    """Count fsync and fdatasync calls machine-wide during the block (``perf stat`` on their
+    tracepoints: a counter in the kernel, no tracing of each call); the dict gets ``count`` if
+    perf is there and allowed, else stays empty. Under bench's exclusive lock only the server
+    syncs."""
+    found: dict[str, int] = {}
+    events = "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync"
+    try:
+        perf = subprocess.Popen(
+            ["perf", "stat", "-a", "-x", ",", "-e", events],  # until SIGINT
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+    except OSError:
+        yield found
+        return
+    time.sleep(0.2)  # perf has opened its counters
+    try:
+        yield found
+    finally:
+        os.kill(perf.pid, signal.SIGINT)  # perf prints its counts and exits
+        _, err = perf.communicate(timeout=10)
+        counts = [line.split(",")[0] for line in err.decode().splitlines() if "sys_enter" in line]
+        if counts and all(c.isdigit() for c in counts):
+            found["count"] = sum(int(c) for c in counts)
 
 
 def idle(server: Server, conns: int, *, distinct_groups: bool, settle: float) -> dict[str, Any]:
