@@ -23,7 +23,6 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from surge.config import Config
@@ -31,6 +30,7 @@ from surge.errors import ConfigError
 from surge.events.system import Background
 from surge.project import CONFIG_FILE, default_adapter, default_background, load_config
 from surge.server.asgi import route_path
+from surge.server.cors import Cors
 from surge.server.health import HEALTH_PATHS, serve_health
 from surge.server.http import serve_http
 from surge.server.logs import install_token_redaction
@@ -95,12 +95,10 @@ class SurgeApp:
         if plugins:
             runtime.swap_registry(runtime.registry)  # the plugins' filters and observers apply
         expose = ["x-trace-id", *extensions.expose_headers]
-        self._http = CORSMiddleware(
+        self._http = Cors(
             with_static_files(self._serve_http, runtime, project_dir),
-            allow_origins=list(runtime.config.cors_origins),
-            allow_methods=["*"],
-            allow_headers=["*"],
-            expose_headers=expose,
+            origins=runtime.config.cors_origins,
+            expose=expose,
         )
         self.started = asyncio.Event()
         self.draining = False

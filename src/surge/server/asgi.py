@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
 from starlette.types import Scope
 
 __all__ = ["query_string", "request_headers", "route_path"]
@@ -10,7 +9,8 @@ __all__ = ["query_string", "request_headers", "route_path"]
 
 def request_headers(scope: Scope) -> dict[str, str]:
     """The request's headers, lower-case names, latin-1 values (the last of repeated names)."""
-    return dict(Headers(scope=scope).items())
+    # ASGI servers send the names lower-cased already (as Starlette's Headers assumes).
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
 
 def query_string(scope: Scope) -> str:

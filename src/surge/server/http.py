@@ -15,15 +15,14 @@ changed.
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
 import pydantic
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 import surge.tracing as tracing
@@ -54,14 +53,57 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
-    raw = orjson.dumps(body, default=_default) if body is not None else b""
-    media = "application/json" if body is not None else None
-    return Response(raw, status_code=status, headers=dict(headers or {}), media_type=media)
+_JSON = b"application/json"
+# Statuses whose answer has no body, hence no content-length (as Starlette's Response does).
+_NO_BODY = frozenset({204, 304})
+
+
+class _Answer:
+    """One JSON answer: the status, its raw headers and body, sent as two ASGI messages.
+
+    What ``starlette.responses.Response(raw, status, headers, "application/json")`` sends, built
+    without its per-answer objects: this is every API request's last step.
+    """
+
+    __slots__ = ("body", "headers", "status_code")
+
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = status
+        self.body = body
+        self.headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {"type": "http.response.start", "status": self.status_code, "headers": self.headers}
+        await send(start)
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> _Answer:
+    if body is None:
+        raw = b""
+    elif isinstance(body, pydantic.BaseModel):
+        # pydantic's own JSON: the bytes orjson makes of model_dump(mode="json"), without the dict
+        raw = body.__pydantic_serializer__.to_json(body)
+    else:
+        raw = orjson.dumps(body, default=_default)
+    listed = (
+        [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        if headers
+        else []
+    )
+    names = {name for name, _ in listed}
+    if b"content-length" not in names and not (status < 200 or status in _NO_BODY):
+        listed.append((b"content-length", str(len(raw)).encode()))
+    if body is not None and b"content-type" not in names:
+        listed.append((b"content-type", _JSON))
+    return _Answer(status, raw, listed)
 
 
 def _query(scope: Scope) -> dict[str, str | list[str]]:
-    parsed = parse_qs(query_string(scope), keep_blank_values=True)
+    raw = query_string(scope)
+    if not raw:
+        return {}
+    parsed = parse_qs(raw, keep_blank_values=True)
     return {k: v[0] if len(v) == 1 else v for k, v in parsed.items()}
 
 
@@ -122,7 +164,7 @@ async def serve_http(
     tracer = tracing.TRACER
     span = None
     if tracer is None:
-        trace_id = uuid.uuid4().hex
+        trace_id = os.urandom(16).hex()  # 32 hex digits, as a W3C trace id
     else:  # the span's trace id is the flow's: x-trace-id finds the trace
         span = tracer.request(route.config.name, method, route.config.path, headers)
         trace_id = span.trace_id

@@ -83,13 +83,19 @@ class ApiResponse:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+_STEP_LOGGERS: dict[str, logging.Logger] = {}
+
+
 class StepLogger:
     """``ctx.logger``: ``info("msg", {"k": v})``, with the step name and trace id attached."""
 
     __slots__ = ("_logger", "step", "trace_id")
 
     def __init__(self, step: str, trace_id: str) -> None:
-        self._logger = logging.getLogger(f"surge.step.{step}")
+        logger = _STEP_LOGGERS.get(step)
+        if logger is None:  # logging.getLogger takes the logging lock: once per step name
+            logger = _STEP_LOGGERS[step] = logging.getLogger(f"surge.step.{step}")
+        self._logger = logger
         self.step = step
         self.trace_id = trace_id
 

@@ -77,6 +77,11 @@ class Schema:
 
     def validate_json(self, raw: Any) -> Any:
         """Validate already-decoded JSON and return the Python value only."""
+        if self.model is not None:  # no JSON dump: nothing stores or sends this value
+            try:
+                return self.model.model_validate(raw)
+            except pydantic.ValidationError as exc:
+                raise ValidationError(_summary(exc.errors()), _clean(exc.errors())) from exc
         return self.validate(raw)[0]
 
 
