@@ -314,8 +314,9 @@ def run_http(args: argparse.Namespace) -> list[Result]:
     """POST /todo throughput per store."""
     results = []
     for store in args.store:
-        with server(surge_starter(args, store)) as s:
-            results.append(scenarios.http_throughput(s, args.duration, args.concurrency))
+        for concurrency in args.concurrency:
+            with server(surge_starter(args, store)) as s:
+                results.append(scenarios.http_throughput(s, args.duration, concurrency))
     table(
         "http: POST /todo in a closed loop, no subscribers",
         [
@@ -326,7 +327,10 @@ def run_http(args: argparse.Namespace) -> list[Result]:
             "p99 ms",
             "max ms",
             "µs CPU/POST",
+            "of it loop",
             "server CPU",
+            "loop CPU",
+            "POSTs/fsync",
             "loadgen CPU",
             "others",
             "errors",
@@ -340,7 +344,10 @@ def run_http(args: argparse.Namespace) -> list[Result]:
                 _ms(r["post_ms"], "p99"),
                 _ms(r["post_ms"], "max"),
                 _n(r["us_per_post"]),
+                _n(r["loop_us_per_post"]),
                 f"{r['server_cpu_util']:.0%}",
+                f"{r['loop_cpu_util']:.0%}",
+                _n(r["posts_per_sync"], 1),
                 f"{r['loadgen_cpu_util']:.0%}",
                 f"{r['others_cpu_util']:.0%}",
                 str(r["post_errors"] or 0),
@@ -584,6 +591,7 @@ def run_compare(args: argparse.Namespace) -> list[Result]:
                 "of it loop thread",
                 "loop CPU",
                 "POSTs/fsync",
+                "writes/POST",
                 "others",
                 "errors",
             ],
@@ -597,6 +605,7 @@ def run_compare(args: argparse.Namespace) -> list[Result]:
                     _n(r["loop_us_per_post"]),
                     f"{r['loop_cpu_util']:.0%}",
                     _n(r["posts_per_sync"], 1),
+                    _n(r["writes_per_post"], 1),
                     f"{r['others_cpu_util']:.0%}",
                     str(r["post_errors"] or 0),
                 ]
@@ -745,7 +754,7 @@ def run_smoke(args: argparse.Namespace) -> list[Result]:
 SMOKE: dict[str, dict[str, Any]] = {
     "fanout": {"subs": [20], "duration": 0.5},
     "latency": {"subs": 20, "rate": [40], "duration": 0.5, "servers": ["surge", "ceiling"]},
-    "http": {"store": ["memory"], "duration": 0.5, "concurrency": 4},
+    "http": {"store": ["memory"], "duration": 0.5, "concurrency": [4]},
     "sequential": {"subs": 20, "sets": 20, "duration": 0.5},
     "idle": {"conns": 200, "settle": 0.2},
     "idle-trace": {"conns": 100, "settle": 0.2},
@@ -817,7 +826,7 @@ def main() -> None:
 
     p = sub.add_parser("http", parents=[common], help="POST /todo throughput")
     p.add_argument("--store", nargs="+", default=["file", "memory"], choices=["memory", "file"])
-    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[32], help="POSTs in flight")
     p.set_defaults(run=run_http)
 
     p = sub.add_parser("idle", parents=[common], help="RSS per idle subscribed connection")

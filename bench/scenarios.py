@@ -287,11 +287,11 @@ def http_throughput(
     busy0 = busy_seconds()
     with profiling(server, profile), syncs_counted() as syncs:
         cpu0, lg0, t0 = server.cpu(), writer.cpu(), time.monotonic()
-        main0 = _main_thread_cpu(server.pid)
+        main0, writes0 = _main_thread_cpu(server.pid), server.write_syscalls()
         writer.send("go")
         done = writer.expect("done", duration + 60)
         cpu1, lg1, wall = server.cpu(), writer.cpu(), time.monotonic() - t0
-        main1 = _main_thread_cpu(server.pid)
+        main1, writes1 = _main_thread_cpu(server.pid), server.write_syscalls()
     busy1 = busy_seconds()
     writer.close()
     posts = done["ok"]
@@ -309,6 +309,8 @@ def http_throughput(
         # The event loop's thread alone (the rest: the store's writer thread, a thread pool).
         "loop_us_per_post": (main1 - main0) * 1e6 / posts if posts else None,
         "loop_cpu_util": (main1 - main0) / wall,
+        # write-family system calls (sockets and files, every thread) per answered POST
+        "writes_per_post": (writes1 - writes0) / posts if posts else None,
         # fsync + fdatasync calls on the whole machine meanwhile (perf; None without it).
         "syncs": syncs.get("count"),
         "posts_per_sync": posts / syncs["count"] if syncs.get("count") else None,
