@@ -224,6 +224,25 @@ def test_many_delta_subscribers_share_one_patch_frame() -> None:
     assert isinstance(patch, PatchFrame) and patch._forms.full is None  # whole item never encoded
 
 
+def test_compact_subscribers_share_the_compact_form_and_a_verbose_twin_gets_the_verbose() -> None:
+    hub = Hub()
+    compact = [make_conn() for _ in range(2)]
+    for n, conn in enumerate(compact):
+        request = SubscriptionRequest("todo", "inbox", None, f"c{n}", deltas=True, compact=True)
+        activate(hub, hub.subscribe(conn, request))
+    mixed = make_conn()  # a compact group subscription and a verbose item one: verbose serves both
+    activate(hub, hub.subscribe(mixed, SubscriptionRequest("todo", "inbox", None, "g", True, True)))
+    activate(hub, hub.subscribe(mixed, dreq(id="m1", sid="i")))
+
+    hub.dispatch(patched("m1", 5))
+
+    first, second = (conn.outbox._frames[-1] for conn in compact)
+    assert first is second and first.text.startswith('{"timestamp":')
+    assert queued(compact[0])[-1]["patch"][:3] == ["todo", "inbox", "m1"]
+    assert isinstance(first, PatchFrame) and first._forms.full is None
+    assert kinds(mixed)[-1] == "patch"
+
+
 def test_a_connection_with_a_plain_subscription_to_the_item_gets_the_whole_item() -> None:
     hub = Hub()
     conn = make_conn()
