@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from surge import ApiResponse, ApiRouteConfig, StreamConfig, create_app
 from surge.openapi import build_openapi, openapi_for_project, openapi_path, openapi_routes
@@ -302,3 +304,51 @@ def test_a_blank_description_is_refused_by_the_schema_the_document_shows() -> No
     name = body["$ref"].rsplit("/", 1)[-1]
     description = spec["components"]["schemas"][name]["properties"]["description"]
     assert description["minLength"] == 1
+
+
+def test_a_number_is_not_a_boolean() -> None:
+    # schemathesis found it (ST201): {"isTyping": 0.0} was taken as false, though the document
+    # says "boolean". Bodies are validated as their JSON Schema reads.
+    with TestClient(TODO) as client:
+        refused = client.post("/todo/typing", json={"userId": "u1", "isTyping": 0.0})
+        assert refused.status_code == 400
+        assert [e["loc"] for e in refused.json()["errors"]] == [["isTyping"]]
+        taken = client.post("/todo/typing", json={"userId": "u1", "isTyping": False})
+        assert taken.status_code == 202
+
+
+class Booking(BaseModel):
+    seats: int
+    at: datetime.datetime
+    ref: uuid.UUID
+
+
+class LaxBooking(Booking):
+    model_config = ConfigDict(strict=False)
+
+
+def test_bodies_are_strict_json_unless_the_model_says_otherwise() -> None:
+    async def book(req: Any, ctx: Any) -> ApiResponse:
+        body = req.body
+        return ApiResponse(200, {"seats": body.seats, "year": body.at.year, "ref": str(body.ref)})
+
+    app = create_app(
+        steps=[
+            (ApiRouteConfig(name="Book", method="POST", path="/book", body_schema=Booking), book),
+            (
+                ApiRouteConfig(name="Lax", method="POST", path="/lax", body_schema=LaxBooking),
+                book,
+            ),
+        ]
+    )
+    ref = "12345678-1234-5678-1234-567812345678"
+    good = {"seats": 2, "at": "2026-12-01T10:00:00Z", "ref": ref}
+    with TestClient(app) as client:
+        # JSON has no datetime or UUID: their strings are what a strict JSON body carries.
+        assert client.post("/book", json=good).json() == {"seats": 2, "year": 2026, "ref": ref}
+        for field, wrong in (("seats", "2"), ("seats", 2.5), ("seats", True)):
+            refused = client.post("/book", json={**good, field: wrong})
+            assert refused.status_code == 400, (field, wrong)
+            assert [e["loc"] for e in refused.json()["errors"]] == [[field]]
+        # A model that chose lax validation keeps it.
+        assert client.post("/lax", json={**good, "seats": "2"}).json()["seats"] == 2

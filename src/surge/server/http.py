@@ -155,7 +155,7 @@ async def serve_http(
                 return
     if route.body_schema is not None:
         try:
-            body = route.body_schema.validate_json(body)
+            body = route.body_schema.validate_body(raw, body)
         except ValidationError as exc:
             invalid = {"error": "invalid request body", "errors": exc.errors}
             await _json(400, invalid)(scope, receive, send)

@@ -75,6 +75,23 @@ class Schema:
             )
         return data, data
 
+    def validate_body(self, raw: bytes, decoded: Any) -> Any:
+        """Validate a request body (its bytes and their decoded JSON); return the Python value.
+
+        A pydantic model validates the bytes in pydantic's strict JSON mode, as the document's
+        JSON Schema reads: ``0.0`` is not a boolean, ``"5"`` is not an integer (a string is
+        still a datetime, a UUID or an enum's value, as JSON has no such types). A model that
+        sets ``strict`` in its ``model_config`` keeps its own choice.
+        """
+        model = self.model
+        if model is None or decoded is None:
+            return self.validate_json(decoded)
+        strict = None if "strict" in model.model_config else True
+        try:
+            return model.model_validate_json(raw, strict=strict)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(_summary(exc.errors()), _clean(exc.errors())) from exc
+
     def validate_json(self, raw: Any) -> Any:
         """Validate already-decoded JSON and return the Python value only."""
         if self.model is not None:  # no JSON dump: nothing stores or sends this value
