@@ -12,13 +12,19 @@ from typing import Any
 
 import orjson
 import pytest
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from websockets.asyncio.client import connect
 
 from surge import Config, Limits, StreamConfig, create_app
 from surge.server.protocols import SurgeWebSocketProtocol
 from surge.server.serve import uvicorn_config
 from surge.server.transport import LeanDirectTransport
-from surge.server.ws_protocol import LeanWebSocketProtocol, _Keepalive, accept_key
+from surge.server.ws_protocol import (
+    LeanWebSocketProtocol,
+    _Keepalive,
+    _serves_detached,
+    accept_key,
+)
 from surge.testing import LiveServer, live_server
 
 KEY = base64.b64encode(os.urandom(16))
@@ -115,6 +121,58 @@ async def test_fan_out_takes_the_lean_direct_transport(server: LiveServer) -> No
         (conn,) = server.app.runtime.connections
         assert isinstance(conn.outbox._transport, LeanDirectTransport)
         assert conn.outbox.transport_kind == "direct"
+
+
+def _connection_tasks() -> list[str]:
+    """The running tasks that belong to a WebSocket connection (app call, reader, writer)."""
+    names = []
+    for task in asyncio.all_tasks():
+        name = task.get_coro().__qualname__  # type: ignore[union-attr]
+        if name.endswith(("_run_asgi", "_read_waiting", "_write")):
+            names.append(name)
+    return names
+
+
+async def _until(condition: Any) -> None:
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_an_idle_subscribed_connection_has_no_task_and_no_scope(server: LiveServer) -> None:
+    # Fails if the connection stays on the ASGI call (its task, coroutines and scope).
+    async with connect(server.ws_url) as ws:
+        await ws.send(join().decode())
+        assert orjson.loads(await ws.recv())["event"]["type"] == "sync"
+        await _until(lambda: not _connection_tasks())
+        (conn,) = server.app.runtime.connections
+        protocol = conn.outbox._transport._protocol  # type: ignore[attr-defined]
+        assert protocol.scope == {} and not protocol.can_detach
+        # Still served: a change reaches it, a second join is read and synced.
+        await server.app.runtime.streams.todo.set("g", "a", {"n": 1})
+        assert orjson.loads(await ws.recv())["event"]["type"] == "create"
+        await ws.send(join("h").decode().replace("s1", "s2"))
+        assert orjson.loads(await ws.recv())["event"]["type"] == "sync"
+        await _until(lambda: not _connection_tasks())
+    # The peer's close ends it as the end of the app's call did.
+    await _until(lambda: not server.app.runtime.connections)
+
+
+def test_only_surges_app_maybe_under_proxy_headers_serves_detached_connections() -> None:
+    # Other middleware may need the app's call to last as long as the connection.
+    app = create_app(streams=[StreamConfig(name="todo", schema={"type": "object"})])
+    config = uvicorn_config(app, proxy_headers=True)
+    config.load()
+    assert isinstance(config.loaded_app, ProxyHeadersMiddleware)
+    assert _serves_detached(config.loaded_app)
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        await app(scope, receive, send)
+
+    other = uvicorn_config(app)
+    other.app = wrapped
+    other.load()
+    assert not _serves_detached(other.loaded_app)
 
 
 async def test_the_101_answers_the_key_and_names_the_first_offered_subprotocol(

@@ -66,6 +66,10 @@ class SurgeApp:
     Workbench plugin (the dev Workbench with its per-process ``key``), None without it.
     """
 
+    serves_detached_websockets = True
+    """Under ``LeanWebSocketProtocol`` this app's call for a stream WebSocket returns once it is
+    accepted and the connection goes on without it (``surge.server.websocket``)."""
+
     def __init__(
         self,
         runtime: Runtime,

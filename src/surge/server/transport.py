@@ -194,16 +194,15 @@ class DirectTransport:
 class LeanDirectTransport:
     """Coalesced frame writes for one ``LeanWebSocketProtocol`` connection (Surge's own)."""
 
-    __slots__ = ("_protocol", "_send", "_transport")
+    __slots__ = ("_protocol", "_transport")
 
     kind = "direct"
     flushes_inline = True
     writes_wire = True
 
-    def __init__(self, protocol: LeanWebSocketProtocol, send: Send | None = None) -> None:
+    def __init__(self, protocol: LeanWebSocketProtocol) -> None:
         self._protocol = protocol
         self._transport: asyncio.Transport = protocol.transport
-        self._send = send
 
     @property
     def is_writable(self) -> bool:
@@ -235,8 +234,7 @@ class LeanDirectTransport:
 
     async def close(self, code: int, reason: str) -> None:
         """Hand the close to the protocol (it writes the close frame, waits for the reply)."""
-        if self._send is not None:
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        await self._protocol.send({"type": "websocket.close", "code": code, "reason": reason})
 
     def abort(self) -> None:
         """Drop the connection at once."""
@@ -247,7 +245,7 @@ def direct_transport(send: Any) -> DirectTransport | LeanDirectTransport | None:
     """The direct path for this ASGI ``send``, or None when the server is not supported."""
     protocol = getattr(send, "__self__", None)
     if isinstance(protocol, LeanWebSocketProtocol):
-        return LeanDirectTransport(protocol, send)
+        return LeanDirectTransport(protocol)
     return DirectTransport.from_asgi_send(send)
 
 

@@ -2,7 +2,17 @@
 
 Per connection, in one ``TaskGroup``: the reader (this coroutine; frames handled strictly in
 order), the writer (``Outbox.run``, started only once needed: flow control, a drain, a close) and
-one task per access check that has to wait (an async ``can_access``). The reader never waits for a
+one task per access check that has to wait (an async ``can_access``).
+
+Under Surge's own protocol (``LeanWebSocketProtocol``, the default of ``surge start``/``dev``) the
+connection is **detached** once accepted: the app's call returns, the protocol drops the
+handshake's scope and calls the endpoint when a message waits; a reader task then handles what
+waits, in order, and ends when nothing does. An idle connection so costs no task, no coroutine
+chain (the app call, uvicorn's middleware, this handler, a ``TaskGroup``) and no request headers:
+~4 KB of an 11 KB connection (bench/README.md). The writer and the async checks are the
+protocol's tasks (uvicorn's shutdown waits for them; an exception in one drops the connection, as
+in the ``TaskGroup``). Any other server, a mount under another app and the TestClient take the
+``TaskGroup`` path; the rules below hold on both. The reader never waits for a
 check, so a ``leave`` sent during a slow check is read at once and cancels it (the session's
 ``CancelCheck``); a synchronous ``can_access``, or none, is decided inline. A granted join
 registers its pending hub subscription and reads its sync before the next frame is read
@@ -22,7 +32,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import Receive, Scope, Send
@@ -48,8 +58,14 @@ from surge.server.logs import CLIENT_MISTAKES
 from surge.server.outbox import Outbox
 from surge.server.ratelimit import ConnectionLimiter, Verdict
 from surge.server.stats import STATS
-from surge.server.transport import AsgiTransport, Transport, direct_transport
+from surge.server.transport import (
+    AsgiTransport,
+    LeanDirectTransport,
+    Transport,
+    direct_transport,
+)
 from surge.server.upgrade import authorize_upgrade
+from surge.server.ws_protocol import LeanWebSocketProtocol
 from surge.steps.config import Subscription
 
 if TYPE_CHECKING:
@@ -74,7 +90,10 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
     await send(
         {"type": "websocket.accept", "subprotocol": subprotocols[0] if subprotocols else None}
     )
-    limits = runtime.config.limits
+    protocol = getattr(send, "__self__", None)
+    if isinstance(protocol, LeanWebSocketProtocol) and protocol.can_detach:
+        _serve_detached(runtime, protocol, decision.auth_context)
+        return
     task = asyncio.current_task()
     aborted = False
 
@@ -86,6 +105,30 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
             task.cancel()
 
     transport: Transport = direct_transport(send) or AsgiTransport(send, abort)
+    conn = _open(runtime, transport, decision.auth_context)
+    endpoint: _Endpoint | None = None
+    connection_token = CONNECTION_ID.set(conn.id)  # on this connection's log lines
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            endpoint = _Endpoint(runtime, conn, tasks.create_task, _limiter(runtime))
+            # The writer task exists only once flow control, a drain or a close needs it.
+            conn.outbox.start_writer_with(endpoint.start_writer)
+            runtime.access.attach(conn, endpoint.perform)  # expiry, reauthorize, revoke
+            try:
+                await endpoint.read(receive)
+            finally:
+                runtime.access.detach(conn)
+                endpoint.end()
+    except asyncio.CancelledError:
+        if not aborted or task is None or task.uncancel() > 0:
+            raise
+    finally:
+        _closed(runtime, conn, endpoint)
+        CONNECTION_ID.reset(connection_token)
+
+
+def _open(runtime: Runtime, transport: Transport, auth_context: Any) -> Connection:
+    limits = runtime.config.limits
     conn = Connection(
         Session(
             max_subscriptions=limits.max_subscriptions,
@@ -100,34 +143,33 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
             flusher=runtime.flusher,
             latest_value=runtime.latest_value_streams,
         ),
-        decision.auth_context,
+        auth_context,
     )
     runtime.connections.add(conn)
     STATS.connections_opened += 1
-    endpoint: _Endpoint | None = None
-    connection_token = CONNECTION_ID.set(conn.id)  # on this connection's log lines
-    try:
-        async with asyncio.TaskGroup() as tasks:
-            endpoint = _Endpoint(
-                runtime, conn, tasks, ConnectionLimiter.for_limits(limits, time.monotonic())
-            )
-            # The writer task exists only once flow control, a drain or a close needs it.
-            conn.outbox.start_writer_with(lambda: tasks.create_task(_write(conn)))
-            runtime.access.attach(conn, endpoint.perform)  # expiry, reauthorize, revoke
-            try:
-                await endpoint.read(receive)
-            finally:
-                runtime.access.detach(conn)
-                endpoint.end()
-    except asyncio.CancelledError:
-        if not aborted or task is None or task.uncancel() > 0:
-            raise
-    finally:
-        code = conn.outbox.close_code or (endpoint.peer_close_code if endpoint else None)
-        STATS.closed_by_code[code or CloseCode.ABNORMAL] += 1
-        conn.outbox.stop()
-        runtime.connections.discard(conn)
-        CONNECTION_ID.reset(connection_token)
+    return conn
+
+
+def _limiter(runtime: Runtime) -> ConnectionLimiter | None:
+    return ConnectionLimiter.for_limits(runtime.config.limits, time.monotonic())
+
+
+def _closed(runtime: Runtime, conn: Connection, endpoint: _Endpoint | None) -> None:
+    code = conn.outbox.close_code or (endpoint.peer_close_code if endpoint else None)
+    STATS.closed_by_code[code or CloseCode.ABNORMAL] += 1
+    conn.outbox.stop()
+    runtime.connections.discard(conn)
+
+
+def _serve_detached(
+    runtime: Runtime, protocol: LeanWebSocketProtocol, auth_context: Any
+) -> None:
+    """The lean path: the connection goes on without this ASGI call (module docstring)."""
+    conn = _open(runtime, LeanDirectTransport(protocol), auth_context)
+    endpoint = _DetachedEndpoint(runtime, conn, protocol, _limiter(runtime))
+    conn.outbox.start_writer_with(endpoint.start_writer)
+    runtime.access.attach(conn, endpoint.perform)
+    protocol.detach(endpoint.wake)
 
 
 async def _write(conn: Connection) -> None:
@@ -141,56 +183,68 @@ async def _write(conn: Connection) -> None:
 class _Endpoint:
     """Performs one connection's session actions."""
 
-    __slots__ = ("_checks", "_tasks", "conn", "limiter", "peer_close_code", "runtime")
+    __slots__ = ("_checks", "_spawn", "conn", "limiter", "peer_close_code", "runtime")
 
     def __init__(
         self,
         runtime: Runtime,
         conn: Connection,
-        tasks: asyncio.TaskGroup,
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
         limiter: ConnectionLimiter | None = None,
     ) -> None:
         self.runtime = runtime
         self.conn = conn
-        self._tasks = tasks
+        self._spawn = spawn  # runs a task of this connection (the writer, async checks)
         self.limiter = limiter
-        # subscriptionId -> the task awaiting that join's async can_access.
-        self._checks: dict[str, asyncio.Task[None]] = {}
+        # subscriptionId -> the task awaiting that join's async can_access (created when one
+        # is: most connections never have one).
+        self._checks: dict[str, asyncio.Task[None]] | None = None
         self.peer_close_code: int | None = None
 
+    def start_writer(self) -> None:
+        """Start the outbox's writer task (the outbox calls this once, when it needs one)."""
+        self._spawn(_write(self.conn))
+
     async def read(self, receive: Receive) -> None:
+        """Handle the messages of ``receive`` until the peer is gone."""
+        while await self.handle(await receive()):
+            pass
+
+    async def handle(self, message: dict[str, Any]) -> bool:
+        """Handle one ASGI message; False once it says the peer is gone."""
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            self.peer_close_code = message.get("code")
+            return False
+        if kind != "websocket.receive":
+            return True
+        if self.conn.is_gone:
+            # Frames a client sent before it went away (or before we closed) are not worth
+            # any work: a reset after 256 joins must not cost 256 snapshot reads.
+            return True
         session = self.conn.session
-        while True:
-            message = await receive()
-            kind = message["type"]
-            if kind == "websocket.disconnect":
-                self.peer_close_code = message.get("code")
-                return
-            if kind != "websocket.receive":
-                continue
-            if self.conn.is_gone:
-                # Frames a client sent before it went away (or before we closed) are not worth
-                # any work: a reset after 256 joins must not cost 256 snapshot reads.
-                continue
-            text = message.get("text")
-            if text is not None:
-                limiter = self.limiter
-                if limiter is not None:
-                    verdict = limiter.frame(text, time.monotonic())
-                    if verdict is not Verdict.OK:
-                        await self._rate_limited(verdict, None)
-                        continue  # dropped unparsed: a flood costs no decoding
-                actions = session.receive_text(text)
-            else:
-                actions = session.receive_binary()
-            if actions:
-                await self.perform(actions)
+        text = message.get("text")
+        if text is not None:
+            limiter = self.limiter
+            if limiter is not None:
+                verdict = limiter.frame(text, time.monotonic())
+                if verdict is not Verdict.OK:
+                    await self._rate_limited(verdict, None)
+                    return True  # dropped unparsed: a flood costs no decoding
+            actions = session.receive_text(text)
+        else:
+            actions = session.receive_binary()
+        if actions:
+            await self.perform(actions)
+        return True
 
     def end(self) -> None:
         """The connection is over: cancel pending checks, remove its subscriptions."""
-        for check in self._checks.values():
-            check.cancel()
-        self._checks.clear()
+        checks = self._checks
+        if checks:
+            for check in checks.values():
+                check.cancel()
+            checks.clear()
         session = self.conn.session
         self.runtime.hub.unsubscribe_connection(self.conn, list(session.subscriptions.values()))
         if not session.closed:
@@ -207,7 +261,8 @@ class _Endpoint:
                         continue
                 await self._check_access(action.request)
             elif isinstance(action, CancelCheck):
-                check = self._checks.pop(action.request.subscription_id, None)
+                checks = self._checks
+                check = checks.pop(action.request.subscription_id, None) if checks else None
                 if check is not None:
                     check.cancel()
             elif isinstance(action, Subscribe):
@@ -266,10 +321,13 @@ class _Endpoint:
             await self._answer(request, bool(verdict), "" if verdict else "access denied")
             return
         # An async check runs beside the reader: later frames (a leave) are read meanwhile.
-        previous = self._checks.pop(request.subscription_id, None)
+        checks = self._checks
+        if checks is None:
+            checks = self._checks = {}
+        previous = checks.pop(request.subscription_id, None)
         if previous is not None:
             previous.cancel()
-        self._checks[request.subscription_id] = self._tasks.create_task(
+        checks[request.subscription_id] = self._spawn(
             self._await_check(request, verdict, rule, self.runtime.access.generation(self.conn))
         )
 
@@ -299,8 +357,9 @@ class _Endpoint:
             timeout = self.runtime.config.limits.access_check_timeout
             allowed = await call_can_access(rule, request, conn.auth_context, timeout)
             reason = "" if allowed else "access denied"
-        if self._checks.get(request.subscription_id) is asyncio.current_task():
-            del self._checks[request.subscription_id]
+        checks = self._checks
+        if checks is not None and checks.get(request.subscription_id) is asyncio.current_task():
+            del checks[request.subscription_id]
         await self._answer(request, allowed, reason)
 
     async def _answer(self, request: SubscriptionRequest, allowed: bool, reason: str) -> None:
@@ -352,3 +411,60 @@ class _Endpoint:
         conn.errors_logged += 1
         logger.log(level, "connection %s: %s: %s", conn.id, code, message)
         conn.send(frame)
+
+
+class _DetachedEndpoint(_Endpoint):
+    """The endpoint of a detached ``LeanWebSocketProtocol`` connection: no task while idle.
+
+    The protocol calls ``wake`` when a message waits; a reader task then handles what waits,
+    in order, and ends when nothing does (the protocol parses one message ahead at most, as
+    for ``receive``). The disconnect ends the connection as the end of ``serve_websocket``'s
+    call does. The writer and the async checks are the protocol's tasks (``spawn``).
+    """
+
+    __slots__ = ("_is_over", "_protocol", "_reader")
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        conn: Connection,
+        protocol: LeanWebSocketProtocol,
+        limiter: ConnectionLimiter | None,
+    ) -> None:
+        super().__init__(runtime, conn, protocol.spawn, limiter)
+        self._protocol = protocol
+        self._reader: asyncio.Task[None] | None = None
+        self._is_over = False
+
+    def wake(self) -> None:
+        """A message waits: read it (and what follows) unless a reader runs already."""
+        if self._reader is None and not self._is_over:
+            self._reader = self._protocol.spawn(self._read_waiting())
+
+    async def _read_waiting(self) -> None:
+        conn = self.conn
+        CONNECTION_ID.set(conn.id)  # this task's own context: on its log lines
+        take = self._protocol.take
+        try:
+            while True:
+                message = take()
+                if message is None:
+                    return  # idle again: no task until the next message
+                if not await self.handle(message):
+                    self._over()
+                    return
+        except BaseException:
+            # Like an exception out of the app's call: the connection ends (spawn logs it).
+            self._over()
+            raise
+        finally:
+            self._reader = None
+
+    def _over(self) -> None:
+        if self._is_over:
+            return
+        self._is_over = True
+        runtime = self.runtime
+        runtime.access.detach(self.conn)
+        self.end()
+        _closed(runtime, self.conn, self)

@@ -45,11 +45,12 @@ import hashlib
 import logging
 import random
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.utils import ClientDisconnected
 from websockets.speedups import apply_mask
 
@@ -69,6 +70,7 @@ _PEER_CLOSE_CODES = frozenset(
     {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
 )
 _client_mistakes = CLIENT_MISTAKES
+_NO_SCOPE: dict[str, Any] = {}  # a detached connection's scope: never written to
 
 
 def accept_key(key: bytes) -> bytes:
@@ -119,6 +121,7 @@ class _Shared:
         "app_state",
         "asgi_version",
         "connections",
+        "detachable",
         "keepalive",
         "max_size",
         "max_unread",
@@ -131,6 +134,7 @@ class _Shared:
         if not config.loaded:
             config.load()
         self.app = config.loaded_app
+        self.detachable = _serves_detached(self.app)
         self.app_state = app_state
         self.asgi_version = config.asgi_version
         self.root_path = config.root_path
@@ -155,6 +159,16 @@ class _Shared:
         return shared
 
 
+def _serves_detached(app: Any) -> bool:
+    """True when ``app`` (uvicorn's loaded app) is one that may ``detach`` its connections: it
+    says so (``serves_detached_websockets``), maybe under uvicorn's ``ProxyHeadersMiddleware``
+    (which only rewrites the scope before calling it). Any other middleware may want the app's
+    call to last as long as the connection."""
+    while isinstance(app, ProxyHeadersMiddleware):
+        app = app.app
+    return getattr(app, "serves_detached_websockets", False) is True
+
+
 class LeanWebSocketProtocol(asyncio.Protocol):
     """One WebSocket connection under uvicorn (see the module docstring)."""
 
@@ -167,6 +181,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         "_frag_op",
         "_frag_size",
         "_gone_message",
+        "_handler",
         "_inbox",
         "_key",
         "_ping_payload",
@@ -196,6 +211,8 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self._receiver: asyncio.Future[None] | None = None
         self._writers: asyncio.Future[None] | None = None
         self._gone_message: dict[str, Any] | None = None
+        # Set by ``detach``: called when a message waits, instead of waking ``receive``.
+        self._handler: Callable[[], None] | None = None
         self._frag: list[bytes] | None = None
         self._frag_op = 0
         self._frag_size = 0
@@ -560,6 +577,10 @@ class LeanWebSocketProtocol(asyncio.Protocol):
     def _deliver(self, message: dict[str, Any] | None) -> None:
         if message is not None:
             self._inbox.append(message)
+        handler = self._handler
+        if handler is not None:
+            handler()
+            return
         waiter = self._receiver
         if waiter is not None:
             self._receiver = None
@@ -594,6 +615,71 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             else:
                 self._resume_reading()
         return message
+
+    # -- detached: no app call per connection -------------------------------------------------
+
+    @property
+    def can_detach(self) -> bool:
+        """True when ``detach`` would succeed: the handshake was accepted and the app is one
+        that serves detached connections (``_serves_detached``)."""
+        return (
+            self._shared.detachable
+            and self.handshake_complete
+            and self._response is None
+            and self._handler is None
+        )
+
+    def detach(self, handler: Callable[[], None]) -> None:
+        """From now on the connection lives without the app's call (which may return at once):
+        ``handler()`` is called whenever a message waits, and ``take`` returns it.
+
+        An idle connection then costs no task and no coroutine. The handshake's scope is
+        dropped (its request headers are ~0.7 KB a connection). Raises RuntimeError when
+        ``can_detach`` is False.
+        """
+        if not self.can_detach:
+            raise RuntimeError("this WebSocket connection cannot be detached")
+        self._handler = handler
+        self.scope = _NO_SCOPE
+        if self._inbox or self._buf or self._gone_message is not None:
+            handler()  # something arrived before the detach
+
+    def take(self) -> dict[str, Any] | None:
+        """The next ASGI message without waiting (``receive``'s), or None when none waits.
+
+        Once the connection is over, ``websocket.disconnect`` every time.
+        """
+        inbox = self._inbox
+        if not inbox:
+            if self._buf and not self._stalled and not self.transport.is_closing():
+                self._pump()
+            if not inbox:
+                return self._gone_message
+        message = inbox.pop(0)
+        if not inbox and self.read_paused and not self._stalled:
+            if self._buf:
+                self._pump()
+            else:
+                self._resume_reading()
+        return message
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a task of this (detached) connection. uvicorn's shutdown waits for it, as for
+        the app's call; an exception it raises is logged and drops the connection (as one
+        raised by the app's call would)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._shared.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._shared.tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, ClientDisconnected):
+            _uvicorn_logger.error("Exception in a WebSocket task", exc_info=exc)
+            self.transport.close()
 
     # -- send ----------------------------------------------------------------------------------
 
@@ -723,7 +809,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
                 _uvicorn_logger.error(
                     "ASGI callable should return None, but returned '%s'.", result
                 )
-        if self._close_timer is None:
+        if self._close_timer is None and self._handler is None:
             self.transport.close()
 
     def _send_500(self) -> None:
