@@ -27,6 +27,8 @@ from surge.server.ws_protocol import (
 )
 from surge.testing import LiveServer, live_server
 
+from .streamclient import wait_until
+
 KEY = base64.b64encode(os.urandom(16))
 
 
@@ -133,29 +135,25 @@ def _connection_tasks() -> list[str]:
     return names
 
 
-async def _until(condition: Any) -> None:
-    async with asyncio.timeout(10):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 async def test_an_idle_subscribed_connection_has_no_task_and_no_scope(server: LiveServer) -> None:
     # Fails if the connection stays on the ASGI call (its task, coroutines and scope).
     async with connect(server.ws_url) as ws:
         await ws.send(join().decode())
         assert orjson.loads(await ws.recv())["event"]["type"] == "sync"
-        await _until(lambda: not _connection_tasks())
+        await wait_until(lambda: not _connection_tasks())
         (conn,) = server.app.runtime.connections
-        protocol = conn.outbox._transport._protocol  # type: ignore[attr-defined]
+        transport = conn.outbox._transport
+        assert isinstance(transport, LeanDirectTransport)
+        protocol = transport._protocol
         assert protocol.scope == {} and not protocol.can_detach
         # Still served: a change reaches it, a second join is read and synced.
         await server.app.runtime.streams.todo.set("g", "a", {"n": 1})
         assert orjson.loads(await ws.recv())["event"]["type"] == "create"
         await ws.send(join("h").decode().replace("s1", "s2"))
         assert orjson.loads(await ws.recv())["event"]["type"] == "sync"
-        await _until(lambda: not _connection_tasks())
+        await wait_until(lambda: not _connection_tasks())
     # The peer's close ends it as the end of the app's call did.
-    await _until(lambda: not server.app.runtime.connections)
+    await wait_until(lambda: not server.app.runtime.connections)
 
 
 def test_only_surges_app_maybe_under_proxy_headers_serves_detached_connections() -> None:

@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from surge.log_context import CONNECTION_ID
 from surge.protocol.codec import encode_error
@@ -161,9 +161,7 @@ def _closed(runtime: Runtime, conn: Connection, endpoint: _Endpoint | None) -> N
     runtime.connections.discard(conn)
 
 
-def _serve_detached(
-    runtime: Runtime, protocol: LeanWebSocketProtocol, auth_context: Any
-) -> None:
+def _serve_detached(runtime: Runtime, protocol: LeanWebSocketProtocol, auth_context: Any) -> None:
     """The lean path: the connection goes on without this ASGI call (module docstring)."""
     conn = _open(runtime, LeanDirectTransport(protocol), auth_context)
     endpoint = _DetachedEndpoint(runtime, conn, protocol, _limiter(runtime))
@@ -210,7 +208,7 @@ class _Endpoint:
         while await self.handle(await receive()):
             pass
 
-    async def handle(self, message: dict[str, Any]) -> bool:
+    async def handle(self, message: Message) -> bool:
         """Handle one ASGI message; False once it says the peer is gone."""
         kind = message["type"]
         if kind == "websocket.disconnect":
