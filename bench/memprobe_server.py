@@ -95,6 +95,9 @@ def main() -> None:
             return
         await surge_app(scope, receive, send)
 
+    # Its call only forwards: the stream WebSockets may be detached as under Surge's app alone
+    # (surge.server.websocket), so the trace counts what a served connection costs.
+    app.serves_detached_websockets = True  # type: ignore[attr-defined]
     config = uvicorn_config(surge_app, host="127.0.0.1", port=args.port, log_level="warning")
     config.app = app
     uvicorn.Server(config).run()
