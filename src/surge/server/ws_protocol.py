@@ -89,7 +89,9 @@ def encode_frame(opcode: int, payload: bytes) -> bytes:
 
 
 def _close_frame(code: int, reason: str) -> bytes:
-    data = reason.encode()[:123]
+    data = reason.encode()
+    if len(data) > 123:  # cut on a character boundary: a close reason must be valid UTF-8
+        data = data[:123].decode(errors="ignore").encode()
     return encode_frame(_OP_CLOSE, code.to_bytes(2, "big") + data)
 
 
@@ -254,6 +256,8 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             self.handshake_complete = True
             self.close_sent = True
             extra = [(b"Sec-WebSocket-Version", b"13")] if status == 426 else []
+            if status == 405:
+                extra.append((b"Allow", b"GET"))
             body = f"Failed to open a WebSocket connection: {why}.\n"
             transport.write(_plain_response(status, body.encode(), extra))
             transport.close()
@@ -419,7 +423,9 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             transport.abort()
 
     def _pump_later(self) -> None:
-        if self._stalled and not self._inbox and not self.transport.is_closing():
+        if self.transport.is_closing() or not self._stalled:
+            return
+        if not self._inbox or self.close_sent:  # past its close, the app takes nothing more
             self._pump()
 
     def _parse(self) -> None:
@@ -745,11 +751,18 @@ class LeanWebSocketProtocol(asyncio.Protocol):
                     self._resume_reading()
                     loop = asyncio.get_running_loop()
                     self._close_timer = loop.call_later(CLOSE_TIMEOUT, transport.close)
+                    if self._buf:
+                        self._pump()  # the peer's close may be read already
             else:
                 raise RuntimeError(
                     "Expected ASGI message 'websocket.send' or 'websocket.close', "
                     f"but got '{kind}'."
                 )
+        elif transport.is_closing():
+            # The peer closed (or broke the protocol): as uvicorn, a send says the client is
+            # gone, a close is ignored.
+            if kind != "websocket.close":
+                raise ClientDisconnected()
         else:
             raise RuntimeError(
                 f"Unexpected ASGI message '{kind}', after sending 'websocket.close'."
