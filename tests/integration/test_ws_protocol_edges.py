@@ -214,3 +214,30 @@ async def test_a_long_close_reason_is_cut_on_a_character_boundary() -> None:
         reason = payload[2:].decode()  # RFC 6455 7.4: a close reason is valid UTF-8
         assert reason and set(reason) == {"é"}
         writer.close()
+
+
+async def test_messages_read_before_the_peers_fin_all_reach_the_app() -> None:
+    # Reading stays paused while a message waits, so the FIN is read only after them.
+    got: list[dict[str, Any]] = []
+    done = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            got.append(message)
+            if message["type"] == "websocket.disconnect":
+                break
+        done.set()
+
+    async with serving(app) as port:
+        _, _, writer = await upgrade(port)
+        code = (4000).to_bytes(2, "big")
+        writer.write(frame(1, b"a") + frame(1, b"b") + frame(8, code))
+        writer.write_eof()  # the peer is done sending: the bytes before its FIN were all sent
+        async with asyncio.timeout(10):
+            await done.wait()
+        writer.close()
+    assert [m.get("text") for m in got[:2]] == ["a", "b"]
+    assert got[-1]["code"] == 4000
