@@ -241,3 +241,43 @@ async def test_messages_read_before_the_peers_fin_all_reach_the_app() -> None:
         writer.close()
     assert [m.get("text") for m in got[:2]] == ["a", "b"]
     assert got[-1]["code"] == 4000
+
+
+def big_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """One masked client frame of any size."""
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    size = len(payload)
+    if size < 126:
+        head = bytes([0x80 | size])
+    elif size < 1 << 16:
+        head = bytes([0x80 | 126]) + struct.pack("!H", size)
+    else:
+        head = bytes([0x80 | 127]) + struct.pack("!Q", size)
+    return bytes([(0x80 if fin else 0) | opcode]) + head + key + masked
+
+
+async def test_frames_arriving_in_small_pieces_are_reassembled_exactly() -> None:
+    # Frames cut into 97-byte pieces, written with pauses (mostly one read each), are parsed
+    # from a buffer grown in place: the fragmented message and the frame after it arrive intact
+    # and in order.
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message["text"]})
+
+    text = "".join(chr(0x41 + i % 26) + "é" for i in range(2000))  # two-byte characters too
+    data = big_frame(1, text[:3000].encode(), fin=False) + big_frame(0, text[3000:].encode())
+    data += frame(1, b"after")
+    async with serving(app) as port:
+        _, reader, writer = await upgrade(port)
+        pieces = [data[i : i + 97] for i in range(0, len(data), 97)]
+        for index, piece in enumerate(pieces):
+            writer.write(piece)
+            await writer.drain()
+            if index % 4 == 0:
+                await asyncio.sleep(0.001)
+        assert await read_frame(reader) == (1, text.encode())
+        assert await read_frame(reader) == (1, b"after")
+        writer.close()

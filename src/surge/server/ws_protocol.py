@@ -207,7 +207,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.scope: dict[str, Any] = {}
         self._key: bytes | None = None
-        self._buf = b""
+        self._buf: bytes | bytearray = b""
         self._at = 0  # the buffer is parsed from here on
         self._inbox: list[dict[str, Any]] = []
         self._receiver: asyncio.Future[None] | None = None
@@ -344,10 +344,18 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             if self._after_close >= AFTER_CLOSE_BYTES:
                 return
             self._after_close += len(data)
-        if self._buf:
-            self._buf = self._buf[self._at :] + data
+        buf = self._buf
+        if not buf:
+            self._buf = data  # the usual case: whole frames in one read, no copy
         else:
-            self._buf = data
+            # A frame arrives in pieces: grow one bytearray in place (dropping the parsed part
+            # at its front is O(1)), so a frame sent a byte per packet costs O(n), not O(n^2).
+            if not isinstance(buf, bytearray):
+                buf = bytearray(memoryview(buf)[self._at :])
+            elif self._at:
+                del buf[: self._at]
+            buf += data
+            self._buf = buf
         self._at = 0
         if (self._inbox or self._stalled) and not self.close_sent:
             self._pause_reading()  # parsed once the app has taken what waits
