@@ -13,6 +13,9 @@ Every client still checks that it really is current, from its own frames:
   carrying the storm's last change (``target``) as its offset, and the ``resume`` frame's
   offset is not below it (frames inside a replay are counted, not parsed, except by the
   verifying clients below, which also check that every offset is greater than the one before);
+- batched resume (``resume-compact``: the missed messages inside the ``resume`` frame, protocol.md
+  section 3): every client parses it, checks the entries' offsets increase from its position
+  and end at ``target``;
 - sync: a ``sync`` frame whose offset is at least ``target``;
 - every ``--verify-every``-th client also keeps the group's items (from its first sync, then
   every replayed change, ``patch`` ops applied with ``surge.streams.ops.apply_ops``) and reports a
@@ -47,6 +50,7 @@ from surge.streams.ops import apply_ops
 _OFFSET = b'"offset":'
 _KIND = b'"event":{"type":"'
 _COMPACT = b'"patch":['
+_REPLAY = b'"replay":['
 
 
 def _op3(op: list[Any]) -> dict[str, Any]:
@@ -222,6 +226,9 @@ class Client(asyncio.Protocol):
         at += len(_KIND)
         kind = payload[at : payload.index(b'"', at)]
         offset = _int_after(payload, _OFFSET)
+        if kind == b"resume" and payload.find(_REPLAY) >= 0:
+            self._batched_resume(orjson.loads(payload), counting)
+            return
         if kind == b"resume":
             missed = _int_after(payload, b'"missed":')
             self._missed = missed if missed is not None else -1
@@ -251,6 +258,31 @@ class Client(asyncio.Protocol):
                 self.problems.append(f"offset {offset} after {self.position[0]}")
             self._at(offset, payload)
         self._replayed(offset)
+
+    def _batched_resume(self, frame: dict[str, Any], counting: bool) -> None:
+        """A resume carrying the missed messages (protocol.md section 3, the compact form):
+        ``"replay": [[offset, kind, id, payload], ...]``, parsed by every client (one frame)."""
+        self._resume_offset = frame["offset"]
+        if not counting:
+            self.problems.append("a resume before the outage")
+        epoch = frame["epoch"]
+        entries = frame["event"]["data"]["replay"]
+        last = None
+        for offset, kind, item_id, payload in entries:
+            if self.position is not None and offset <= self.position[0]:
+                self.problems.append(f"offset {offset} after {self.position[0]}")
+            self.position = (offset, epoch)
+            last = offset
+            if not self.verify:
+                continue
+            if kind in ("create", "update"):
+                self.items[item_id] = payload
+            elif kind == "delete":
+                self.items.pop(item_id, None)
+            elif kind == "patch" and item_id in self.items:
+                verbose = [_VERBOSE[len(op)](op) for op in payload]
+                self.items[item_id] = apply_ops(dict(self.items[item_id]), verbose, item_id)
+        self._check_current(last)
 
     def _compact(self, patch: list[Any]) -> None:
         """A compact patch (protocol.md section 4): [stream, group, id, offset, epoch, ops]."""

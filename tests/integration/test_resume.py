@@ -4,12 +4,15 @@ server on every store and raw WebSocket clients."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import BaseModel
 
@@ -425,3 +428,103 @@ async def test_a_cached_replay_goes_out_in_one_write_restamped_after_newer_frame
     assert stamps == sorted(set(stamps))
     unstamped = [{k: v for k, v in f.items() if k != "timestamp"} for f in cached]
     assert [{k: v for k, v in f.items() if k != "timestamp"} for f in again] == unstamped
+
+
+class _Recording:
+    """A connection of ``surge.client`` whose received frames are kept (decoded)."""
+
+    def __init__(self, inner: Any, frames: list[Frame]) -> None:
+        self.inner, self.frames = inner, frames
+
+    async def send(self, text: str) -> None:
+        await self.inner.send(text)
+
+    async def recv(self) -> str:
+        text: str = await self.inner.recv()
+        self.frames.append(orjson.loads(text))
+        return text
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class _GatedTransport:
+    """Connections wait for ``gate`` (the test decides when the client comes back)."""
+
+    def __init__(self, url: str) -> None:
+        from surge.client.transport import WebSocketTransport
+
+        self.inner = WebSocketTransport(url)
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.connections: list[_Recording] = []
+
+    async def connect(self) -> _Recording:
+        await self.gate.wait()
+        conn = _Recording(await self.inner.connect(), [])
+        self.connections.append(conn)
+        return conn
+
+
+async def test_the_python_client_resumes_from_one_batched_resume_frame(
+    server: LiveServer,
+) -> None:
+    # The compact form's resume (protocol.md section 3): the missed changes and events inside
+    # the resume frame. Surge's client ends with the stored state, hears each event once, and
+    # its offset continues, so the next resume starts where this one ended.
+    from surge.client import Backoff, Client, ConnectionState
+
+    stream = server.app.runtime.streams.todo
+    for n in range(3):
+        await stream.set("inbox", f"t{n}", todo(f"t{n}", "hello"))
+    transport = _GatedTransport(server.ws_url)
+    fast = Backoff(initial=0.05, max_delay=0.2, stable_after=1.0)
+    async with Client(transport, backoff=fast) as client:  # deltas (and compact) by default
+        inbox = await client.subscribe_group("todo", "inbox", timeout=20)
+        item = await client.subscribe_item("todo", "inbox", "t1", timeout=20)
+        events: list[Any] = []
+        item_events: list[Any] = []
+        inbox.on_event("tick", events.append)
+        item.on_event("tick", item_events.append)
+
+        for round_ in range(2):
+            transport.gate.clear()
+            await transport.connections[-1].close()
+            await client.wait_state(ConnectionState.RECONNECTING, 20)
+            append = [{"type": "append", "path": "description", "value": f"!{round_}"}]
+            await stream.update("inbox", "t1", append)
+            await stream.send({"groupId": "inbox"}, {"type": "tick", "data": f"g{round_}"})
+            await stream.update("inbox", "t1", append)  # the same item twice in one replay
+            await stream.set("inbox", f"n{round_}", todo(f"n{round_}"))
+            await stream.send(
+                {"groupId": "inbox", "id": "t1"}, {"type": "tick", "data": f"i{round_}"}
+            )
+            await stream.delete("inbox", "t0" if round_ == 0 else "t2")
+            await stream.update("inbox", "t1", [{"type": "set", "path": "done", "value": True}])
+            stored = [
+                item if isinstance(item, dict) else item.model_dump()
+                for item in await stream.get_group("inbox")
+            ]
+            position = inbox.offset
+            transport.gate.set()
+            await inbox.wait(functools.partial(operator.eq, stored), 20)
+            t1 = next(i for i in stored if i["id"] == "t1")
+            await item.wait(functools.partial(operator.eq, t1), 20)
+            assert inbox.offset is not None and position is not None and inbox.offset > position
+
+            frames = transport.connections[-1].frames
+            resumes = [f for f in frames if f.get("event", {}).get("type") == "resume"]
+            assert len(resumes) == 2 and all(f["offset"] == inbox.offset for f in resumes)
+            assert not [f for f in frames if f.get("event", {}).get("type") == "sync"]
+            assert not [f for f in frames if "patch" in f]  # no frame per replayed patch
+            group_replay = next(f for f in resumes if "id" not in f)["event"]["data"]["replay"]
+            kinds = [entry[1] for entry in group_replay]
+            assert kinds == ["patch", "event", "patch", "create", "event", "delete", "patch"]
+            offsets = [entry[0] for entry in group_replay]
+            assert offsets == sorted(set(offsets)) and offsets[0] > position
+
+        assert events == ["g0", "i0", "g1", "i1"]  # once each, in order
+        assert item_events == ["i0", "i1"]
+        assert (inbox.resumes, item.resumes) == (2, 2)
+        assert inbox.recovered is True and item.recovered is True
+        assert item.state is not None and item.state["description"] == "hello!0!0!1!1"

@@ -346,4 +346,10 @@ def test_the_client_resumes_changes_patches_and_events_after_a_lost_connection(
     ]
     assert "sync" not in after, after
     assert after.count("resume") == 2, after
-    assert "compact patch" in after, after  # the replayed appends, as they were live
+    # The missed messages came inside the two resume frames (the compact form's batched
+    # resume, protocol.md section 3), the appends among them as compact patches.
+    assert "compact patch" not in after, after
+    resumes = [frame for connection in later for frame in connection if "event" in frame]
+    replays = [f["event"]["data"]["replay"] for f in resumes if f["event"]["type"] == "resume"]
+    assert sorted(len(replay) for replay in replays) == [3, 6], replays
+    assert [entry[1] for entry in min(replays, key=len)] == ["patch", "patch", "event"], replays

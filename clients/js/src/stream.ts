@@ -99,6 +99,35 @@ function expandCompactPatch(message: any): any {
   return expanded
 }
 
+/**
+ * A batched `resume` (protocol section 3, for joins that asked for the compact form): its
+ * `data.replay` entries `[offset, kind, id, payload]` as the frames they stand for, in order
+ * (the resume's address, epoch and timestamp; kind `patch` carries compact ops, `event` the
+ * event `{type, data}`, the others the whole item). Empty for any other frame.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function replayedFrames(message: any): any[] {
+  const replay = message?.event?.type === 'resume' ? message.event.data?.replay : undefined
+  if (!Array.isArray(replay)) return []
+  const { timestamp, streamName, groupId, epoch } = message
+  const frames = []
+  for (const entry of replay) {
+    if (!Array.isArray(entry) || entry.length !== 4 || typeof entry[0] !== 'number') continue
+    const [offset, kind, id, payload] = entry
+    if (kind === 'patch') {
+      frames.push(expandCompactPatch({ timestamp, patch: [streamName, groupId, id, offset, epoch, payload] }))
+      continue
+    }
+    const frame: Record<string, unknown> = { timestamp, streamName, groupId }
+    if (typeof id === 'string') frame.id = id
+    frame.offset = offset
+    frame.epoch = epoch
+    frame.event = kind === 'event' ? { type: 'event', event: payload } : { type: kind, data: payload }
+    frames.push(frame)
+  }
+  return frames
+}
+
 const GROUP_VISIBLE = new Set(['create', 'update', 'delete', 'patch', 'event'])
 
 type AnySubscription = StreamSubscription<unknown, unknown>
@@ -525,6 +554,12 @@ export class Stream implements SubscriptionHost {
     } catch {
       return // not JSON: not a frame of this protocol
     }
+    this.route(message)
+    // A batched resume: the missed messages it carries, in order, as live frames.
+    for (const replayed of replayedFrames(message)) this.route(replayed)
+  }
+
+  private route(message: BaseMessage & { event?: { type?: unknown; event?: { type?: unknown } } }): void {
     if (
       typeof message !== 'object' ||
       message === null ||

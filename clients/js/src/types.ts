@@ -43,7 +43,7 @@ export type StreamEvent<TData extends { id: string }> =
   | { type: 'delete'; data: TData }
   | { type: 'event'; event: CustomEvent }
   | { type: 'patch'; data: { ops: UpdateOp[] } }
-  | { type: 'resume'; data: { since: number; missed: number } }
+  | { type: 'resume'; data: { since: number; missed: number; replay?: unknown[][] } }
 
 export type ItemStreamEvent<TData extends { id: string }> =
   | StreamEvent<TData>

@@ -33,7 +33,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from surge.client.backoff import Backoff
 from surge.client.errors import (
@@ -325,14 +325,23 @@ class Client:
             pending = self._pending.get(exact)
             if pending:
                 pending.popleft()._resumed(frame)
+            for replayed in frame.replay:  # a batched resume: its missed messages, in order
+                self._deliver(replayed)
             return
         if frame.kind == "page":
             self._answer_page(group_key, frame)
             return
+        self._deliver(frame)
+
+    def _deliver(self, frame: ServerFrame) -> None:
+        """A change or event: to every synced subscription of its group, and of its item."""
+        stream, group = cast(str, frame.stream), cast(str, frame.group)
+        group_key: SubscriptionKey = (stream, group)
         for sub in self._matching(group_key):
             if sub.is_synced:
                 sub._handle(frame)
         if frame.id is not None:
+            exact: SubscriptionKey = (stream, group, frame.id)
             for sub in self._matching(exact):
                 if sub.is_synced:
                     sub._handle(frame)

@@ -12,7 +12,10 @@ frame's ``more`` cursor is ``ServerFrame.more``, and ``encode_page`` asks for ol
 
 Resume (docs/protocol.md sections 2-3): envelopes' ``offset``/``epoch`` and a sync's
 ``"recovered": false`` are decoded (None when absent); ``encode_join`` adds ``since``. A
-``resume`` frame's ``data`` is ``{"since": N, "missed": K}``.
+``resume`` frame's ``data`` is ``{"since": N, "missed": K}``; one answering a join that asked for
+the compact form may carry the missed messages themselves (``"replay": [[offset, kind, id,
+payload], ...]``), decoded to ``ServerFrame.replay``: each the frame it stands for (the resume's
+address, epoch and timestamp, ``replayed`` set).
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ class ServerFrame:
     epoch: str | None = None
     more: str | None = None
     recovered: bool | None = None
+    replay: tuple[ServerFrame, ...] = ()
+    """On a batched ``resume``: the missed messages, in order, as the frames they stand for."""
+    replayed: bool = False
+    """A frame of a batched ``resume``: it carries the resume's timestamp (the client's
+    timestamp rule takes it as newer than an equal one, see ``client/state.py``)."""
 
     @property
     def error(self) -> tuple[str, str] | None:
@@ -100,6 +108,16 @@ def decode_server_frame(text: str | bytes) -> ServerFrame:
         if isinstance(inner, dict) and isinstance(inner.get("type"), str):
             event_type = inner["type"]
             event_data = inner.get("data")
+    replay: tuple[ServerFrame, ...] = ()
+    data = event.get("data")
+    if kind == "resume" and isinstance(data, dict) and isinstance(data.get("replay"), list):
+        replay = _replay(
+            ts,
+            _optional_str(envelope, "streamName"),
+            _optional_str(envelope, "groupId"),
+            _optional_str(envelope, "epoch"),
+            data["replay"],
+        )
     return ServerFrame(
         timestamp=ts,
         stream=_optional_str(envelope, "streamName"),
@@ -113,7 +131,68 @@ def decode_server_frame(text: str | bytes) -> ServerFrame:
         epoch=_optional_str(envelope, "epoch"),
         more=_optional_str(envelope, "more"),
         recovered=recovered if isinstance(recovered := envelope.get("recovered"), bool) else None,
+        replay=replay,
     )
+
+
+def _replay(
+    ts: int, stream: str | None, group: str | None, epoch: str | None, entries: list[Any]
+) -> tuple[ServerFrame, ...]:
+    """The entries of a batched ``resume`` (``[offset, kind, id, payload]``, protocol.md
+    section 3) as the frames they stand for; a malformed entry is skipped."""
+    frames = []
+    for entry in entries:
+        if not isinstance(entry, list) or len(entry) != 4:
+            continue
+        offset, kind, id, payload = entry
+        if isinstance(offset, bool) or not isinstance(offset, int) or not isinstance(kind, str):
+            continue
+        item_id = id if isinstance(id, str) else None
+        if kind == "event":
+            if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+                continue
+            frames.append(
+                ServerFrame(
+                    ts,
+                    stream,
+                    group,
+                    item_id,
+                    "event",
+                    None,
+                    payload["type"],
+                    payload.get("data"),
+                    offset,
+                    epoch,
+                    replayed=True,
+                )
+            )
+            continue
+        data = payload
+        if kind == "patch":
+            ops = _ops(payload)
+            data = None if ops is None else {"ops": ops}
+        frames.append(
+            ServerFrame(
+                ts, stream, group, item_id, kind, data, offset=offset, epoch=epoch, replayed=True
+            )
+        )
+    return tuple(frames)
+
+
+def _ops(raw_ops: Any) -> list[dict[str, Any]] | None:
+    """Compact ops (``[type, path, value|by]``, ``[type, path]``) as verbose ones; None when
+    malformed."""
+    if not isinstance(raw_ops, list):
+        return None
+    ops = []
+    for raw in raw_ops:
+        if not isinstance(raw, list) or not 2 <= len(raw) <= 3 or not isinstance(raw[0], str):
+            return None
+        op: dict[str, Any] = {"type": raw[0], "path": raw[1]}
+        if len(raw) == 3:
+            op["by" if raw[0] in ("increment", "decrement") else "value"] = raw[2]
+        ops.append(op)
+    return ops
 
 
 def _compact_patch(ts: int, body: list[Any]) -> ServerFrame:
@@ -121,17 +200,7 @@ def _compact_patch(ts: int, body: list[Any]) -> ServerFrame:
     ops]}``, protocol.md section 4) as the ``patch`` frame it stands for. Malformed ops give
     ``data=None`` (the state ignores such a patch, as a malformed verbose one)."""
     stream, group, id, offset, epoch, raw_ops = (list(body) + [None] * 6)[:6]
-    ops: list[dict[str, Any]] | None = None
-    if isinstance(raw_ops, list):
-        ops = []
-        for raw in raw_ops:
-            if not isinstance(raw, list) or not 2 <= len(raw) <= 3 or not isinstance(raw[0], str):
-                ops = None
-                break
-            op: dict[str, Any] = {"type": raw[0], "path": raw[1]}
-            if len(raw) == 3:
-                op["by" if raw[0] in ("increment", "decrement") else "value"] = raw[2]
-            ops.append(op)
+    ops = _ops(raw_ops)
     return ServerFrame(
         timestamp=ts,
         stream=stream if isinstance(stream, str) else None,

@@ -81,6 +81,14 @@ def _patched(held: dict[str, Any], frame: ServerFrame) -> dict[str, Any] | None:
         return None
 
 
+def _is_stale(frame: ServerFrame, last: int) -> bool:
+    """The timestamp rule: a change not newer than the last one applied is dropped. The frames
+    of a batched ``resume`` all carry its timestamp (and come, in order, before any later frame
+    of the connection): an equal timestamp is newer there."""
+    ts = frame.timestamp
+    return ts < last if frame.replayed else ts <= last
+
+
 class GroupState:
     """A group's items in creation order, as the official clients keep them."""
 
@@ -126,7 +134,7 @@ class GroupState:
             item_id = item["id"]
         if item_id is None or not isinstance(item, dict):
             return None
-        if ts <= self._last_ts.get(item_id, 0):
+        if _is_stale(frame, self._last_ts.get(item_id, 0)):
             return None
         self._last_ts[item_id] = ts
         if kind == "delete":
@@ -143,7 +151,7 @@ class GroupState:
     def _patch(self, frame: ServerFrame) -> Change | None:
         item_id = frame.id
         held = None if item_id is None else self._items.get(item_id)
-        if item_id is None or held is None or frame.timestamp <= self._last_ts.get(item_id, 0):
+        if item_id is None or held is None or _is_stale(frame, self._last_ts.get(item_id, 0)):
             return None
         item = _patched(held, frame)
         if item is None:
@@ -194,7 +202,7 @@ class ItemState:
     def apply(self, frame: ServerFrame) -> Change | None:
         """Apply a sync/create/update/patch/delete; None when it is dropped or not a change."""
         kind = frame.kind
-        if kind not in _KINDS or kind == "page" or frame.timestamp <= self._last_ts:
+        if kind not in _KINDS or kind == "page" or _is_stale(frame, self._last_ts):
             return None
         if kind == "patch":
             held = self.state

@@ -61,6 +61,9 @@ __all__ = [
     "encode_page",
     "encode_patch",
     "encode_resume",
+    "encode_resume_batch",
+    "replay_change",
+    "replay_event",
     "unrecovered",
 ]
 
@@ -379,6 +382,45 @@ def encode_resume(
     body["offset"] = offset
     body["epoch"] = epoch
     body["event"] = {"type": "resume", "data": {"since": since, "missed": missed}}
+    return _frame(ts, body)
+
+
+def replay_change(change: PatchMessage, deltas: bool) -> list[Any]:
+    """A missed change as an entry of a batched ``resume`` (protocol.md section 3):
+    ``[offset, "patch", id, ops]`` for an ``update(ops)`` to a delta subscription (each op in the
+    compact form), else ``[offset, kind, id, item]`` (create/update/delete, the whole item)."""
+    if deltas and change.ops is not None and change.kind == "update":
+        return [change.seq, "patch", change.id, [_compact_op(op) for op in change.ops]]
+    return [change.seq, change.kind, change.id, change.item]
+
+
+def replay_event(event: EventMessage) -> list[Any]:
+    """A missed ``send`` as an entry of a batched ``resume``: ``[offset, "event", id,
+    {"type":..,"data":..}]`` (id null for a group-wide event)."""
+    return [event.seq, "event", event.id, event.event]
+
+
+def encode_resume_batch(
+    request: SubscriptionRequest,
+    since: int,
+    entries: list[list[Any]],
+    offset: int,
+    epoch: str,
+    ts: int,
+) -> Frame:
+    """Encode the answer to a join resumed from ``since`` for a subscription that asked for the
+    compact form: the ``resume`` frame with the missed messages inside it, ``"replay":
+    [[offset, kind, id, payload], ...]`` (``replay_change``, ``replay_event``), the address,
+    epoch and timestamp stated once (docs/protocol.md section 3)."""
+    body: dict[str, Any] = {"streamName": request.stream, "groupId": request.group}
+    if request.id is not None:
+        body["id"] = request.id
+    body["offset"] = offset
+    body["epoch"] = epoch
+    body["event"] = {
+        "type": "resume",
+        "data": {"since": since, "missed": len(entries), "replay": entries},
+    }
     return _frame(ts, body)
 
 

@@ -391,6 +391,52 @@ async def test_a_rejoin_carries_since_and_a_resume_replays_into_the_kept_state(
     assert (group.recovered, group.resumes, group.offset) == (True, 1, 21)
 
 
+async def test_a_batched_resume_applies_its_missed_messages_in_order_and_events_once(
+    client: Client, transport: FakeTransport
+) -> None:
+    # The compact form's resume (protocol.md section 3): the missed messages inside the resume
+    # frame, all with its timestamp; two changes of one item there both apply, in order.
+    conn = await transport.connection(0)
+    task = asyncio.create_task(client.subscribe_group("todo", "inbox"))
+    await conn.next_sent(1)
+    conn.push(framed(10, 5, {"type": "sync", "data": [{"id": "a", "n": 0}, {"id": "b"}]}))
+    group = await task
+    events: list[Any] = []
+    group.on_event("typing", events.append)
+    changes: list[tuple[str, int | None]] = []
+    group.on_change(lambda change: changes.append((change.kind, change.offset)))
+    conn.drop()
+
+    again = await transport.connection(1)
+    join = (await again.next_sent(1))[0]
+    assert join["data"]["since"] == {"offset": 5, "epoch": "E1"}
+    replay = [
+        [6, "patch", "a", [["increment", "n", 2]]],
+        [7, "event", None, {"type": "typing", "data": "ann"}],
+        [8, "patch", "a", [["set", "s", "x"]]],
+        [9, "delete", "b", {"id": "b"}],
+        [10, "create", "c", {"id": "c"}],
+        [11, "update", "a", {"id": "a", "n": 3, "s": "y"}],
+    ]
+    again.push(
+        framed(1, 12, {"type": "resume", "data": {"since": 5, "missed": 6, "replay": replay}})
+    )
+    # Live after it, and the same event again (a frame to another subscription): dropped.
+    again.push(framed(2, 7, {"type": "event", "event": {"type": "typing", "data": "ann"}}))
+    again.push(framed(3, 13, {"type": "update", "data": {"id": "c", "v": 1}}, id="c"))
+    await group.wait(lambda items: items == [{"id": "a", "n": 3, "s": "y"}, {"id": "c", "v": 1}])
+    assert events == ["ann"]
+    assert changes == [
+        ("update", 6),
+        ("update", 8),
+        ("delete", 9),
+        ("create", 10),
+        ("update", 11),
+        ("update", 13),
+    ]
+    assert (group.recovered, group.resumes, group.offset) == (True, 1, 13)
+
+
 async def test_a_sync_marked_not_recovered_replaces_the_state_and_says_so(
     client: Client, transport: FakeTransport
 ) -> None:
