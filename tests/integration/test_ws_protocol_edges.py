@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -280,4 +281,42 @@ async def test_frames_arriving_in_small_pieces_are_reassembled_exactly() -> None
                 await asyncio.sleep(0.001)
         assert await read_frame(reader) == (1, text.encode())
         assert await read_frame(reader) == (1, b"after")
+        writer.close()
+
+
+async def test_a_closed_connection_whose_peer_stopped_reading_is_aborted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The peer stops reading while the app streams to it (flow control holds the app's sends),
+    # then sends an invalid frame: the server closes with 1002, but the close cannot be written.
+    # After CLOSE_TIMEOUT the connection is aborted, so the socket, its buffer and the app's
+    # blocked send are released instead of waiting for a reader that never comes.
+    monkeypatch.setattr(ws_protocol, "CLOSE_TIMEOUT", 0.2)
+    gone = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        try:
+            for _ in range(256):  # 16 MiB: more than the kernel's buffers hold
+                await send({"type": "websocket.send", "bytes": b"x" * 65536})
+        except OSError:  # ClientDisconnected
+            gone.set()
+
+    async with serving(app) as port:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + KEY + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        async with asyncio.timeout(10):
+            await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(0.3)  # the app fills the buffers; this side reads nothing more
+        writer.write(bytes([0x81, 0x01]) + b"x")  # unmasked: a protocol error
+        async with asyncio.timeout(10):
+            await gone.wait()
         writer.close()

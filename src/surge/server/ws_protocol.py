@@ -22,7 +22,8 @@ generator, an ``asyncio.Queue`` and an ``Event``: ~14 KB of a 25.6 KB idle subsc
   answered with a pong of the same payload; uvicorn's keepalive (a ping every
   ``ws_ping_interval``, 1011 when its pong is not back within ``ws_ping_timeout``) is kept. The
   closing handshake: a peer's close is echoed and the TCP connection closed; the server's close
-  waits up to ``CLOSE_TIMEOUT`` for the peer's.
+  waits up to ``CLOSE_TIMEOUT`` for the peer's, then aborts. A closed connection whose peer does
+  not take what is still buffered within ``CLOSE_TIMEOUT`` is aborted too (``_close_transport``).
 - **The limits of ``surge.server.protocols``** hold unchanged: unread output over
   ``Limits.max_outbound_bytes`` (pongs to a ping flood) drops the peer; parsing is lazy, one
   message at a time at the pace the app takes them (reading stays paused while a message waits),
@@ -566,7 +567,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             if self._close_timer is not None:
                 self._close_timer.cancel()
                 self._close_timer = None
-            self.transport.close()
+            self._close_transport()
             return
         if self._frag is not None:
             self._fail(1002, "incomplete fragmented message")
@@ -574,7 +575,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self.close_sent = True
         self._deliver_gone(code, reason)
         self.transport.write(encode_frame(_OP_CLOSE, payload))  # echoed as it came
-        self.transport.close()
+        self._close_transport()
 
     def _fail(self, code: int, reason: str) -> None:
         """A protocol error: close with ``code`` and drop the connection."""
@@ -584,7 +585,17 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             self.transport.write(_close_frame(code, reason))
         self.close_sent = True
         self._deliver_gone(code, reason)
-        self.transport.close()
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        """Close the TCP connection once what is buffered is written, and abort it if that has
+        not happened within ``CLOSE_TIMEOUT``: a peer that stopped reading must not keep the
+        socket and its buffer (up to ``Limits.max_outbound_bytes``) for ever."""
+        transport = self.transport
+        transport.close()
+        if self._close_timer is None and transport.get_write_buffer_size() > 0:
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(CLOSE_TIMEOUT, transport.abort)
 
     # -- receive -------------------------------------------------------------------------------
 
@@ -758,7 +769,8 @@ class LeanWebSocketProtocol(asyncio.Protocol):
                     self._stalled = False
                     self._resume_reading()
                     loop = asyncio.get_running_loop()
-                    self._close_timer = loop.call_later(CLOSE_TIMEOUT, transport.close)
+                    # No answer within CLOSE_TIMEOUT: give up on the peer (and its buffer).
+                    self._close_timer = loop.call_later(CLOSE_TIMEOUT, transport.abort)
                     if self._buf:
                         self._pump()  # the peer's close may be read already
             else:
@@ -831,7 +843,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
                     "ASGI callable should return None, but returned '%s'.", result
                 )
         if self._close_timer is None and self._handler is None:
-            self.transport.close()
+            self._close_transport()
 
     def _send_500(self) -> None:
         if self._response is not None or self.handshake_complete:
@@ -847,7 +859,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             if self._close_timer is not None:
                 self._close_timer.cancel()
                 self._close_timer = None
-            transport.close()
+            self._close_transport()
             return
         if self.handshake_complete:
             self._deliver_gone(1012, "")
@@ -855,7 +867,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             transport.write(_close_frame(1012, ""))
         else:
             self._send_500()
-        transport.close()
+        self._close_transport()
 
     # -- keepalive (one loop-wide wheel, not a timer per connection) ---------------------------
 
