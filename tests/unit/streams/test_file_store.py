@@ -534,3 +534,58 @@ async def test_a_version_2_database_gets_history_from_its_migration_on(tmp_path:
         assert history is not None and history.messages == [change]
     finally:
         await again.close()
+
+
+def _history_has_rowid(path: Path) -> bool:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("SELECT rowid FROM history LIMIT 1").fetchall()
+        return True
+    except sqlite3.OperationalError:  # "no such column: rowid": a WITHOUT ROWID table
+        return False
+    finally:
+        conn.close()
+
+
+async def test_a_new_database_keeps_history_in_a_rowid_table(tmp_path: Path) -> None:
+    store = FileStreamAdapter(tmp_path / "streams")
+    await store.open(lambda message: None)
+    try:
+        change = await store.set("s", "g", "x", {"text": "t" * 3000})  # past 1 KB, under 4 KB
+    finally:
+        await store.close()
+    assert _history_has_rowid(db_path(tmp_path))
+    again = FileStreamAdapter(tmp_path / "streams")
+    await again.open(lambda message: None)
+    try:
+        history = await again.read_history("s", "g", 0)
+        assert history is not None and history.messages == [change]
+    finally:
+        await again.close()
+
+
+async def test_a_database_with_a_without_rowid_history_keeps_it_and_works(tmp_path: Path) -> None:
+    store = FileStreamAdapter(tmp_path / "streams")
+    await store.open(lambda message: None)
+    await store.close()
+    with sqlite3.connect(db_path(tmp_path)) as conn:  # the history table as first released
+        conn.executescript(
+            "DROP TABLE history;"
+            "CREATE TABLE history (stream TEXT NOT NULL, grp TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " expires_at REAL NOT NULL, kind TEXT NOT NULL, id TEXT, data BLOB NOT NULL, ops BLOB,"
+            " PRIMARY KEY (stream, grp, seq)) WITHOUT ROWID;"
+            "CREATE INDEX history_by_expiry ON history (expires_at);"
+        )
+    conn.close()
+    assert not _history_has_rowid(db_path(tmp_path))
+
+    again = FileStreamAdapter(tmp_path / "streams")
+    await again.open(lambda message: None)
+    try:
+        first = await again.set("s", "g", "x", {"v": 1})
+        updated = await again.update("s", "g", "x", [{"type": "increment", "path": "v"}])
+        history = await again.read_history("s", "g", 0)
+        assert history is not None and history.messages == [first, updated.change]
+    finally:
+        await again.close()
+    assert not _history_has_rowid(db_path(tmp_path))
