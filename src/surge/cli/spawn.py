@@ -27,6 +27,8 @@ import subprocess
 import sys
 from typing import Any
 
+from surge._net import bind_listener
+
 __all__ = [
     "CONTROL_FD_ENV",
     "SUPERVISOR_PID_ENV",
@@ -76,20 +78,6 @@ class WorkerProcess:
 
 DEFAULT_HOST = "0.0.0.0"  # surge start's --host default
 DEFAULT_PORT = 3000
-
-
-def bind_listener(host: str, port: int) -> socket.socket:
-    """The listening TCP socket every worker inherits (port 0 picks a free one)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 _early: WorkerProcess | None = None

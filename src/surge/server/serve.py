@@ -36,6 +36,7 @@ from typing import Any
 
 import uvicorn
 
+from surge._net import bind_listener
 from surge.config import Limits
 from surge.protocol.codes import CloseCode
 from surge.server.app import SurgeApp
@@ -135,11 +136,7 @@ def uvicorn_config(
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind a listening TCP socket (port 0 picks a free one)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    sock = bind_listener(host, port)
     sock.set_inheritable(True)
     return sock
 
