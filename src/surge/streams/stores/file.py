@@ -46,7 +46,7 @@ Design:
   flush; the next full commit syncs it anyway. ``history_groups`` keeps per group the floor (the
   largest seq dropped) and the row count: a group is trimmed to its policy's ``size`` when it
   holds 10% more (reads enforce ``size`` exactly); expired rows are deleted by the sweeper and
-  raise the floor. ``history`` is a rowid table, so a row holding a 1 – 4 KB item stays in its
+  raise the floor. ``history`` is a rowid table, so a row holding a 1-4 KB item stays in its
   b-tree page instead of spilling to an overflow page (a WITHOUT ROWID table keeps ~1 KB in the
   page): 1.2x the AI-token rate (bench/README.md, issue 14); databases whose history was created
   WITHOUT ROWID keep it. ``meta.epoch`` is random when the database is created (or migrated to
