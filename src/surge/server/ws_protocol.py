@@ -323,9 +323,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self.handshake_complete = True
         self.disconnected = True
         self._wake_writers()
-        if self._close_timer is not None:
-            self._close_timer.cancel()
-            self._close_timer = None
+        self._cancel_close_timer()
         if exc is None:
             self.transport.close()
 
@@ -564,9 +562,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             code, reason = 1005, ""
         if self.close_sent:
             # The peer answered our close: the closing handshake is complete.
-            if self._close_timer is not None:
-                self._close_timer.cancel()
-                self._close_timer = None
+            self._cancel_close_timer()
             self._close_transport()
             return
         if self._frag is not None:
@@ -586,6 +582,12 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self.close_sent = True
         self._deliver_gone(code, reason)
         self._close_transport()
+
+    def _cancel_close_timer(self) -> None:
+        timer = self._close_timer
+        if timer is not None:
+            self._close_timer = None
+            timer.cancel()
 
     def _close_transport(self) -> None:
         """Close the TCP connection once what is buffered is written, and abort it if that has
@@ -856,9 +858,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self._stop_keepalive()
         transport = self.transport
         if self.close_sent:
-            if self._close_timer is not None:
-                self._close_timer.cancel()
-                self._close_timer = None
+            self._cancel_close_timer()
             self._close_transport()
             return
         if self.handshake_complete:
