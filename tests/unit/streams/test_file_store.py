@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -286,6 +287,31 @@ async def test_one_failing_write_in_a_batch_fails_alone(
     assert store.stats.fallbacks == 1
     assert [m.id for m in feed if isinstance(m, Change)] == ["first", "after"]
     assert [item["id"] for item in (await store.get_group("s", "g")).items] == ["first", "after"]
+
+
+async def test_opening_waits_out_another_process_holding_a_new_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process holds the new (rollback-mode) database past busy_timeout while this one
+    # switches it to WAL: the switch is retried, as BEGIN IMMEDIATE is, instead of failing the
+    # open (two `surge start` processes created one store at once; one died "database is
+    # locked").
+    monkeypatch.setattr(file_module, "BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(file_module, "BUSY_RETRIES", 6)  # ~1.4 s of retries in all
+    (tmp_path / "streams").mkdir()
+    other = sqlite3.connect(db_path(tmp_path), isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(0.2, other.execute, ("COMMIT",))
+    release.start()
+    try:
+        store = FileStreamAdapter(tmp_path / "streams")
+        await store.open(lambda message: None)
+        assert store.stats.busy_retries >= 1
+        assert (await store.set("s", "g", "x", {"v": 1})).kind == "create"
+        await store.close()
+    finally:
+        release.join()
+        other.close()
 
 
 async def test_a_locked_database_is_a_retryable_store_error(

@@ -220,7 +220,7 @@ class StoreStats:
     batches: int = 0  # times the writer took a batch off the queue
     largest_batch: int = 0
     fallbacks: int = 0  # failed batches re-applied one write per transaction
-    busy_retries: int = 0  # BEGIN IMMEDIATE retried after busy_timeout ran out
+    busy_retries: int = 0  # BEGIN IMMEDIATE (or the switch to WAL) retried after busy_timeout
     sends: int = 0  # send calls the writer handled (counted in writes too)
     history_trims: int = 0  # groups trimmed to their history size
 
@@ -382,7 +382,7 @@ class FileStreamAdapter:
             conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = self._execute_retrying(conn, "PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: cannot use WAL mode (got {mode!r})")
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
@@ -428,17 +428,22 @@ class FileStreamAdapter:
             )
 
     def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        self._execute_retrying(conn, "BEGIN IMMEDIATE")
+
+    def _execute_retrying(self, conn: sqlite3.Connection, sql: str) -> sqlite3.Cursor:
         # busy_timeout already waits BUSY_TIMEOUT_S for another process's lock; a few retries
-        # ride out a long checkpoint or a burst from another writer before giving up.
+        # ride out a long checkpoint or a burst from another writer before giving up, and the
+        # SQLITE_BUSY that SQLite returns at once, without its busy handler, when two processes
+        # switch one new database to WAL at the same moment (each would wait for the other).
         for attempt in range(BUSY_RETRIES + 1):
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
+                return conn.execute(sql)
             except sqlite3.OperationalError as exc:
                 if _primary_code(exc) not in (5, 6) or attempt == BUSY_RETRIES:
                     raise
                 self.stats.busy_retries += 1
                 time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     # -- writes ------------------------------------------------------------------------------
 
