@@ -299,7 +299,7 @@ class SqliteQueue:
                 target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             if self.path is not None:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                mode = _execute_retrying(conn, "PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise StoreError(f"{self.path}: cannot use WAL mode (got {mode!r})")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
@@ -657,16 +657,21 @@ def _resolve(batch: list[_Op]) -> None:
 
 
 def _begin_immediate(conn: sqlite3.Connection) -> None:
+    _execute_retrying(conn, "BEGIN IMMEDIATE")
+
+
+def _execute_retrying(conn: sqlite3.Connection, sql: str) -> sqlite3.Cursor:
     # busy_timeout already waits BUSY_TIMEOUT_S for another process's lock; a few retries
-    # ride out a long checkpoint or a burst from another writer before giving up.
+    # ride out a long checkpoint or a burst from another writer before giving up, and the
+    # SQLITE_BUSY SQLite returns at once when two processes switch one new database to WAL.
     for attempt in range(BUSY_RETRIES + 1):
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
+            return conn.execute(sql)
         except sqlite3.OperationalError as exc:
             if _primary_code(exc) not in (5, 6) or attempt == BUSY_RETRIES:
                 raise
             time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 def _primary_code(exc: sqlite3.Error) -> int | None:

@@ -599,3 +599,31 @@ async def test_a_version_1_queue_file_is_migrated_keeping_its_messages(tmp_path:
         assert new.envelope.trace_parent == PARENT
     finally:
         await queue.close()
+
+
+async def test_sqlite_open_waits_out_another_process_holding_a_new_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the file store's: the switch of a new database to WAL is retried, not fatal, while
+    # another process (two `surge start` workers creating one queue database) holds it.
+    import sqlite3
+    import threading
+
+    from surge.queues import sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(sqlite_module, "BUSY_RETRIES", 6)  # ~1.4 s of retries in all
+    path = tmp_path / "queues.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(0.2, other.execute, ("COMMIT",))
+    release.start()
+    queue = SqliteQueue(path)
+    try:
+        await queue.open()
+        await queue.publish(["q1"], envelope({"n": 1}))
+        assert data_of(await receive_all(queue, "q1", limit=10)) == [{"n": 1}]
+    finally:
+        await queue.close()
+        release.join()
+        other.close()
