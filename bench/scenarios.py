@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,43 @@ def _writer(server: Server, *extra: str) -> Child:
     return writer
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """The server's and the machine's counters at one moment of a scenario."""
+
+    t: float
+    cpu: float
+    system: float
+    writes: int
+    busy: float
+    irq: float
+
+
+def _snapshot(server: Server) -> _Snapshot:
+    cpu, t = server.cpu(), time.monotonic()
+    return _Snapshot(
+        t, cpu, server.cpu_split()[1], server.write_syscalls(), busy_seconds(), softirq_seconds()
+    )
+
+
+def _usage(before: _Snapshot, after: _Snapshot, loadgen_cpu: float, frames: int) -> dict[str, Any]:
+    """CPU and write figures between two snapshots (``loadgen_cpu``: the generators' seconds)."""
+    server_cpu, wall = after.cpu - before.cpu, after.t - before.t
+    writes = after.writes - before.writes
+    return {
+        "server_cpu_s": server_cpu,
+        "server_cpu_util": server_cpu / wall,
+        "server_system_share": (after.system - before.system) / server_cpu if server_cpu else None,
+        "us_per_delivery": server_cpu * 1e6 / frames if frames else None,
+        # Every write system call of the server meanwhile (HTTP answers and pings included).
+        "server_write_syscalls": writes,
+        "frames_per_write": frames / writes if writes > 0 else None,
+        "loadgen_cpu_util": loadgen_cpu / wall,
+        "others_cpu_util": max(0.0, after.busy - before.busy - server_cpu - loadgen_cpu) / wall,
+        "softirq_util": (after.irq - before.irq) / wall,
+    }
+
+
 def fanout(
     server: Server,
     kind: str,
@@ -115,9 +153,7 @@ def fanout(
         subs.expect("reset", 10)
         _quiet()
         with profiling(server, profile):
-            busy0, irq0 = busy_seconds(), softirq_seconds()
-            cpu0, lg0, t0 = server.cpu(), subs.cpu() + writer.cpu(), time.monotonic()
-            split0, writes0 = server.cpu_split(), server.write_syscalls()
+            lg0, before = subs.cpu() + writer.cpu(), _snapshot(server)
             by_process0 = _by_process(server)
             writer.send("go")
             done = writer.expect("done", duration + 60)
@@ -126,16 +162,13 @@ def fanout(
             expected = done["ok"] * subs_count
             subs.send(f"drain {expected} 3")
             drained = subs.expect("drained", 120)
-            cpu1, wall = server.cpu(), time.monotonic() - t0
-            split1, writes1 = server.cpu_split(), server.write_syscalls()
+            after = _snapshot(server)
             by_process1 = _by_process(server)
             lg1 += subs.cpu()
-            busy1, irq1 = busy_seconds(), softirq_seconds()
     finally:
         subs.close()
     frames = drained["frames"]
     span = (drained["last_ns"] - drained["first_ns"]) / 1e9
-    server_cpu = cpu1 - cpu0
     return {
         "server": _name(server),
         "subscribers": subs_count,
@@ -148,16 +181,7 @@ def fanout(
         "closed": drained["closed"],
         "close_codes": drained["close_codes"],
         "frames_per_s": frames / span if span > 0 else 0.0,
-        "server_cpu_s": server_cpu,
-        "server_cpu_util": server_cpu / wall,
-        "server_system_share": (split1[1] - split0[1]) / server_cpu if server_cpu else None,
-        "us_per_delivery": server_cpu * 1e6 / frames if frames else None,
-        # Every write system call of the server meanwhile (HTTP answers and pings included).
-        "server_write_syscalls": writes1 - writes0,
-        "frames_per_write": frames / (writes1 - writes0) if writes1 > writes0 else None,
-        "loadgen_cpu_util": (lg1 - lg0) / wall,
-        "others_cpu_util": max(0.0, busy1 - busy0 - server_cpu - (lg1 - lg0)) / wall,
-        "softirq_util": (irq1 - irq0) / wall,
+        **_usage(before, after, lg1 - lg0, frames),
         "server_rss_mb": server.rss() / 2**20,
         "latency_ms": drained["latency_ms"],
         "latency_samples": drained["samples"],
@@ -216,9 +240,8 @@ def sequential(
         subs.expect("reset", 10)
         _quiet()
         with profiling(server, profile):
-            busy0, irq0 = busy_seconds(), softirq_seconds()
-            cpu0, lg0, t0 = server.cpu(), subs.cpu(), time.monotonic()
-            split0, writes0 = server.cpu_split(), server.write_syscalls()
+            lg0, before = subs.cpu(), _snapshot(server)
+            t0 = before.t
             requests, errors = 0, 0
             request_s: list[float] = []
             while time.monotonic() - t0 < duration:
@@ -234,16 +257,13 @@ def sequential(
             expected = requests * sets * subs_count
             subs.send(f"drain {expected} 3")
             drained = subs.expect("drained", 120)
-            cpu1, wall = server.cpu(), time.monotonic() - t0
-            split1, writes1 = server.cpu_split(), server.write_syscalls()
+            after = _snapshot(server)
             lg1 = subs.cpu()
-            busy1, irq1 = busy_seconds(), softirq_seconds()
     finally:
         conn.close()
         subs.close()
     frames = drained["frames"]
     span = (drained["last_ns"] - drained["first_ns"]) / 1e9
-    server_cpu = cpu1 - cpu0
     request_s.sort()
     return {
         "server": _name(server),
@@ -257,15 +277,7 @@ def sequential(
         "lost": expected - frames,
         "closed": drained["closed"],
         "frames_per_s": frames / span if span > 0 else 0.0,
-        "server_cpu_s": server_cpu,
-        "server_cpu_util": server_cpu / wall,
-        "server_system_share": (split1[1] - split0[1]) / server_cpu if server_cpu else None,
-        "us_per_delivery": server_cpu * 1e6 / frames if frames else None,
-        "server_write_syscalls": writes1 - writes0,
-        "frames_per_write": frames / (writes1 - writes0) if writes1 > writes0 else None,
-        "loadgen_cpu_util": (lg1 - lg0) / wall,
-        "others_cpu_util": max(0.0, busy1 - busy0 - server_cpu - (lg1 - lg0)) / wall,
-        "softirq_util": (irq1 - irq0) / wall,
+        **_usage(before, after, lg1 - lg0, frames),
     }
 
 
