@@ -33,6 +33,7 @@ bytes on the socket at once, so the writer task sleeps unless flow control pause
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -192,9 +193,18 @@ class DirectTransport:
 
 
 class LeanDirectTransport:
-    """Coalesced frame writes for one ``LeanWebSocketProtocol`` connection (Surge's own)."""
+    """Coalesced frame writes for one ``LeanWebSocketProtocol`` connection (Surge's own).
 
-    __slots__ = ("_protocol", "_transport")
+    A write goes to the socket with ``os.write`` while the transport holds nothing unsent: the
+    same one system call the transport would make, but with the GIL released (uvloop keeps it
+    through its ``write``), so the store's writer thread runs meanwhile instead of waiting for
+    the loop's socket writes. Whatever the socket does not take at once (a full socket buffer, a
+    partial write, an error) goes to the transport as before, which buffers it, applies flow
+    control or meets the error and closes the connection. Never once the transport is closing
+    (its descriptor may be closed and reused), nor under TLS (``_fd`` is -1).
+    """
+
+    __slots__ = ("_fd", "_protocol", "_transport")
 
     kind = "direct"
     flushes_inline = True
@@ -202,7 +212,11 @@ class LeanDirectTransport:
 
     def __init__(self, protocol: LeanWebSocketProtocol) -> None:
         self._protocol = protocol
-        self._transport: asyncio.Transport = protocol.transport
+        transport: asyncio.Transport = protocol.transport
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        plain = sock is not None and transport.get_extra_info("sslcontext") is None
+        self._fd: int = sock.fileno() if plain else -1
 
     @property
     def is_writable(self) -> bool:
@@ -225,12 +239,20 @@ class LeanDirectTransport:
         await self._protocol.wait_writable()
 
     def write_many(self, frames: list[Frame]) -> None:
-        """Write the frames as one transport write."""
-        if len(frames) == 1:
-            self._transport.write(frames[0].wire)
-        else:
-            self._transport.write(b"".join([frame.wire for frame in frames]))
+        """Write the frames as one system call (see the class docstring)."""
+        data = frames[0].wire if len(frames) == 1 else b"".join([frame.wire for frame in frames])
         STATS.writes += 1
+        transport = self._transport
+        if self._fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
+            try:
+                sent = os.write(self._fd, data)
+            except OSError:  # EAGAIN, EINTR, or an error the transport's write will meet too
+                sent = 0
+            if sent == len(data):
+                return
+            if sent:
+                data = data[sent:]
+        transport.write(data)
 
     async def close(self, code: int, reason: str) -> None:
         """Hand the close to the protocol (it writes the close frame, waits for the reply)."""
