@@ -615,3 +615,94 @@ async def test_a_database_with_a_without_rowid_history_keeps_it_and_works(tmp_pa
     finally:
         await again.close()
     assert not _history_has_rowid(db_path(tmp_path))
+
+
+def _has_rowid(path: Path, table: str) -> bool:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(f"SELECT rowid FROM {table} LIMIT 1").fetchall()
+        return True
+    except sqlite3.OperationalError:  # "no such column: rowid": a WITHOUT ROWID table
+        return False
+    finally:
+        conn.close()
+
+
+async def test_a_new_database_keeps_items_in_a_rowid_table(tmp_path: Path) -> None:
+    store = FileStreamAdapter(tmp_path / "streams")
+    await store.open(lambda message: None)
+    try:
+        await store.set("s", "g", "x", {"text": "t" * 3000})  # past 1 KB, under 4 KB
+        updated = await store.update(
+            "s", "g", "x", [{"type": "append", "path": "text", "value": "u"}]
+        )
+    finally:
+        await store.close()
+    assert _has_rowid(db_path(tmp_path), "items")
+    again = FileStreamAdapter(tmp_path / "streams")
+    await again.open(lambda message: None)
+    try:
+        assert await again.get("s", "g", "x") == updated.change.item
+        assert updated.change.item["text"] == "t" * 3000 + "u"
+    finally:
+        await again.close()
+
+
+async def test_a_database_with_without_rowid_items_keeps_them_and_works(tmp_path: Path) -> None:
+    store = FileStreamAdapter(tmp_path / "streams")
+    await store.open(lambda message: None)
+    await store.set("s", "g", "old", {"v": 0})
+    await store.close()
+    with sqlite3.connect(db_path(tmp_path)) as conn:  # the items table as first released
+        conn.executescript(
+            "CREATE TABLE items2 (stream TEXT NOT NULL, grp TEXT NOT NULL, id TEXT NOT NULL,"
+            " data BLOB NOT NULL, created INTEGER NOT NULL, seq INTEGER NOT NULL,"
+            " expires_at REAL, PRIMARY KEY (stream, grp, id)) WITHOUT ROWID;"
+            "INSERT INTO items2 SELECT stream, grp, id, data, created, seq, expires_at FROM items;"
+            "DROP TABLE items; ALTER TABLE items2 RENAME TO items;"
+            "CREATE INDEX items_by_creation ON items (stream, grp, created);"
+            "CREATE INDEX items_by_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;"
+        )
+    conn.close()
+    assert not _has_rowid(db_path(tmp_path), "items")
+
+    again = FileStreamAdapter(tmp_path / "streams")
+    await again.open(lambda message: None)
+    try:
+        first = await again.set("s", "g", "x", {"v": 1}, ttl=3600)
+        updated = await again.update("s", "g", "x", [{"type": "increment", "path": "v"}])
+        assert first.kind == "create" and updated.change.kind == "update"
+        group = await again.get_group("s", "g")
+        assert group.items == [{"v": 0, "id": "old"}, {"v": 2, "id": "x"}]
+        deleted = await again.delete("s", "g", "old")
+        assert deleted is not None and deleted.kind == "delete"
+    finally:
+        await again.close()
+    assert not _has_rowid(db_path(tmp_path), "items")
+
+
+def _wait_for(condition: Callable[[], bool], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+async def test_the_wal_is_checkpointed_off_the_writer(tmp_path: Path) -> None:
+    # The writer's own automatic checkpoint is the backstop only; the checkpointer thread copies
+    # the WAL while the store stays open, so the database file has the items long before close.
+    store = FileStreamAdapter(tmp_path / "streams")
+    await store.open(lambda message: None)
+    try:
+        writer = store._writer
+        assert writer is not None
+        (pages,) = writer.execute("PRAGMA wal_autocheckpoint").fetchone()
+        assert pages == file_module.WRITER_CHECKPOINT_PAGES
+        for k in range(300):  # 300 commits of a 2 KB item, each waking the checkpointer
+            await store.set("s", f"g{k % 7}", f"x{k}", {"text": "t" * 2000})
+        await asyncio.to_thread(_wait_for, lambda: store.stats.checkpoints > 0, 10.0)
+        assert store.stats.checkpoints >= 1 and store.stats.checkpoint_errors == 0
+        assert store.stats.checkpointed_frames > 0  # it copied pages, not merely ran
+    finally:
+        await store.close()
+    names = {thread.name for thread in threading.enumerate()}
+    assert "surge-store-checkpoint" not in names

@@ -62,6 +62,15 @@ Design:
   ``SWEEP_MAX_INTERVAL_S``, so expiries written by other processes are seen). A sweep deletes up
   to ``SWEEP_BATCH`` due rows in one transaction and feeds one ``delete`` each; under the write
   lock only one process deletes a row, so the delete is fed once.
+- **Checkpoints** (copying the WAL's pages back into the database file, and its fsync) run on a
+  thread of their own with its own connection (``PRAGMA wal_checkpoint(PASSIVE)``, at most every
+  ``CHECKPOINT_INTERVAL_S`` while the writer commits), not inside a writer's commit: SQLite's
+  automatic checkpoint runs in the commit that crosses ``wal_autocheckpoint`` pages, so every few
+  commits one took several times as long, and every write of its batch waited (the tail of the
+  AI-token latency, issue 14). A passive checkpoint never blocks the writer and releases the GIL
+  throughout. The writer keeps an automatic checkpoint at ``WRITER_CHECKPOINT_PAGES`` as a
+  backstop, so the WAL stays bounded if the checkpointer falls behind or another process holds a
+  reader on an old snapshot.
 """
 
 from __future__ import annotations
@@ -102,12 +111,17 @@ SCHEMA_VERSION: Final = 3
 MAX_BATCH: Final = 256
 SWEEP_BATCH: Final = 500
 READER_THREADS: Final = 2
+CHECKPOINT_INTERVAL_S: Final = 0.2
+WRITER_CHECKPOINT_PAGES: Final = 10_000
 BUSY_TIMEOUT_S: Final = 5.0
 BUSY_RETRIES: Final = 3
 
 # Primary result codes after which trying again later may work: BUSY, LOCKED, IOERR, FULL.
 _RETRYABLE_CODES: Final = frozenset({5, 6, 10, 13})
 
+# `items` is a rowid table (its primary key a separate index) for the reason `history` is one (see
+# _MIGRATE_3): an item that grows past ~1 KB (an AI answer) stays in its page. Databases whose
+# items were created WITHOUT ROWID keep them; every statement here suits both.
 _SCHEMA: Final = """
 CREATE TABLE items (
     stream  TEXT    NOT NULL,
@@ -117,7 +131,7 @@ CREATE TABLE items (
     created INTEGER NOT NULL,
     seq     INTEGER NOT NULL,
     PRIMARY KEY (stream, grp, id)
-) WITHOUT ROWID;
+);
 CREATE INDEX items_by_creation ON items (stream, grp, created);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT INTO meta (key, value) VALUES ('seq', 0);
@@ -223,6 +237,66 @@ class StoreStats:
     busy_retries: int = 0  # BEGIN IMMEDIATE (or the switch to WAL) retried after busy_timeout
     sends: int = 0  # send calls the writer handled (counted in writes too)
     history_trims: int = 0  # groups trimmed to their history size
+    checkpoints: int = 0  # passive checkpoints the checkpointer thread ran
+    checkpointed_frames: int = 0  # WAL frames they copied into the database file
+    checkpoint_errors: int = 0  # checkpoints that failed (logged; the writer's backstop remains)
+
+
+class _Checkpointer:
+    """The thread that checkpoints the WAL off the writer's commits (see the module docstring).
+
+    ``committed`` (the writer thread, after each commit) wakes it; it then checkpoints, and
+    sleeps at least ``CHECKPOINT_INTERVAL_S`` before the next, so a stream of small commits costs
+    one checkpoint per interval, each copying the pages changed meanwhile once.
+    """
+
+    def __init__(self, path: Path, stats: StoreStats) -> None:
+        self._path = path
+        self._stats = stats
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._main, name="surge-store-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    def committed(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the checkpoint under way, close the connection, end the thread."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+
+    def _main(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._wake.wait()
+                if self._stop.is_set():
+                    return
+                self._wake.clear()
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(
+                            self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                            check_same_thread=False,
+                        )  # fmt: skip
+                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self._stats.checkpoints += 1
+                    self._stats.checkpointed_frames += max(0, int(row[2]))
+                except sqlite3.Error:
+                    # Another process checkpointing, a full disk: the next one (or the
+                    # writer's automatic checkpoint) copies these pages.
+                    self._stats.checkpoint_errors += 1
+                    logger.warning("store checkpoint failed", exc_info=True)
+                if self._stop.wait(CHECKPOINT_INTERVAL_S):
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
 
 
 @dataclass(slots=True, frozen=True)
@@ -293,6 +367,7 @@ class FileStreamAdapter:
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._writer: sqlite3.Connection | None = None
         self._writer_thread: threading.Thread | None = None
+        self._checkpointer: _Checkpointer | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._reader_local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -333,6 +408,7 @@ class FileStreamAdapter:
             target=self._writer_main, name="surge-store-write", daemon=True
         )
         self._writer_thread.start()
+        self._checkpointer = _Checkpointer(self.path, self.stats)
         self._is_open = True
         # What expired while the store was closed is gone before open returns.
         try:
@@ -359,6 +435,8 @@ class FileStreamAdapter:
             # The thread's last call_soon_threadsafe precedes join's completion callback, so
             # every queued write has been delivered and resolved when this returns.
             await asyncio.to_thread(self._writer_thread.join)
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
         if self._readers is not None:
             await asyncio.to_thread(self._readers.shutdown, True)
         await asyncio.to_thread(self._close_connections)
@@ -386,6 +464,7 @@ class FileStreamAdapter:
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: cannot use WAL mode (got {mode!r})")
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
             self._begin_immediate(conn)
             try:
                 self._migrate(conn)
@@ -650,6 +729,8 @@ class FileStreamAdapter:
                 conn.execute("ROLLBACK")
             raise
         self.stats.transactions += 1
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
         for w, (result, error) in zip(writes, results, strict=True):
             w.result, w.error = result, error
 
