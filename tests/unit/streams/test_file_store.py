@@ -562,10 +562,10 @@ async def test_a_version_2_database_gets_history_from_its_migration_on(tmp_path:
         await again.close()
 
 
-def _history_has_rowid(path: Path) -> bool:
+def _has_rowid(path: Path, table: str) -> bool:
     conn = sqlite3.connect(path)
     try:
-        conn.execute("SELECT rowid FROM history LIMIT 1").fetchall()
+        conn.execute(f"SELECT rowid FROM {table} LIMIT 1").fetchall()
         return True
     except sqlite3.OperationalError:  # "no such column: rowid": a WITHOUT ROWID table
         return False
@@ -580,7 +580,7 @@ async def test_a_new_database_keeps_history_in_a_rowid_table(tmp_path: Path) -> 
         change = await store.set("s", "g", "x", {"text": "t" * 3000})  # past 1 KB, under 4 KB
     finally:
         await store.close()
-    assert _history_has_rowid(db_path(tmp_path))
+    assert _has_rowid(db_path(tmp_path), "history")
     again = FileStreamAdapter(tmp_path / "streams")
     await again.open(lambda message: None)
     try:
@@ -603,7 +603,7 @@ async def test_a_database_with_a_without_rowid_history_keeps_it_and_works(tmp_pa
             "CREATE INDEX history_by_expiry ON history (expires_at);"
         )
     conn.close()
-    assert not _history_has_rowid(db_path(tmp_path))
+    assert not _has_rowid(db_path(tmp_path), "history")
 
     again = FileStreamAdapter(tmp_path / "streams")
     await again.open(lambda message: None)
@@ -614,18 +614,7 @@ async def test_a_database_with_a_without_rowid_history_keeps_it_and_works(tmp_pa
         assert history is not None and history.messages == [first, updated.change]
     finally:
         await again.close()
-    assert not _history_has_rowid(db_path(tmp_path))
-
-
-def _has_rowid(path: Path, table: str) -> bool:
-    conn = sqlite3.connect(path)
-    try:
-        conn.execute(f"SELECT rowid FROM {table} LIMIT 1").fetchall()
-        return True
-    except sqlite3.OperationalError:  # "no such column: rowid": a WITHOUT ROWID table
-        return False
-    finally:
-        conn.close()
+    assert not _has_rowid(db_path(tmp_path), "history")
 
 
 async def test_a_new_database_keeps_items_in_a_rowid_table(tmp_path: Path) -> None:
