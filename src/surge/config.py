@@ -83,7 +83,7 @@ class Limits:
             written at the end of its event-loop iteration). The next write to the sockets
             waits as long as the previous one took, up to this: a handler awaiting one ``set``
             after another then costs a fraction of the CPU per delivery (README: "Write
-            coalescing"). A change after a quieter period is written at once.
+            coalescing"). A change after a quieter period is written at once, by its ``set``.
         access_check_timeout: how long ``can_access`` may take before the join is denied.
         compression: permessage-deflate (off: see the README).
 

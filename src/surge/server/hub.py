@@ -53,6 +53,7 @@ from surge.streams.feed import Change, FeedMessage, GroupSnapshot, Resync
 
 if TYPE_CHECKING:
     from surge.server.connection import Connection
+    from surge.server.outbox import Flusher
 
 __all__ = ["FANOUT_SAMPLE_EVERY", "Hub", "HubSubscription", "PageCapture", "PresenceHooks"]
 
@@ -145,6 +146,9 @@ class Hub:
         self.call_after_writes: Callable[[Callable[[float], object], float], None] | None = None
         """Runs a callback once the frames queued so far were written (the runtime sets the
         flusher's ``call_after_flush``); None: at the end of the loop iteration."""
+        self.flusher: Flusher | None = None
+        """The loop's flusher (the runtime sets it): a message after a quieter period is written
+        to its connections during ``dispatch`` (``Flusher.begin_fan_out``); None: queued only."""
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -305,31 +309,37 @@ class Hub:
                 sampled = time.perf_counter()
         ts = self.clock.next()
         epoch = (self.epoch() if self.epoch is not None else None) or None
-        if isinstance(message, Change):
-            if message.ops is not None and self._wants_deltas(message):
-                self._fan_out_patch(encode_patch(message, ts, epoch), group_subs, item_subs)
-                if sampled and self.on_fanout is not None:
-                    asyncio.get_running_loop().call_soon(self.on_fanout, sampled)
-                return
-            frame = encode_change(message, ts, epoch)
-            seq: int | None = message.seq
-        else:
-            frame = encode_event(message, ts, epoch)
-            seq = message.seq or None
-        self.frames_encoded += 1
-        if item_subs is None or group_subs is None:
-            # One key: each connection appears once, no de-duplication needed.
-            for conn, subs in (item_subs or group_subs or {}).items():
-                if _deliver_now(subs, frame, seq):
-                    conn.send(frame)
-        else:
-            targets: dict[Connection, None] = {}
-            for by_conn in (group_subs, item_subs):
-                for conn, subs in by_conn.items():
+        flusher = self.flusher
+        is_writing = flusher is not None and flusher.begin_fan_out()
+        try:
+            if isinstance(message, Change):
+                if message.ops is not None and self._wants_deltas(message):
+                    self._fan_out_patch(encode_patch(message, ts, epoch), group_subs, item_subs)
+                    if sampled and self.on_fanout is not None:
+                        asyncio.get_running_loop().call_soon(self.on_fanout, sampled)
+                    return
+                frame = encode_change(message, ts, epoch)
+                seq: int | None = message.seq
+            else:
+                frame = encode_event(message, ts, epoch)
+                seq = message.seq or None
+            self.frames_encoded += 1
+            if item_subs is None or group_subs is None:
+                # One key: each connection appears once, no de-duplication needed.
+                for conn, subs in (item_subs or group_subs or {}).items():
                     if _deliver_now(subs, frame, seq):
-                        targets[conn] = None
-            for conn in targets:
-                conn.send(frame)
+                        conn.send(frame)
+            else:
+                targets: dict[Connection, None] = {}
+                for by_conn in (group_subs, item_subs):
+                    for conn, subs in by_conn.items():
+                        if _deliver_now(subs, frame, seq):
+                            targets[conn] = None
+                for conn in targets:
+                    conn.send(frame)
+        finally:
+            if is_writing and flusher is not None:
+                flusher.end_fan_out()
         if sampled and self.on_fanout is not None:
             # After the puts: the flush they scheduled (or one already pending) runs first, so
             # this runs once the frames were written.

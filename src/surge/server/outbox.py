@@ -4,7 +4,10 @@ Frames go out through a ``Transport`` (``server/transport.py``). ``put`` marks t
 and the per-loop ``Flusher`` hands every dirty outbox's frames to its transport once at the end
 of the loop iteration, as one ``write_many``: under uvicorn's websockets Sans-I/O protocol (the
 default, ``DirectTransport``) that is ONE ``transport.write`` of pre-built bytes, with no task
-switch per connection. The outbox's writer task (``run``) only wakes when the transport is
+switch per connection. A change after a quieter period does not wait for that: the hub's
+dispatch writes it to each connection with nothing queued at once (``Flusher.begin_fan_out``,
+``Transport.write_now``: one pass over the connections, no queue), and the fan-out counts as a
+flush. The outbox's writer task (``run``) only wakes when the transport is
 paused by flow control, when the transport needs draining (``AsgiTransport``: one ASGI ``send``
 per frame, for any other server), or to close. It is started only then (``start_writer``,
 given by the endpoint): an idle connection has no writer task, no coroutine and no ``Event``.
@@ -83,12 +86,14 @@ class Flusher:
     about half its time writing while changes keep coming, the changes made meanwhile go out
     together (one write per connection), and the pause scales with the work, not with a guess:
     a flush to ten connections pauses for microseconds, one to thousands for milliseconds. A
-    change after a quieter period is written at the end of its iteration, as without a delay:
-    only a sustained stream is delayed, never a lone change, and never by more than
-    ``max_delay``. Closes do not wait (the writer task writes what is queued, then the close).
+    change after a quieter period is written during its dispatch (``begin_fan_out``), before
+    its producer goes on (a POST's response is sent after it, as Socket.IO's ``emit`` writes
+    before the handler answers): only a sustained stream is delayed, never a lone change, and
+    never by more than ``max_delay``. Closes do not wait (the writer task writes what is
+    queued, then the close).
     """
 
-    __slots__ = ("_after", "_dirty", "_due", "_max_delay", "_scheduled")
+    __slots__ = ("_after", "_dirty", "_due", "_max_delay", "_scheduled", "_started", "is_writing")
 
     def __init__(self, max_delay: float = 0.0) -> None:
         if not max_delay >= 0:
@@ -98,6 +103,9 @@ class Flusher:
         self._max_delay = max_delay
         self._due = float("-inf")  # the earliest time the next flush may start
         self._after: list[tuple[Callable[[float], object], float]] = []
+        self._started = 0.0
+        self.is_writing = False
+        """True during a fan-out that writes at once (``begin_fan_out``): puts write, not queue."""
 
     @property
     def max_delay(self) -> float:
@@ -115,9 +123,48 @@ class Flusher:
             else:
                 loop.call_soon(self._flush)
 
+    def begin_fan_out(self) -> bool:
+        """Let the puts of one message write at once: True when no flush is scheduled and no
+        pause runs (the caller must then call ``end_fan_out``), False when they should queue.
+
+        A change after a quieter period then reaches the sockets from the dispatch itself, not
+        after the rest of its producer's task step (a POST's response) and a second pass over
+        the outboxes; the fan-out counts as a flush, so what comes after it (later in the same
+        loop iteration included) waits for the pause and goes out coalesced.
+        """
+        if self._scheduled or self.is_writing:
+            return False
+        now = asyncio.get_running_loop().time()
+        if self._due > now:
+            return False
+        self._started = now
+        self.is_writing = True
+        return True
+
+    @property
+    def is_idle(self) -> bool:
+        """True when nothing is scheduled and no pause runs (a fan-out now writes at once)."""
+        return not (
+            self._scheduled or self.is_writing or self._due > asyncio.get_running_loop().time()
+        )
+
+    def end_fan_out(self) -> None:
+        """The message's frames were written: start the pause, with a flush at its end."""
+        self.is_writing = False
+        loop = asyncio.get_running_loop()
+        ended = loop.time()
+        self._due = ended + min(self._max_delay, ended - self._started)
+        # Scheduled even with nothing dirty yet: the puts until then queue (coalesce) instead
+        # of each writing at once.
+        self._scheduled = True
+        if self._due > ended:
+            loop.call_at(self._due, self._flush)
+        else:
+            loop.call_soon(self._flush)
+
     def call_after_flush(self, callback: Callable[[float], object], arg: float) -> None:
         """Run ``callback(arg)`` once what is scheduled now was written (soon if nothing is)."""
-        if self._scheduled:
+        if self._dirty:
             self._after.append((callback, arg))
         else:
             asyncio.get_running_loop().call_soon(callback, arg)
@@ -238,6 +285,15 @@ class Outbox:
 
     def put(self, frame: Frame) -> bool:
         """Queue a frame; False when the connection is closing or just overflowed."""
+        flusher = self._flusher
+        # During a fan-out that writes at once, and nothing queued (no bytes) ahead of it.
+        if (
+            flusher is not None
+            and flusher.is_writing
+            and not self._bytes
+            and self._write_now(frame)
+        ):
+            return True
         if self._close is not None or self.is_done:
             return False
         count = frame.count
@@ -254,10 +310,10 @@ class Outbox:
         self._bytes += size
         if count > 1:
             self._extra += count - 1
-        if self._flusher is not None:
+        if flusher is not None:
             if not self._is_dirty:
                 self._is_dirty = True
-                self._flusher.schedule(self)
+                flusher.schedule(self)
         elif len(self._frames) == 1:
             self._wake()
         return True
@@ -419,6 +475,28 @@ class Outbox:
         stats = STATS
         stats.frames_sent += len(batch) + extra
         stats.bytes_sent += sent
+
+    def _write_now(self, frame: Frame) -> bool:
+        """Write ``frame`` at once, as ``_write`` would, when nothing is queued ahead of it
+        (``put`` checked: no bytes queued) and the transport takes it inline; False: ``put``
+        applies the usual rules (queue it, or refuse it, or overflow)."""
+        transport = self._transport
+        if self._close is not None or self.is_done or frame.count != 1 or transport is None:
+            return False
+        size = frame.size
+        if self._buffered + size > self.max_bytes and self._is_over_cap(size):
+            return False
+        last = self.last_ts
+        if frame.ts <= last:
+            frame = frame.restamped(last + 1)
+        if not transport.write_now(frame):
+            return False
+        self.last_ts = frame.ts
+        self._buffered += size
+        stats = STATS
+        stats.frames_sent += 1
+        stats.bytes_sent += size
+        return True
 
     async def run(self) -> None:
         """The writer task: flow-control waits, draining the transport, and the close."""

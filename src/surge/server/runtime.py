@@ -40,6 +40,7 @@ class Runtime:
         self.syncer = Syncer(self.hub, adapter, self._sync_limit)
         self.flusher = Flusher(config.limits.max_write_delay)
         self.hub.call_after_writes = self.flusher.call_after_flush
+        self.hub.flusher = self.flusher
         self.connections: set[Connection] = set()
         self.upgrade_limiter = UpgradeLimiter.for_limits(config.limits)
         """Upgrade attempts per client address (``Limits.connects_per_ip_per_second``)."""

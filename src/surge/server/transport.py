@@ -96,6 +96,11 @@ class Transport(Protocol):
         """Hand frames over, in order, without waiting."""
         ...
 
+    def write_now(self, frame: Frame) -> bool:
+        """Put one frame on the socket at once when ``is_writable`` (as ``write_many`` would)
+        and say so; False, with nothing written, when it cannot go out at once."""
+        ...
+
     async def drain(self) -> None:
         """Send what ``write_many`` buffered and wait until the transport is writable again
         (or gone)."""
@@ -182,6 +187,13 @@ class DirectTransport:
             self._transport.write(b"".join([frame.wire for frame in frames]))
         STATS.writes += 1
 
+    def write_now(self, frame: Frame) -> bool:
+        """``write_many([frame])`` when writable."""
+        if not self.is_writable:
+            return False
+        self.write_many([frame])
+        return True
+
     async def close(self, code: int, reason: str) -> None:
         """Hand the close to uvicorn (it writes the close frame and ends the handshake)."""
         if self._send is not None:
@@ -254,6 +266,28 @@ class LeanDirectTransport:
                 data = data[sent:]
         transport.write(data)
 
+    def write_now(self, frame: Frame) -> bool:
+        """``write_many([frame])`` when writable, in one call (the fan-out's per-connection
+        path, ``Outbox.put`` during ``Flusher.begin_fan_out``)."""
+        protocol = self._protocol
+        if protocol.is_paused or not protocol.is_open:
+            return False
+        data = frame.wire
+        STATS.writes += 1
+        transport = self._transport
+        # ``is_open`` checked that the transport is not closing.
+        if self._fd >= 0 and not transport.get_write_buffer_size():
+            try:
+                sent = os.write(self._fd, data)
+            except OSError:  # as in write_many
+                sent = 0
+            if sent == len(data):
+                return True
+            if sent:
+                data = data[sent:]
+        transport.write(data)
+        return True
+
     async def close(self, code: int, reason: str) -> None:
         """Hand the close to the protocol (it writes the close frame, waits for the reply)."""
         await self._protocol.send({"type": "websocket.close", "code": code, "reason": reason})
@@ -308,6 +342,10 @@ class AsgiTransport:
             return
         self._buffer.extend(frames)
         self._bytes += sum(frame.size for frame in frames)
+
+    def write_now(self, frame: Frame) -> bool:
+        """Never: frames reach the peer only through ``drain``."""
+        return False
 
     async def drain(self) -> None:
         """Send the buffered frames, one ASGI message each, in order."""

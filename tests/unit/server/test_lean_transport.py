@@ -157,3 +157,37 @@ def test_under_uvloop_the_server_loop_too() -> None:
         peer.close()
 
     uvloop.run(scenario())
+
+
+@dataclass
+class GatedProtocol:
+    """``FakeProtocol`` with the flow-control and open state ``write_now`` reads."""
+
+    transport: Any
+    is_paused: bool = False
+    is_open: bool = True
+
+
+async def test_write_now_writes_one_frame_to_the_socket_and_behind_what_the_transport_holds(
+    pair: Pair,
+) -> None:
+    lean = LeanDirectTransport(GatedProtocol(pair.counting))  # type: ignore[arg-type]
+    assert lean.write_now(Frame(1, "first"))
+    assert pair.counting.writes == []  # straight to the socket
+    text = "".join(chr(65 + i % 26) for i in range(4 * 1024 * 1024))
+    lean.write_many(frames(text))  # the socket takes part of it, the transport the rest
+    assert lean.write_now(Frame(1, "tail"))
+    assert pair.counting.writes[-1] == wire("tail")  # queued behind, not written around
+    expected = wire("first", text, "tail")
+    assert await read_exactly(pair.peer, len(expected)) == expected
+
+
+async def test_write_now_writes_nothing_while_paused_or_once_not_open(pair: Pair) -> None:
+    protocol = GatedProtocol(pair.counting, is_paused=True)
+    lean = LeanDirectTransport(protocol)  # type: ignore[arg-type]
+    assert not lean.write_now(Frame(1, "paused"))
+    protocol.is_paused, protocol.is_open = False, False
+    assert not lean.write_now(Frame(1, "closed"))
+    assert pair.counting.writes == []
+    with pytest.raises(BlockingIOError):
+        pair.peer.recv(1)
