@@ -132,6 +132,9 @@ class Hub:
         self._routes: dict[SubscriptionKey, dict[Connection, list[HubSubscription]]] = {}
         # How many subscriptions of each key asked for deltas: no patch is encoded without one.
         self._delta_subs: dict[SubscriptionKey, int] = {}
+        # How many pending subscriptions each key has: a key without one delivers to every
+        # connection it routes to, with no look at their subscriptions.
+        self._pending_subs: dict[SubscriptionKey, int] = {}
         self._captures: dict[tuple[str, str], list[PageCapture]] = {}
         self.frames_encoded = 0
         # Called with the subscriptions put back into pending by a Resync; they need new syncs.
@@ -159,15 +162,25 @@ class Hub:
         self._routes.setdefault(key, {}).setdefault(conn, []).append(sub)
         if request.deltas:
             self._delta_subs[key] = self._delta_subs.get(key, 0) + 1
+        self._pending_subs[key] = self._pending_subs.get(key, 0) + 1
         return sub
+
+    def _went_live(self, key: SubscriptionKey) -> None:
+        """One pending subscription of ``key`` is live or gone."""
+        left = self._pending_subs[key] - 1
+        if left > 0:
+            self._pending_subs[key] = left
+        else:
+            del self._pending_subs[key]
 
     def activate(self, sub: HubSubscription, sync: Frame | list[Frame], snapshot_seq: int) -> None:
         """Send the sync (or a resume and its replay), then the buffered frames newer than
         ``snapshot_seq``; go live."""
         pending = sub.pending
-        sub.pending = None
         if sub.is_removed or pending is None:
             return
+        sub.pending = None
+        self._went_live(sub.request.key)
         sub.synced_seq = snapshot_seq
         conn = sub.conn
         if isinstance(sync, Frame):
@@ -186,7 +199,9 @@ class Hub:
         if sub.is_removed:
             return
         sub.is_removed = True
-        sub.pending = None
+        if sub.pending is not None:
+            sub.pending = None
+            self._went_live(sub.request.key)
         if self.presence is not None:
             self.presence.on_gone(sub)
         key = sub.request.key
@@ -269,11 +284,13 @@ class Hub:
     def resync_all(self) -> list[HubSubscription]:
         """Put every live subscription back into pending; the caller must sync each again."""
         again = []
-        for by_conn in self._routes.values():
+        pending_subs = self._pending_subs
+        for key, by_conn in self._routes.items():
             for subs in by_conn.values():
                 for sub in subs:
                     if sub.pending is None:
                         sub.pending = []
+                        pending_subs[key] = pending_subs.get(key, 0) + 1
                         again.append(sub)
         return again
 
@@ -326,9 +343,19 @@ class Hub:
             self.frames_encoded += 1
             if item_subs is None or group_subs is None:
                 # One key: each connection appears once, no de-duplication needed.
-                for conn, subs in (item_subs or group_subs or {}).items():
-                    if _deliver_now(subs, frame, seq):
+                if group_subs is not None:
+                    key: SubscriptionKey = group_key
+                    by_conn = group_subs
+                else:
+                    key = (message.stream, message.group, message.id or "")
+                    by_conn = item_subs or {}
+                if key not in self._pending_subs:
+                    for conn in by_conn:  # every subscription of every one of them is live
                         conn.send(frame)
+                else:
+                    for conn, subs in by_conn.items():
+                        if _deliver_now(subs, frame, seq):
+                            conn.send(frame)
             else:
                 targets: dict[Connection, None] = {}
                 for by_conn in (group_subs, item_subs):

@@ -209,3 +209,21 @@ async def test_fan_out_sampling_reports_once_the_frames_were_written(
         while not seen:  # noqa: ASYNC110 (a callback the loop runs soon)
             await asyncio.sleep(0)
     assert seen == [1]  # already written, reported without waiting for the pause
+
+
+async def test_a_key_delivers_to_every_connection_once_its_pending_subscriptions_are_settled(
+    hub: tuple[Hub, list[Peer]],
+) -> None:
+    h, (a, b) = hub
+    waiting = h.subscribe(b.conn, SubscriptionRequest("t", "g", None, "extra"))
+    h.dispatch(change(1))  # b has a live and a pending subscription: it gets the change once
+    assert [f["id"] for f in await a.wait_for(1)] == ["i1"]
+    assert [f["id"] for f in await b.wait_for(1)] == ["i1"]
+    assert waiting.pending is not None and len(waiting.pending) == 1
+    h.unsubscribe(waiting)
+    gone = h.subscribe(a.conn, SubscriptionRequest("t", "g", None, "gone"))
+    h.unsubscribe(gone)
+    h.dispatch(change(2))
+    assert [f["id"] for f in await a.wait_for(1)] == ["i2"]
+    assert [f["id"] for f in await b.wait_for(1)] == ["i2"]
+    assert h._pending_subs == {}
