@@ -252,7 +252,18 @@ class LeanDirectTransport:
 
     def write_many(self, frames: list[Frame]) -> None:
         """Write the frames as one system call (see the class docstring)."""
-        data = frames[0].wire if len(frames) == 1 else b"".join([frame.wire for frame in frames])
+        self._send(frames[0].wire if len(frames) == 1 else b"".join([f.wire for f in frames]))
+
+    def write_now(self, frame: Frame) -> bool:
+        """``write_many([frame])`` when writable, in one call (the fan-out's per-connection
+        path, ``Outbox.put`` during ``Flusher.begin_fan_out``)."""
+        protocol = self._protocol
+        if protocol.is_paused or not protocol.is_open:
+            return False
+        self._send(frame.wire)
+        return True
+
+    def _send(self, data: bytes) -> None:
         STATS.writes += 1
         transport = self._transport
         if self._fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
@@ -265,28 +276,6 @@ class LeanDirectTransport:
             if sent:
                 data = data[sent:]
         transport.write(data)
-
-    def write_now(self, frame: Frame) -> bool:
-        """``write_many([frame])`` when writable, in one call (the fan-out's per-connection
-        path, ``Outbox.put`` during ``Flusher.begin_fan_out``)."""
-        protocol = self._protocol
-        if protocol.is_paused or not protocol.is_open:
-            return False
-        data = frame.wire
-        STATS.writes += 1
-        transport = self._transport
-        # ``is_open`` checked that the transport is not closing.
-        if self._fd >= 0 and not transport.get_write_buffer_size():
-            try:
-                sent = os.write(self._fd, data)
-            except OSError:  # as in write_many
-                sent = 0
-            if sent == len(data):
-                return True
-            if sent:
-                data = data[sent:]
-        transport.write(data)
-        return True
 
     async def close(self, code: int, reason: str) -> None:
         """Hand the close to the protocol (it writes the close frame, waits for the reply)."""
