@@ -573,6 +573,22 @@ def _has_rowid(path: Path, table: str) -> bool:
         conn.close()
 
 
+async def _relayout(
+    tmp_path: Path, script: str, *, item: tuple[str, str, str, dict[str, Any]] | None = None
+) -> None:
+    """Create a store (with ``item`` in it), close it, and run ``script`` on its database."""
+    store = FileStreamAdapter(tmp_path / "streams")
+    await store.open(lambda message: None)
+    if item is not None:
+        await store.set(*item)
+    await store.close()
+    conn = sqlite3.connect(db_path(tmp_path))
+    try:
+        conn.executescript(script)
+    finally:
+        conn.close()
+
+
 async def test_a_new_database_keeps_history_in_a_rowid_table(tmp_path: Path) -> None:
     store = FileStreamAdapter(tmp_path / "streams")
     await store.open(lambda message: None)
@@ -591,18 +607,14 @@ async def test_a_new_database_keeps_history_in_a_rowid_table(tmp_path: Path) -> 
 
 
 async def test_a_database_with_a_without_rowid_history_keeps_it_and_works(tmp_path: Path) -> None:
-    store = FileStreamAdapter(tmp_path / "streams")
-    await store.open(lambda message: None)
-    await store.close()
-    with sqlite3.connect(db_path(tmp_path)) as conn:  # the history table as first released
-        conn.executescript(
-            "DROP TABLE history;"
-            "CREATE TABLE history (stream TEXT NOT NULL, grp TEXT NOT NULL, seq INTEGER NOT NULL,"
-            " expires_at REAL NOT NULL, kind TEXT NOT NULL, id TEXT, data BLOB NOT NULL, ops BLOB,"
-            " PRIMARY KEY (stream, grp, seq)) WITHOUT ROWID;"
-            "CREATE INDEX history_by_expiry ON history (expires_at);"
-        )
-    conn.close()
+    await _relayout(  # the history table as first released
+        tmp_path,
+        "DROP TABLE history;"
+        "CREATE TABLE history (stream TEXT NOT NULL, grp TEXT NOT NULL, seq INTEGER NOT NULL,"
+        " expires_at REAL NOT NULL, kind TEXT NOT NULL, id TEXT, data BLOB NOT NULL, ops BLOB,"
+        " PRIMARY KEY (stream, grp, seq)) WITHOUT ROWID;"
+        "CREATE INDEX history_by_expiry ON history (expires_at);",
+    )
     assert not _has_rowid(db_path(tmp_path), "history")
 
     again = FileStreamAdapter(tmp_path / "streams")
@@ -638,21 +650,17 @@ async def test_a_new_database_keeps_items_in_a_rowid_table(tmp_path: Path) -> No
 
 
 async def test_a_database_with_without_rowid_items_keeps_them_and_works(tmp_path: Path) -> None:
-    store = FileStreamAdapter(tmp_path / "streams")
-    await store.open(lambda message: None)
-    await store.set("s", "g", "old", {"v": 0})
-    await store.close()
-    with sqlite3.connect(db_path(tmp_path)) as conn:  # the items table as first released
-        conn.executescript(
-            "CREATE TABLE items2 (stream TEXT NOT NULL, grp TEXT NOT NULL, id TEXT NOT NULL,"
-            " data BLOB NOT NULL, created INTEGER NOT NULL, seq INTEGER NOT NULL,"
-            " expires_at REAL, PRIMARY KEY (stream, grp, id)) WITHOUT ROWID;"
-            "INSERT INTO items2 SELECT stream, grp, id, data, created, seq, expires_at FROM items;"
-            "DROP TABLE items; ALTER TABLE items2 RENAME TO items;"
-            "CREATE INDEX items_by_creation ON items (stream, grp, created);"
-            "CREATE INDEX items_by_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;"
-        )
-    conn.close()
+    await _relayout(  # the items table as first released
+        tmp_path,
+        "CREATE TABLE items2 (stream TEXT NOT NULL, grp TEXT NOT NULL, id TEXT NOT NULL,"
+        " data BLOB NOT NULL, created INTEGER NOT NULL, seq INTEGER NOT NULL,"
+        " expires_at REAL, PRIMARY KEY (stream, grp, id)) WITHOUT ROWID;"
+        "INSERT INTO items2 SELECT stream, grp, id, data, created, seq, expires_at FROM items;"
+        "DROP TABLE items; ALTER TABLE items2 RENAME TO items;"
+        "CREATE INDEX items_by_creation ON items (stream, grp, created);"
+        "CREATE INDEX items_by_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;",
+        item=("s", "g", "old", {"v": 0}),
+    )
     assert not _has_rowid(db_path(tmp_path), "items")
 
     again = FileStreamAdapter(tmp_path / "streams")
