@@ -251,6 +251,16 @@ async def test_a_message_over_the_cap_closes_1009_from_its_header_alone(
     raw.writer.close()
 
 
+async def test_a_64_bit_length_with_its_top_bit_set_is_a_protocol_error(
+    server: LiveServer,
+) -> None:
+    # RFC 6455 5.2: not a frame that is too big (1009), a frame that is malformed (1002).
+    _, raw = await handshake(server)
+    raw.writer.write(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 1 << 63) + os.urandom(4))
+    assert await raw.close_code() == 1002
+    raw.writer.close()
+
+
 async def test_keepalive_wheel_pings_then_times_out_a_silent_peer() -> None:
     calls: list[str] = []
     twice = asyncio.Event()

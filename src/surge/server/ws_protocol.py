@@ -469,6 +469,9 @@ class LeanWebSocketProtocol(asyncio.Protocol):
                     break
                 length = int.from_bytes(buf[head : head + 8], "big")
                 head += 8
+                if length >> 63:  # RFC 6455 5.2: the most significant bit must be 0
+                    self._fail(1002, "invalid frame length")
+                    return
             if opcode >= 8:
                 if opcode > _OP_PONG:
                     self._fail(1002, "invalid opcode")
