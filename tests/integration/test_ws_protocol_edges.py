@@ -320,3 +320,78 @@ async def test_a_closed_connection_whose_peer_stopped_reading_is_aborted(
         async with asyncio.timeout(10):
             await gone.wait()
         writer.close()
+
+
+@pytest.mark.parametrize("code", [1005, 1006, 1015, 999, 2000, 5000, "1000"])
+async def test_an_app_close_code_an_endpoint_may_not_send_is_refused(code: Any) -> None:
+    # RFC 6455 7.4: 1005, 1006 and 1015 are never sent; nothing outside 1000-4999 either.
+    raised: list[BaseException] = []
+    done = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        try:
+            await send({"type": "websocket.close", "code": code})
+        except RuntimeError as exc:
+            raised.append(exc)
+            await send({"type": "websocket.close", "code": 1011})  # the app can still close
+        done.set()
+
+    async with serving(app) as port:
+        _, reader, writer = await upgrade(port)
+        async with asyncio.timeout(10):
+            await done.wait()
+        # Nothing of the refused close reached the peer: the frame it gets is the app's 1011.
+        assert await read_frame(reader) == (8, (1011).to_bytes(2, "big"))
+        writer.close()
+    assert len(raised) == 1 and "Invalid close code" in str(raised[0])
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "websocket.accept", "headers": [(b"x-a", b"1\r\nx-injected: 1")]},
+        {"type": "websocket.accept", "headers": [(b"x-a\n", b"1")]},
+        {"type": "websocket.accept", "headers": [("x-a", "1")]},
+        {"type": "websocket.accept", "subprotocol": "chat\r\nx-injected: 1"},
+        {"type": "websocket.http.response.start", "status": 403, "headers": [(b"x", b"\r\n")]},
+    ],
+)
+async def test_an_app_header_that_would_split_the_answer_is_refused(
+    message: dict[str, Any],
+) -> None:
+    raised: list[BaseException] = []
+    done = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        try:
+            await send(message)
+        except RuntimeError as exc:
+            raised.append(exc)
+            await send({"type": "websocket.close"})  # refuse the upgrade instead
+        done.set()
+
+    async with serving(app) as port:
+        answer, _, writer = await upgrade(port)
+        async with asyncio.timeout(10):
+            await done.wait()
+        assert answer.startswith(b"HTTP/1.1 403 ")  # the app's fallback, nothing injected
+        assert b"x-injected" not in answer.lower()
+        writer.close()
+    assert len(raised) == 1 and "Invalid header" in str(raised[0])
+
+
+async def test_an_app_subprotocol_and_headers_are_written_in_the_answer() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept", "subprotocol": "chat", "headers": [(b"x-a", b"1")]})
+        await receive()
+
+    async with serving(app) as port:
+        answer, _, writer = await upgrade(port)
+        assert answer.startswith(b"HTTP/1.1 101 ")
+        assert b"\r\nSec-WebSocket-Protocol: chat\r\n" in answer
+        assert b"\r\nx-a: 1\r\n" in answer
+        writer.close()

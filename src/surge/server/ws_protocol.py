@@ -89,6 +89,23 @@ def encode_frame(opcode: int, payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x80 | opcode, 127, size) + payload
 
 
+def _check_close_code(code: Any) -> None:
+    """Refuse an app's close code that RFC 6455 does not let an endpoint send (7.4)."""
+    if not isinstance(code, int) or not (code in _PEER_CLOSE_CODES or 3000 <= code <= 4999):
+        raise RuntimeError(f"Invalid close code {code!r}: 1000-1003, 1007-1014 or 3000-4999.")
+
+
+def _check_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    """An app's response headers as a list, refused when a name or value is not bytes or holds
+    CR, LF or NUL (they would end the header early: response splitting)."""
+    checked = list(headers)
+    for header in checked:
+        for part in header:
+            if not isinstance(part, bytes) or b"\r" in part or b"\n" in part or b"\0" in part:
+                raise RuntimeError(f"Invalid header {header!r} in the response.")
+    return checked
+
+
 def _close_frame(code: int, reason: str) -> bytes:
     data = reason.encode()
     if len(data) > 123:  # cut on a character boundary: a close reason must be valid UTF-8
@@ -735,8 +752,9 @@ class LeanWebSocketProtocol(asyncio.Protocol):
                 status = message["status"]
                 if not 100 <= status < 600:
                     raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
+                headers = _check_headers(message.get("headers", ()))
                 self._log_answer(str(status))
-                self._response = (status, list(message.get("headers", [])), b"")
+                self._response = (status, headers, b"")
             else:
                 raise RuntimeError(
                     "Expected ASGI message 'websocket.accept', 'websocket.close' "
@@ -765,8 +783,9 @@ class LeanWebSocketProtocol(asyncio.Protocol):
                     if text is not None:
                         transport.write(encode_frame(_OP_TEXT, text.encode()))
             elif kind == "websocket.close":
+                code = message.get("code", 1000)
+                _check_close_code(code)
                 if not transport.is_closing():
-                    code = message.get("code", 1000)
                     reason = message.get("reason", "") or ""
                     self._deliver_gone(code, reason)
                     transport.write(_close_frame(code, reason))
@@ -795,6 +814,10 @@ class LeanWebSocketProtocol(asyncio.Protocol):
 
     def _accept(self, message: dict[str, Any]) -> None:
         transport = self.transport
+        subprotocol = message.get("subprotocol")
+        protocol = [(b"Sec-WebSocket-Protocol", subprotocol.encode())] if subprotocol else []
+        protocol = _check_headers(protocol)
+        extra = _check_headers(message.get("headers", ()))
         if transport.is_closing():
             return
         self._log_answer("[accepted]")
@@ -806,11 +829,8 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             accept_key(key),
             b"\r\n",
         ]
-        subprotocol = message.get("subprotocol")
-        if subprotocol:
-            lines += [b"Sec-WebSocket-Protocol: ", subprotocol.encode(), b"\r\n"]
         defaults = self._shared.server_state.default_headers
-        for name, value in (*defaults, *message.get("headers", ())):
+        for name, value in (*protocol, *defaults, *extra):
             lines += [name, b": ", value, b"\r\n"]
         lines.append(b"\r\n")
         self._key = None
