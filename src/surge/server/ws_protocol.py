@@ -655,6 +655,11 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             if waiter is None or waiter.done():
                 waiter = self._receiver = asyncio.get_running_loop().create_future()
             await waiter
+        return self._pop()
+
+    def _pop(self) -> dict[str, Any]:
+        """The oldest waiting message (there is one); reading resumes once the inbox is empty."""
+        inbox = self._inbox
         message = inbox.pop(0)
         if not inbox and self.read_paused and not self._stalled:
             if self._buf:
@@ -702,13 +707,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
                 self._pump()
             if not inbox:
                 return self._gone_message
-        message = inbox.pop(0)
-        if not inbox and self.read_paused and not self._stalled:
-            if self._buf:
-                self._pump()
-            else:
-                self._resume_reading()
-        return message
+        return self._pop()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a task of this (detached) connection. uvicorn's shutdown waits for it, as for
