@@ -84,6 +84,10 @@ class Limits:
             waits as long as the previous one took, up to this: a handler awaiting one ``set``
             after another then costs a fraction of the CPU per delivery (README: "Write
             coalescing"). A change after a quieter period is written at once, by its ``set``.
+        parallel_writes: write the sockets of a fan-out to many connections (32 or more) on
+            two threads, the event loop's and a helper's, so the system calls run on two cores
+            (README: "Parallel writes"): for a server with a core to spare. Even when True, only
+            while the process may use more CPUs than ``surge start --workers`` runs workers.
         access_check_timeout: how long ``can_access`` may take before the join is denied.
         compression: permessage-deflate (off: see the README).
 
@@ -129,6 +133,9 @@ class Limits:
     # store's deliveries (2.3x behind at 5 ms), fan-out +16 - 34%; at 200 changes/s to 1,000
     # subscribers p99 rises 24 -> 31 ms (bench/README.md, fifth session: "write coalescing").
     max_write_delay: float = 0.04
+    # Off: on this 2-core bench machine, with the load generators on the other core, it costs
+    # 12% of fan-out; with that core idle, p99 at 1,000 subscribers is 0.76x (bench/README.md).
+    parallel_writes: bool = False
     access_check_timeout: float = 10.0
     # permessage-deflate costs CPU and ~10s of KB per connection for little gain on small JSON
     # frames, and rules out writing one pre-built frame to every connection: off by default.
@@ -185,6 +192,10 @@ class Limits:
             raise ConfigError(
                 f"Limits.max_write_delay must be a number of seconds from 0 to "
                 f"{MAX_WRITE_DELAY}, not {self.max_write_delay!r}"
+            )
+        if not isinstance(self.parallel_writes, bool):
+            raise ConfigError(
+                f"Limits.parallel_writes must be True or False, not {self.parallel_writes!r}"
             )
         if isinstance(self.connect_limit_exempt, str):
             raise ConfigError("Limits.connect_limit_exempt must be a list of networks, not a str")

@@ -148,6 +148,7 @@ def run(spec: dict[str, Any], link: SupervisorLink, listener: socket.socket) -> 
         )
         return 2
     surge_app.tune_gc = True
+    surge_app.runtime.set_workers(spec["workers"])
 
     from surge.server.serve import SurgeServer, uvicorn_config
 

@@ -250,6 +250,7 @@ class SurgeApp:
                 await self.background.close()
             await self.runtime.presence.close()  # announces this instance's leaves
             await self.runtime.adapter.close()
+            self.runtime.close()
 
     def _background_grace(self) -> float | None:
         deadline = self._drain_deadline

@@ -57,6 +57,7 @@ from surge.protocol.codec import Frame, PatchFrame
 from surge.protocol.session import CLOSE_TRY_AGAIN_LATER
 from surge.server.stats import STATS
 from surge.server.transport import Transport
+from surge.server.write_batch import CHUNK, WriteBatch
 
 __all__ = [
     "CLOSE_WAIT",
@@ -93,11 +94,23 @@ class Flusher:
     queued, then the close).
     """
 
-    __slots__ = ("_after", "_dirty", "_due", "_max_delay", "_scheduled", "_started", "is_writing")
+    __slots__ = (
+        "_after",
+        "_dirty",
+        "_due",
+        "_max_delay",
+        "_scheduled",
+        "_started",
+        "batch",
+        "is_writing",
+    )
 
-    def __init__(self, max_delay: float = 0.0) -> None:
+    def __init__(self, max_delay: float = 0.0, *, batch: WriteBatch | None = None) -> None:
         if not max_delay >= 0:
             raise ValueError(f"max write delay must be >= 0, not {max_delay!r}")
+        self.batch = batch
+        """Collects each fan-out's and each flush's socket writes and writes them on two
+        threads (``surge.server.write_batch``); None: every write goes out at once."""
         self._dirty: list[Outbox] = []
         self._scheduled = False
         self._max_delay = max_delay
@@ -139,6 +152,8 @@ class Flusher:
             return False
         self._started = now
         self.is_writing = True
+        if self.batch is not None:
+            self.batch.begin()
         return True
 
     @property
@@ -151,6 +166,8 @@ class Flusher:
     def end_fan_out(self) -> None:
         """The message's frames were written: start the pause, with a flush at its end."""
         self.is_writing = False
+        if self.batch is not None:
+            self.batch.finish()
         loop = asyncio.get_running_loop()
         ended = loop.time()
         self._due = ended + min(self._max_delay, ended - self._started)
@@ -161,6 +178,18 @@ class Flusher:
             loop.call_at(self._due, self._flush)
         else:
             loop.call_soon(self._flush)
+
+    def _flush_all(self, dirty: list[Outbox]) -> None:
+        batch = self.batch
+        if batch is None or len(dirty) < CHUNK or not batch.begin():
+            for outbox in dirty:
+                outbox.flush()
+            return
+        try:
+            for outbox in dirty:
+                outbox.flush()
+        finally:
+            batch.finish()
 
     def call_after_flush(self, callback: Callable[[float], object], arg: float) -> None:
         """Run ``callback(arg)`` once what is scheduled now was written (soon if nothing is)."""
@@ -176,13 +205,11 @@ class Flusher:
         if self._max_delay:
             clock = asyncio.get_running_loop().time
             started = clock()
-            for outbox in dirty:
-                outbox.flush()
+            self._flush_all(dirty)
             ended = clock()
             self._due = ended + min(self._max_delay, ended - started)
         else:
-            for outbox in dirty:
-                outbox.flush()
+            self._flush_all(dirty)
         if self._after:
             after = self._after
             self._after = []
@@ -246,6 +273,8 @@ class Outbox:
         self._inline = transport is not None and transport.flushes_inline
         # Without the loop-wide flusher, every put wakes the writer task.
         self._flusher = flusher if transport is not None else None
+        if transport is not None and flusher is not None and flusher.batch is not None:
+            transport.use_batch(flusher.batch)
         self._abort_timer: asyncio.TimerHandle | None = None
         self._is_dirty = False
         self._latest = latest_value

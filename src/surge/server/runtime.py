@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from surge.config import Config
+from surge.config import Config, Limits
 from surge.server.access_control import AccessControl
 from surge.server.hub import Hub
 from surge.server.outbox import Flusher
@@ -14,6 +14,7 @@ from surge.server.plugins import ServerExtensions
 from surge.server.presence import PresenceTracker
 from surge.server.ratelimit import UpgradeLimiter
 from surge.server.sync import Syncer
+from surge.server.write_batch import WriteBatch, usable_cpus
 from surge.steps.registry import Registry
 from surge.streams.adapter import StreamAdapter
 from surge.streams.presence import LocalPresence, PresenceBackend
@@ -38,7 +39,9 @@ class Runtime:
         self.auth_context_schema = _auth_schema(config)
         self.hub = Hub()
         self.syncer = Syncer(self.hub, adapter, self._sync_limit)
-        self.flusher = Flusher(config.limits.max_write_delay)
+        self.write_batch = WriteBatch(enabled=_parallel_writes(config.limits, workers=1))
+        """Shares each large fan-out's socket writes with a helper thread (``write_batch``)."""
+        self.flusher = Flusher(config.limits.max_write_delay, batch=self.write_batch)
         self.hub.call_after_writes = self.flusher.call_after_flush
         self.hub.flusher = self.flusher
         self.connections: set[Connection] = set()
@@ -97,6 +100,15 @@ class Runtime:
         """Long-lived (lifespan) task: fresh syncs after a feed gap (``Syncer.run``)."""
         await self.syncer.run()
 
+    def set_workers(self, workers: int) -> None:
+        """``surge start --workers N`` runs this process as one of ``workers``: with
+        ``Limits.parallel_writes``, write on two threads only with CPUs to spare."""
+        self.write_batch.enabled = _parallel_writes(self.config.limits, workers=workers)
+
+    def close(self) -> None:
+        """Stop the socket-write helper thread (the lifespan's end); idempotent."""
+        self.write_batch.close()
+
     def swap_config(self, config: Config) -> None:
         """Take a reloaded surge.config.py (``surge dev``): new upgrades use its stream auth and
         origins; the caller keeps what cannot change live (storage, limits)."""
@@ -118,6 +130,12 @@ class Runtime:
         logger.info(
             "loaded %d stream(s) and %d API step(s)", len(registry.streams), len(registry.routes)
         )
+
+
+def _parallel_writes(limits: Limits, *, workers: int) -> bool:
+    """``Limits.parallel_writes``, and only while this process may run on more CPUs than there
+    are workers to keep them busy."""
+    return limits.parallel_writes and usable_cpus() > workers
 
 
 def _presence_backend(adapter: StreamAdapter, config: Config, hub: Hub) -> PresenceBackend:

@@ -47,6 +47,7 @@ from surge.server.ws_protocol import LeanWebSocketProtocol
 
 if TYPE_CHECKING:
     from surge.protocol.codec import Frame
+    from surge.server.write_batch import WriteBatch
 
 __all__ = [
     "AsgiTransport",
@@ -112,6 +113,11 @@ class Transport(Protocol):
 
     def abort(self) -> None:
         """Drop the connection at once (a peer that stopped reading cannot receive a close)."""
+        ...
+
+    def use_batch(self, batch: WriteBatch) -> None:
+        """Let ``batch`` collect this transport's socket writes during a fan-out and write them
+        on two threads (``surge.server.write_batch``); a transport that cannot ignores it."""
         ...
 
 
@@ -203,6 +209,9 @@ class DirectTransport:
         """Drop the connection at once."""
         self._transport.abort()
 
+    def use_batch(self, batch: WriteBatch) -> None:
+        """Ignored: uvicorn's protocol writes these frames."""
+
 
 class LeanDirectTransport:
     """Coalesced frame writes for one ``LeanWebSocketProtocol`` connection (Surge's own).
@@ -216,7 +225,7 @@ class LeanDirectTransport:
     (its descriptor may be closed and reused), nor under TLS (``_fd`` is -1).
     """
 
-    __slots__ = ("_fd", "_protocol", "_transport")
+    __slots__ = ("_batch", "_batch_generation", "_fd", "_protocol", "_transport")
 
     kind = "direct"
     flushes_inline = True
@@ -229,6 +238,21 @@ class LeanDirectTransport:
         sock = transport.get_extra_info("socket")
         plain = sock is not None and transport.get_extra_info("sslcontext") is None
         self._fd: int = sock.fileno() if plain else -1
+        self._batch: WriteBatch | None = None
+        self._batch_generation = 0
+
+    def use_batch(self, batch: WriteBatch) -> None:
+        """Hand direct writes to ``batch`` while it collects (``surge.server.write_batch``)."""
+        self._batch = batch
+
+    @property
+    def fd(self) -> int:
+        """The socket's descriptor for a direct write, or -1 (TLS, or the transport closing)."""
+        return -1 if self._transport.is_closing() else self._fd
+
+    def write_rest(self, data: bytes) -> None:
+        """What the socket did not take of a batched write: to the transport, as ``_send``."""
+        self._transport.write(data)
 
     @property
     def is_writable(self) -> bool:
@@ -266,16 +290,32 @@ class LeanDirectTransport:
     def _send(self, data: bytes) -> None:
         STATS.writes += 1
         transport = self._transport
-        if self._fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
-            try:
-                sent = os.write(self._fd, data)
-            except OSError:  # EAGAIN, EINTR, or an error the transport's write will meet too
-                sent = 0
-            if sent == len(data):
+        batch = self._batch
+        if batch is not None and batch.is_collecting:
+            if self._batch_generation == batch.generation:
+                batch.drain()  # written twice in one batch: what came first goes first
+            if self._is_direct(transport):
+                self._batch_generation = batch.generation
+                batch.add(self, data)
                 return
-            if sent:
-                data = data[sent:]
+        elif self._is_direct(transport):
+            self._write_direct(data)
+            return
         transport.write(data)
+
+    def _write_direct(self, data: bytes) -> None:
+        try:
+            sent = os.write(self._fd, data)
+        except OSError:  # EAGAIN, EINTR, or an error the transport's write will meet too
+            sent = 0
+        if sent != len(data):
+            self._transport.write(data[sent:] if sent else data)
+
+    def _is_direct(self, transport: asyncio.Transport) -> bool:
+        """True when a write may go to the socket itself: no TLS, nothing buffered, open."""
+        return (
+            self._fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing()
+        )
 
     async def close(self, code: int, reason: str) -> None:
         """Hand the close to the protocol (it writes the close frame, waits for the reply)."""
@@ -363,6 +403,9 @@ class AsgiTransport:
         self._gone()
         if self._abort is not None:
             self._abort()
+
+    def use_batch(self, batch: WriteBatch) -> None:
+        """Ignored: every frame goes through ASGI ``send``."""
 
     def _gone(self) -> None:
         self._is_gone = True
