@@ -289,33 +289,32 @@ class LeanDirectTransport:
 
     def _send(self, data: bytes) -> None:
         STATS.writes += 1
-        transport = self._transport
         batch = self._batch
         if batch is not None and batch.is_collecting:
-            if self._batch_generation == batch.generation:
-                batch.drain()  # written twice in one batch: what came first goes first
-            if self._is_direct(transport):
-                self._batch_generation = batch.generation
-                batch.add(self, data)
-                return
-        elif self._is_direct(transport):
-            self._write_direct(data)
+            self._send_batched(batch, data)
             return
+        transport = self._transport
+        if self._fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
+            try:
+                sent = os.write(self._fd, data)
+            except OSError:  # EAGAIN, EINTR, or an error the transport's write will meet too
+                sent = 0
+            if sent == len(data):
+                return
+            if sent:
+                data = data[sent:]
         transport.write(data)
 
-    def _write_direct(self, data: bytes) -> None:
-        try:
-            sent = os.write(self._fd, data)
-        except OSError:  # EAGAIN, EINTR, or an error the transport's write will meet too
-            sent = 0
-        if sent != len(data):
-            self._transport.write(data[sent:] if sent else data)
-
-    def _is_direct(self, transport: asyncio.Transport) -> bool:
-        """True when a write may go to the socket itself: no TLS, nothing buffered, open."""
-        return (
-            self._fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing()
-        )
+    def _send_batched(self, batch: WriteBatch, data: bytes) -> None:
+        """``_send`` during a batch: what would go to the socket itself goes to the batch."""
+        if self._batch_generation == batch.generation:
+            batch.drain()  # written twice in one batch: what came first goes first
+        transport = self._transport
+        if self._fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
+            self._batch_generation = batch.generation
+            batch.add(self, data)
+        else:
+            transport.write(data)
 
     async def close(self, code: int, reason: str) -> None:
         """Hand the close to the protocol (it writes the close frame, waits for the reply)."""
