@@ -273,8 +273,9 @@ class Outbox:
         self._inline = transport is not None and transport.flushes_inline
         # Without the loop-wide flusher, every put wakes the writer task.
         self._flusher = flusher if transport is not None else None
-        if transport is not None and flusher is not None and flusher.batch is not None:
-            transport.use_batch(flusher.batch)
+        batch = None if flusher is None else flusher.batch
+        if transport is not None and batch is not None and batch.enabled:
+            transport.use_batch(batch)  # off (the default): its transport never looks at one
         self._abort_timer: asyncio.TimerHandle | None = None
         self._is_dirty = False
         self._latest = latest_value
