@@ -248,9 +248,11 @@ class SurgeApp:
             finally:
                 self.background.resources = None
                 await self.background.close()
-            await self.runtime.presence.close()  # announces this instance's leaves
-            await self.runtime.adapter.close()
-            self.runtime.close()
+            try:
+                await self.runtime.presence.close()  # announces this instance's leaves
+                await self.runtime.adapter.close()
+            finally:
+                self.runtime.close()
 
     def _background_grace(self) -> float | None:
         deadline = self._drain_deadline

@@ -96,6 +96,7 @@ class Flusher:
 
     __slots__ = (
         "_after",
+        "_batching",
         "_dirty",
         "_due",
         "_max_delay",
@@ -109,6 +110,7 @@ class Flusher:
         if not max_delay >= 0:
             raise ValueError(f"max write delay must be >= 0, not {max_delay!r}")
         self.batch = batch
+        self._batching = False  # this fan-out began the batch (it ends it)
         """Collects each fan-out's and each flush's socket writes and writes them on two
         threads (``surge.server.write_batch``); None: every write goes out at once."""
         self._dirty: list[Outbox] = []
@@ -152,8 +154,7 @@ class Flusher:
             return False
         self._started = now
         self.is_writing = True
-        if self.batch is not None:
-            self.batch.begin()
+        self._batching = self.batch is not None and self.batch.begin()
         return True
 
     @property
@@ -166,8 +167,14 @@ class Flusher:
     def end_fan_out(self) -> None:
         """The message's frames were written: start the pause, with a flush at its end."""
         self.is_writing = False
-        if self.batch is not None:
-            self.batch.finish()
+        try:
+            if self._batching and self.batch is not None:
+                self._batching = False
+                self.batch.finish()
+        finally:
+            self._start_pause()
+
+    def _start_pause(self) -> None:
         loop = asyncio.get_running_loop()
         ended = loop.time()
         self._due = ended + min(self._max_delay, ended - self._started)

@@ -29,12 +29,15 @@ How, keeping every guarantee of one thread:
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
 from typing import Final, Protocol
 
 __all__ = ["CHUNK", "Batched", "WriteBatch", "usable_cpus"]
+
+logger = logging.getLogger(__name__)
 
 CHUNK: Final = 32
 """Collected writes handed to the helper thread at a time."""
@@ -117,18 +120,28 @@ class WriteBatch:
 
     def drain(self) -> None:
         """Write everything collected so far, and what the sockets did not take to their
-        transports; the batch goes on collecting."""
+        transports; the batch goes on collecting.
+
+        Whatever raises on the way (a transport's ``write``, say), every handed chunk is
+        accounted for and every remainder reaches its transport before this returns; then the
+        first exception is raised."""
         chunk = self._chunk
         self._chunk = []
-        if self._handed:
-            self._short += _write_all(chunk)
-            self._share()
-        elif chunk:
-            self._short += _write_all(chunk)
-        if self._short:
+        try:
+            if chunk:
+                self._short += _write_all(chunk)
+        finally:
+            if self._handed:
+                self._share()
             short, self._short = self._short, []
+            error: BaseException | None = None
             for transport, rest in short:
-                transport.write_rest(rest)
+                try:
+                    transport.write_rest(rest)
+                except BaseException as exc:  # the others still get theirs, in order
+                    error = error or exc
+            if error is not None:
+                raise error
 
     def finish(self) -> None:
         """Write everything collected (``drain``) and stop collecting."""
@@ -138,10 +151,9 @@ class WriteBatch:
             self.is_collecting = False
 
     def close(self) -> None:
-        """Stop the helper thread (idempotent); later batches are written by the loop alone.
-
-        Called on the loop thread, between fan-outs: the helper is idle and exits at once."""
-        self.enabled = False
+        """Stop the helper thread (idempotent); a later batch starts another (a second
+        lifespan of the same app). Called on the loop thread, between fan-outs: the helper is
+        idle and exits at once."""
         helper, self._helper = self._helper, None
         if helper is not None:
             self._jobs.put(None)
@@ -187,23 +199,28 @@ class WriteBatch:
             chunk = jobs.get()
             if chunk is None:
                 return
-            short: list[_Entry] | None = None
-            try:
-                short = _write_all(chunk)
-            finally:
-                done.put(short or None)
+            done.put(_write_all(chunk) or None)
+            del chunk  # holds no transport while it waits for the next chunk
 
 
 def _write_all(entries: list[_Entry]) -> list[_Entry]:
-    """``os.write`` each entry; returns what the sockets did not take, as (transport, rest)."""
+    """``os.write`` each entry; returns what the sockets did not take, as (transport, rest).
+
+    An entry whose write fails in any other way than ``OSError`` is logged and returned whole,
+    as unwritten: its transport's own ``write`` meets the problem on the loop, and the helper
+    thread never dies of it."""
     short: list[_Entry] = []
     write = os.write
-    for transport, data in entries:
-        fd = transport.fd
+    for entry in entries:
+        transport, data = entry
         try:
+            fd = transport.fd
             sent = write(fd, data) if fd >= 0 else 0
         except OSError:  # EAGAIN, EINTR, or an error the transport's write will meet too
             sent = 0
+        except Exception:  # nothing was written (the write itself did not return)
+            logger.exception("a batched socket write failed; its transport takes it")
+            sent = 0
         if sent != len(data):
-            short.append((transport, data[sent:] if sent else data))
+            short.append(entry if not sent else (transport, data[sent:]))
     return short

@@ -178,22 +178,93 @@ async def test_disabled_every_write_goes_out_at_once() -> None:
         await asyncio.sleep(0)
 
 
-async def test_close_stops_the_helper_and_later_batches_need_none(fleet: Fleet) -> None:
+async def test_close_stops_the_helper_and_a_later_batch_starts_another(fleet: Fleet) -> None:
+    batch = fleet.batch
+    for round_ in ("one", "two"):  # two lifespans of one app
+        assert batch.begin()
+        for i, conn in enumerate(fleet.conns):
+            conn.lean.write_now(frame(f"{round_} {i}"))
+        batch.finish()
+        helper = batch._helper
+        assert helper is not None and helper.is_alive()
+        batch.close()
+        assert not helper.is_alive()
+        batch.close()  # idempotent
+    for i, conn in enumerate(fleet.conns):
+        expected = wire(f"one {i}", f"two {i}")
+        assert await read_exactly(conn.peer, len(expected)) == expected
+
+
+class Exploding(LeanDirectTransport):
+    """A transport whose descriptor lookup or whose ``write`` raises (a bug, not a socket
+    error): the batch must neither lose the other connections' bytes nor its helper."""
+
+    def __init__(self, *args: object, fd_fails: bool = False, write_fails: bool = False) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.fd_fails, self.write_fails = fd_fails, write_fails
+        self.rest: list[bytes] = []
+
+    @property
+    def fd(self) -> int:
+        if self.fd_fails:
+            raise RuntimeError("fd lookup failed")
+        return super().fd
+
+    def write_rest(self, data: bytes) -> None:
+        self.rest.append(data)
+        if self.write_fails:
+            raise RuntimeError("transport write failed")
+        super().write_rest(data)
+
+
+async def _swap(fleet: Fleet, index: int, **fails: bool) -> Exploding:
+    conn = fleet.conns[index]
+    exploding = Exploding(GatedProtocol(conn.counting), **fails)
+    exploding.use_batch(fleet.batch)
+    conn.lean = exploding
+    return exploding
+
+
+async def test_a_write_that_raises_on_either_thread_goes_to_its_transport_and_the_helper_lives(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = await _swap(fleet, 3, fd_fails=True)  # in the first chunk, the helper's if it woke
     batch = fleet.batch
     assert batch.begin()
     for i, conn in enumerate(fleet.conns):
-        conn.lean.write_now(frame(f"before {i}"))
+        conn.lean.write_now(frame(f"x{i}"))
     batch.finish()
-    helper = batch._helper
-    assert helper is not None and helper.is_alive()
-    batch.close()
-    assert not helper.is_alive()
-    batch.close()  # idempotent
-    assert not batch.begin()  # closed: disabled
+    assert bad.rest == [wire("x3")]  # whole, to its transport, on the loop
+    assert "batched socket write failed" in caplog.text
     for i, conn in enumerate(fleet.conns):
-        conn.lean.write_now(frame(f"after {i}"))
-        expected = wire(f"before {i}", f"after {i}")
+        expected = wire(f"x{i}")
         assert await read_exactly(conn.peer, len(expected)) == expected
+    bad.fd_fails = False
+    assert batch.begin()  # the helper still works
+    for i, conn in enumerate(fleet.conns):
+        conn.lean.write_now(frame(f"y{i}"))
+    batch.finish()
+    assert batch._helper is not None and batch._helper.is_alive()
+    for i, conn in enumerate(fleet.conns):
+        assert await read_exactly(conn.peer, len(wire(f"y{i}"))) == wire(f"y{i}")
+
+
+async def test_a_transport_write_that_raises_costs_the_others_nothing(fleet: Fleet) -> None:
+    # Two connections' sockets refuse part of a big frame; the first one's transport raises.
+    text = "".join(chr(65 + i % 26) for i in range(4 * 1024 * 1024))
+    bad = await _swap(fleet, 2, write_fails=True)
+    other = fleet.conns[CHUNK + 1]
+    batch = fleet.batch
+    assert batch.begin()
+    for i, conn in enumerate(fleet.conns):
+        conn.lean.write_now(frame(text if i in (2, CHUNK + 1) else f"z{i}"))
+    with pytest.raises(RuntimeError, match="transport write failed"):
+        batch.finish()
+    assert not batch.is_collecting and batch._handed == 0
+    assert len(bad.rest) == 1
+    assert len(other.counting.writes) == 1  # its rest went to its transport all the same
+    expected = wire(text)
+    assert await read_exactly(other.peer, len(expected)) == expected
 
 
 # -- through the hub and the flusher, as the server wires them ---------------------------------
