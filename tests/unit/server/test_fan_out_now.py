@@ -227,3 +227,22 @@ async def test_a_key_delivers_to_every_connection_once_its_pending_subscriptions
     assert [f["id"] for f in await a.wait_for(1)] == ["i2"]
     assert [f["id"] for f in await b.wait_for(1)] == ["i2"]
     assert h._pending_subs == {}
+
+
+async def test_a_fan_out_applies_the_caps_and_the_close_of_each_connection_alone(
+    hub: tuple[Hub, list[Peer]],
+) -> None:
+    # The fan-out's inline path (Outbox.put_each) hands every case it does not cover to put:
+    # here one connection over its byte cap (it overflows: its queue dropped, a 1013 close
+    # decided) and, next, one already closing (nothing more is written to it).
+    h, (capped, other) = hub
+    outbox = capped.conn.outbox
+    outbox.max_bytes = outbox._buffered + 10  # the next frame does not fit
+    h.dispatch(change(1))
+    assert outbox.is_overflowed and outbox.close_code == 1013
+    assert capped.ready() == []
+    assert [f["id"] for f in other.ready()] == ["i1"]
+    await quiet(h.flusher)  # type: ignore[arg-type]
+    h.dispatch(change(2))
+    assert capped.ready() == []  # closing: refused, not written
+    assert [f["id"] for f in other.ready()] == ["i2"]
