@@ -5,6 +5,7 @@ strictly increasing timestamps, and what follows it in the same loop iteration c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +20,7 @@ from surge.server.connection import Connection
 from surge.server.hub import Hub
 from surge.server.outbox import Flusher, Outbox
 from surge.server.transport import LeanDirectTransport
+from surge.server.write_batch import WriteBatch
 from surge.streams.feed import Change
 
 
@@ -87,34 +89,48 @@ def change(n: int) -> Change:
     return Change("create", "t", "g", f"i{n}", {"id": f"i{n}"}, n)
 
 
-@pytest.fixture
-async def hub() -> AsyncIterator[tuple[Hub, list[Peer]]]:
-    """A hub with the runtime's wiring (one flusher, 40 ms cap) and two live subscribers."""
+@contextlib.asynccontextmanager
+async def wired_hub(
+    count: int, batch: WriteBatch | None = None
+) -> AsyncIterator[tuple[Hub, list[Peer]]]:
+    """A hub with the runtime's wiring (one flusher, 40 ms cap, ``batch`` if given) and
+    ``count`` live subscribers on socket pairs, each past its sync and the flusher quiet."""
     hub = Hub()
-    flusher = Flusher(0.04)
+    flusher = Flusher(0.04, batch=batch)
     hub.flusher = flusher
     hub.call_after_writes = flusher.call_after_flush
     loop = asyncio.get_running_loop()
     peers, closers = [], []
-    for n in range(2):
-        ours, theirs = socket.socketpair()
-        theirs.setblocking(False)
-        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
-        protocol = Protocol(transport)
-        outbox = Outbox(transport=LeanDirectTransport(protocol), flusher=flusher)  # type: ignore[arg-type]
-        conn = Connection(Session(), outbox, None)
-        sub = hub.subscribe(conn, SubscriptionRequest("t", "g", None, f"s{n}"))
-        hub.activate(sub, encode_group_sync("t", "g", [], hub.clock.next()), 0)
-        peers.append(Peer(conn, protocol, theirs))
-        closers.append((transport, theirs))
-    for peer in peers:
-        assert [f["event"]["type"] for f in await peer.wait_for(1)] == ["sync"]
-    await quiet(flusher)
-    yield hub, peers
-    for transport, theirs in closers:
-        transport.close()
-        theirs.close()
-    await asyncio.sleep(0)
+    try:
+        for n in range(count):
+            ours, theirs = socket.socketpair()
+            theirs.setblocking(False)
+            transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+            closers.append((transport, theirs))
+            protocol = Protocol(transport)
+            outbox = Outbox(transport=LeanDirectTransport(protocol), flusher=flusher)  # type: ignore[arg-type]
+            conn = Connection(Session(), outbox, None)
+            sub = hub.subscribe(conn, SubscriptionRequest("t", "g", None, f"s{n}"))
+            hub.activate(sub, encode_group_sync("t", "g", [], hub.clock.next()), 0)
+            peers.append(Peer(conn, protocol, theirs))
+        for peer in peers:
+            assert [f["event"]["type"] for f in await peer.wait_for(1)] == ["sync"]
+        await quiet(flusher)
+        yield hub, peers
+    finally:
+        if batch is not None:
+            batch.close()
+        for transport, theirs in closers:
+            transport.close()
+            theirs.close()
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[tuple[Hub, list[Peer]]]:
+    """Two live subscribers (``wired_hub``)."""
+    async with wired_hub(2) as wired:
+        yield wired
 
 
 async def quiet(flusher: Flusher) -> None:

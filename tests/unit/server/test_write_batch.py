@@ -16,16 +16,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from surge.protocol.codec import Frame, encode_group_sync
-from surge.protocol.messages import SubscriptionRequest
-from surge.protocol.session import Session
-from surge.server.connection import Connection
+from surge.protocol.codec import Frame
 from surge.server.hub import Hub
-from surge.server.outbox import Flusher, Outbox
 from surge.server.transport import LeanDirectTransport
 from surge.server.write_batch import CHUNK, WriteBatch
 
-from .test_fan_out_now import Peer, Protocol, change, quiet
+from .test_fan_out_now import Peer, change, wired_hub
 from .test_lean_transport import Counting, GatedProtocol, read_exactly, wire
 
 
@@ -274,32 +270,8 @@ async def test_a_transport_write_that_raises_costs_the_others_nothing(fleet: Fle
 async def wide_hub() -> AsyncIterator[tuple[Hub, list[Peer], WriteBatch]]:
     """A hub whose flusher shares writes with a helper, and 3 chunks' worth of subscribers."""
     batch = WriteBatch(enabled=True)
-    hub = Hub()
-    flusher = Flusher(0.04, batch=batch)
-    hub.flusher = flusher
-    hub.call_after_writes = flusher.call_after_flush
-    loop = asyncio.get_running_loop()
-    peers, closers = [], []
-    for n in range(3 * CHUNK):
-        ours, theirs = socket.socketpair()
-        theirs.setblocking(False)
-        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
-        protocol = Protocol(transport)
-        lean = LeanDirectTransport(protocol)  # type: ignore[arg-type]
-        conn = Connection(Session(), Outbox(transport=lean, flusher=flusher), None)
-        sub = hub.subscribe(conn, SubscriptionRequest("t", "g", None, f"s{n}"))
-        hub.activate(sub, encode_group_sync("t", "g", [], hub.clock.next()), 0)
-        peers.append(Peer(conn, protocol, theirs))
-        closers.append((transport, theirs))
-    for peer in peers:
-        assert [f["event"]["type"] for f in await peer.wait_for(1)] == ["sync"]
-    await quiet(flusher)
-    yield hub, peers, batch
-    batch.close()
-    for transport, theirs in closers:
-        transport.close()
-        theirs.close()
-    await asyncio.sleep(0)
+    async with wired_hub(3 * CHUNK, batch) as (hub, peers):
+        yield hub, peers, batch
 
 
 async def test_a_wide_fan_out_is_on_every_socket_when_dispatch_returns(
