@@ -8,6 +8,9 @@ SQLite must find its file intact.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
+import signal
 import sqlite3
 import textwrap
 from collections.abc import Callable
@@ -27,40 +30,50 @@ IN_FLIGHT = 16
 ACKS_BEFORE_KILL = 150
 
 
-async def _burst_until_killed(server: SurgeProcess) -> tuple[dict[str, Any], int]:
+async def _burst_until_killed(server: SurgeProcess) -> tuple[dict[str, Any], int, int]:
     """POST /todo from IN_FLIGHT workers; SIGKILL the server after ACKS_BEFORE_KILL acks.
 
-    Returns every acknowledged todo by id, and how many requests the kill cut off.
+    The worker process that serves is killed first, then its supervisor, as an OOM kill or a
+    crash would (killing only the supervisor would leave the worker answering until Linux's
+    parent-death signal reaches it). Each client worker goes on until a request of its own
+    fails. Returns every acknowledged todo by id, how many requests failed (in flight at the
+    kill, or sent after it), and how many were outstanding when the kill was sent.
     """
     acked: dict[str, Any] = {}
     cut_off = 0
-    killed = False
+    outstanding = 0
+    outstanding_at_kill = -1
+    workers = server.worker_pids()
+    assert workers, "surge start reported no worker"
     limits = httpx2.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
     async with httpx2.AsyncClient(base_url=server.url, timeout=10, limits=limits) as http:
 
         async def worker(n: int) -> None:
-            nonlocal killed, cut_off
-            i = 0
-            while not killed:
+            nonlocal cut_off, outstanding, outstanding_at_kill
+            for i in itertools.count():
+                outstanding += 1
                 try:
                     response = await http.post("/todo", json={"description": f"w{n}-{i}"})
                 except httpx2.TransportError:
                     cut_off += 1
                     return
-                i += 1
+                finally:
+                    outstanding -= 1
                 # Any 200 the client received is an acknowledged write, even after the kill.
                 if response.status_code == 200:
                     todo = response.json()
                     acked[todo["id"]] = todo
                 else:
                     raise AssertionError(f"{response.status_code}: {response.text}")
-                if len(acked) >= ACKS_BEFORE_KILL and not killed:
-                    killed = True
+                if len(acked) >= ACKS_BEFORE_KILL and outstanding_at_kill < 0:
+                    outstanding_at_kill = outstanding
+                    for pid in workers:
+                        os.kill(pid, signal.SIGKILL)
                     server.kill()
 
         async with asyncio.timeout(60):
             await asyncio.gather(*(worker(n) for n in range(IN_FLIGHT)))
-    return acked, cut_off
+    return acked, cut_off, outstanding_at_kill
 
 
 async def test_kill_9_mid_burst_loses_no_acknowledged_todo_and_leaves_sqlite_intact(
@@ -69,9 +82,11 @@ async def test_kill_9_mid_burst_loses_no_acknowledged_todo_and_leaves_sqlite_int
     project = copy_todo_project(tmp_path / "todo")
     server = surge_server(project)
 
-    acked, cut_off = await _burst_until_killed(server)
+    acked, cut_off, outstanding_at_kill = await _burst_until_killed(server)
     assert len(acked) >= ACKS_BEFORE_KILL
-    assert cut_off > 0, "the kill should have cut off requests in flight"
+    # The kill landed mid-burst: the other client workers had requests outstanding.
+    assert outstanding_at_kill > 0
+    assert cut_off == IN_FLIGHT  # every client worker ended on a failed request
     assert server.proc is not None and server.proc.returncode == -9
 
     server.start()  # same directory, same port
