@@ -302,3 +302,33 @@ async def test_a_sustained_stream_reaches_every_socket_in_order_with_rising_stam
         assert stamps == sorted(set(stamps))
     # Beyond the first fan-out's: the flusher's passes were batched too.
     assert batch.batched_writes - before > len(peers)
+
+
+def test_under_uvloop_the_server_loop_too() -> None:
+    # uvicorn serves on uvloop (a dependency): its transports are the ones the helper reads
+    # (``is_closing``) from its own thread, and whose partial writes the loop completes.
+    import uvloop
+
+    async def scenario() -> None:
+        made = await _fleet(2 * CHUNK + 3)
+        text = "".join(chr(65 + i % 26) for i in range(4 * 1024 * 1024))
+        try:
+            batch = made.batch
+            for round_ in range(5):
+                assert batch.begin()
+                for i, conn in enumerate(made.conns):
+                    big = round_ == 2 and i == CHUNK
+                    conn.lean.write_now(frame(text if big else f"{round_}:{i}"))
+                batch.finish()
+            for i, conn in enumerate(made.conns):
+                parts = [text if (r == 2 and i == CHUNK) else f"{r}:{i}" for r in range(5)]
+                expected = wire(*parts)
+                assert await read_exactly(conn.peer, len(expected)) == expected
+        finally:
+            made.batch.close()
+            for conn in made.conns:
+                conn.counting.close()
+                conn.peer.close()
+            await asyncio.sleep(0)
+
+    uvloop.run(scenario())
