@@ -133,8 +133,9 @@ class Limits:
     # store's deliveries (2.3x behind at 5 ms), fan-out +16 - 34%; at 200 changes/s to 1,000
     # subscribers p99 rises 24 -> 31 ms (bench/README.md, fifth session: "write coalescing").
     max_write_delay: float = 0.04
-    # Off: on this 2-core bench machine, with the load generators on the other core, it costs
-    # 12% of fan-out; with that core idle, p99 at 1,000 subscribers is 0.76x (bench/README.md).
+    # Off: on the 2-core bench machine, with a load generator busy on the other core, fan-out
+    # is 0.91x and p99 1.23x; with that core idle, p99 at 1,000 subscribers is 0.70x, for 9%
+    # more CPU per delivery (bench/README.md, seventh session: "parallel writes").
     parallel_writes: bool = False
     access_check_timeout: float = 10.0
     # permessage-deflate costs CPU and ~10s of KB per connection for little gain on small JSON

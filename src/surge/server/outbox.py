@@ -110,9 +110,9 @@ class Flusher:
         if not max_delay >= 0:
             raise ValueError(f"max write delay must be >= 0, not {max_delay!r}")
         self.batch = batch
-        self._batching = False  # this fan-out began the batch (it ends it)
         """Collects each fan-out's and each flush's socket writes and writes them on two
         threads (``surge.server.write_batch``); None: every write goes out at once."""
+        self._batching = False  # this fan-out began the batch (it ends it)
         self._dirty: list[Outbox] = []
         self._scheduled = False
         self._max_delay = max_delay

@@ -10,10 +10,11 @@ How, keeping every guarantee of one thread:
 - **Collect, hand over in chunks, write.** Between ``begin`` and ``finish`` (the hub's fan-out
   of one message, or one ``Flusher`` pass over many dirty outboxes), ``LeanDirectTransport``
   gives a write that would go straight to the socket (nothing buffered in its transport, not
-  closing, no TLS) to ``add`` instead. Every ``CHUNK`` entries go to the helper thread, which
-  writes them while the loop goes on building the next ones. ``finish`` writes what is left on
-  the loop, taking chunks the helper has not started, and then waits for the chunk the helper
-  is writing, if any; it never waits for a helper that has not woken up.
+  closing, no TLS) to ``add`` instead. Every ``CHUNK`` entries go to the helper thread's queue.
+  ``finish`` writes what is left on the loop, taking chunks the helper has not started, and then
+  waits for the chunk the helper is writing, if any; it never waits for a helper that has not
+  woken up. The two threads overlap in the kernel: while the loop builds frames (pure Python)
+  it keeps the GIL, up to the switch interval, so the helper mostly writes while the loop does.
 - **Nothing happens to a collected connection before its write.** Only the loop closes
   descriptors and writes to transports, and it is inside the fan-out until ``finish`` returned;
   the helper skips a transport that is closing.
@@ -23,8 +24,9 @@ How, keeping every guarantee of one thread:
   loop, as a single-threaded write would: the transport buffers it, applies flow control, or
   meets the error and closes.
 - **When.** A fan-out to fewer than ``CHUNK`` connections never involves the helper (its wake-up
-  costs tens of µs). The helper runs only while ``enabled``: ``Limits.parallel_writes``, by
-  default on when the process may run on more CPUs than ``surge start`` runs workers.
+  costs tens of µs). The helper runs only while ``enabled``: ``Limits.parallel_writes`` (off by
+  default: it pays only with a core to spare), and only while the process may run on more CPUs
+  than ``surge start`` runs workers.
 """
 
 from __future__ import annotations
