@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import signal
@@ -42,6 +43,17 @@ async def open_store(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "streams" / "streams.db"
+
+
+@contextlib.asynccontextmanager
+async def _opened(tmp_path: Path) -> AsyncIterator[FileStreamAdapter]:
+    """The store in ``tmp_path`` opened (again, after a restart), closed after the block."""
+    store = FileStreamAdapter(tmp_path / "streams")
+    await store.open(lambda message: None)
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 # -- subprocess helpers ------------------------------------------------------------------------
@@ -194,15 +206,11 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_items(tmp_path: Pa
         conn.execute("PRAGMA user_version = 1")
     conn.close()
 
-    store = FileStreamAdapter(tmp_path / "streams")
-    await store.open(lambda message: None)
-    try:
+    async with _opened(tmp_path) as store:
         assert await store.get("s", "g", "x") == {"v": 1, "id": "x"}
         updated = await store.update("s", "g", "x", [{"type": "increment", "path": "v"}])
         assert updated.change.item == {"v": 2, "id": "x"} and updated.change.seq == 2
         await store.set("s", "g", "y", {}, ttl=3600)
-    finally:
-        await store.close()
     with sqlite3.connect(db_path(tmp_path)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         rows = conn.execute("SELECT id, expires_at IS NOT NULL FROM items ORDER BY id").fetchall()
@@ -534,22 +542,16 @@ async def test_history_rows_stay_bounded_and_a_migrated_database_does_not_resume
 
 
 async def test_a_version_2_database_gets_history_from_its_migration_on(tmp_path: Path) -> None:
-    store = FileStreamAdapter(tmp_path / "streams")
-    await store.open(lambda message: None)
-    try:
+    async with _opened(tmp_path) as store:
         await store.set("s", "g", "x", {"v": 1})
         await store.set("s", "g", "x", {"v": 2})
-    finally:
-        await store.close()
     with sqlite3.connect(db_path(tmp_path)) as conn:  # back to what version 2 had
         conn.executescript(
             "DROP TABLE history; DROP TABLE history_groups;"
             "DELETE FROM meta WHERE key IN ('epoch', 'history_floor'); PRAGMA user_version = 2;"
         )
 
-    again = FileStreamAdapter(tmp_path / "streams")
-    await again.open(lambda message: None)
-    try:
+    async with _opened(tmp_path) as again:
         assert again.epoch
         assert await again.read_history("s", "g", 0) is None  # those changes were not recorded
         assert await again.read_history("s", "g", 1) is None
@@ -558,8 +560,6 @@ async def test_a_version_2_database_gets_history_from_its_migration_on(tmp_path:
         change = await again.set("s", "g", "x", {"v": 3})
         history = await again.read_history("s", "g", 2)
         assert history is not None and history.messages == [change]
-    finally:
-        await again.close()
 
 
 def _has_rowid(path: Path, table: str) -> bool:
@@ -590,20 +590,12 @@ async def _relayout(
 
 
 async def test_a_new_database_keeps_history_in_a_rowid_table(tmp_path: Path) -> None:
-    store = FileStreamAdapter(tmp_path / "streams")
-    await store.open(lambda message: None)
-    try:
+    async with _opened(tmp_path) as store:
         change = await store.set("s", "g", "x", {"text": "t" * 3000})  # past 1 KB, under 4 KB
-    finally:
-        await store.close()
     assert _has_rowid(db_path(tmp_path), "history")
-    again = FileStreamAdapter(tmp_path / "streams")
-    await again.open(lambda message: None)
-    try:
+    async with _opened(tmp_path) as again:
         history = await again.read_history("s", "g", 0)
         assert history is not None and history.messages == [change]
-    finally:
-        await again.close()
 
 
 async def test_a_database_with_a_without_rowid_history_keeps_it_and_works(tmp_path: Path) -> None:
@@ -617,36 +609,24 @@ async def test_a_database_with_a_without_rowid_history_keeps_it_and_works(tmp_pa
     )
     assert not _has_rowid(db_path(tmp_path), "history")
 
-    again = FileStreamAdapter(tmp_path / "streams")
-    await again.open(lambda message: None)
-    try:
+    async with _opened(tmp_path) as again:
         first = await again.set("s", "g", "x", {"v": 1})
         updated = await again.update("s", "g", "x", [{"type": "increment", "path": "v"}])
         history = await again.read_history("s", "g", 0)
         assert history is not None and history.messages == [first, updated.change]
-    finally:
-        await again.close()
     assert not _has_rowid(db_path(tmp_path), "history")
 
 
 async def test_a_new_database_keeps_items_in_a_rowid_table(tmp_path: Path) -> None:
-    store = FileStreamAdapter(tmp_path / "streams")
-    await store.open(lambda message: None)
-    try:
+    async with _opened(tmp_path) as store:
         await store.set("s", "g", "x", {"text": "t" * 3000})  # past 1 KB, under 4 KB
         updated = await store.update(
             "s", "g", "x", [{"type": "append", "path": "text", "value": "u"}]
         )
-    finally:
-        await store.close()
     assert _has_rowid(db_path(tmp_path), "items")
-    again = FileStreamAdapter(tmp_path / "streams")
-    await again.open(lambda message: None)
-    try:
+    async with _opened(tmp_path) as again:
         assert await again.get("s", "g", "x") == updated.change.item
         assert updated.change.item["text"] == "t" * 3000 + "u"
-    finally:
-        await again.close()
 
 
 async def test_a_database_with_without_rowid_items_keeps_them_and_works(tmp_path: Path) -> None:
@@ -663,9 +643,7 @@ async def test_a_database_with_without_rowid_items_keeps_them_and_works(tmp_path
     )
     assert not _has_rowid(db_path(tmp_path), "items")
 
-    again = FileStreamAdapter(tmp_path / "streams")
-    await again.open(lambda message: None)
-    try:
+    async with _opened(tmp_path) as again:
         first = await again.set("s", "g", "x", {"v": 1}, ttl=3600)
         updated = await again.update("s", "g", "x", [{"type": "increment", "path": "v"}])
         assert first.kind == "create" and updated.change.kind == "update"
@@ -673,8 +651,6 @@ async def test_a_database_with_without_rowid_items_keeps_them_and_works(tmp_path
         assert group.items == [{"v": 0, "id": "old"}, {"v": 2, "id": "x"}]
         deleted = await again.delete("s", "g", "old")
         assert deleted is not None and deleted.kind == "delete"
-    finally:
-        await again.close()
     assert not _has_rowid(db_path(tmp_path), "items")
 
 
@@ -687,9 +663,7 @@ def _wait_for(condition: Callable[[], bool], within: float) -> None:
 async def test_the_wal_is_checkpointed_off_the_writer(tmp_path: Path) -> None:
     # The writer's own automatic checkpoint is the backstop only; the checkpointer thread copies
     # the WAL while the store stays open, so the database file has the items long before close.
-    store = FileStreamAdapter(tmp_path / "streams")
-    await store.open(lambda message: None)
-    try:
+    async with _opened(tmp_path) as store:
         writer = store._writer
         assert writer is not None
         (pages,) = writer.execute("PRAGMA wal_autocheckpoint").fetchone()
@@ -699,7 +673,5 @@ async def test_the_wal_is_checkpointed_off_the_writer(tmp_path: Path) -> None:
         await asyncio.to_thread(_wait_for, lambda: store.stats.checkpoints > 0, 10.0)
         assert store.stats.checkpoints >= 1 and store.stats.checkpoint_errors == 0
         assert store.stats.checkpointed_frames > 0  # it copied pages, not merely ran
-    finally:
-        await store.close()
     names = {thread.name for thread in threading.enumerate()}
     assert "surge-store-checkpoint" not in names
