@@ -131,12 +131,7 @@ class Flusher:
         """Flush ``outbox`` at the end of this loop iteration, or once the pause is over."""
         self._dirty.append(outbox)
         if not self._scheduled:
-            self._scheduled = True
-            loop = asyncio.get_running_loop()
-            if self._due > loop.time():
-                loop.call_at(self._due, self._flush)
-            else:
-                loop.call_soon(self._flush)
+            self._schedule_flush(asyncio.get_running_loop())
 
     def begin_fan_out(self) -> bool:
         """Let the puts of one message write at once: True when no flush is scheduled and no
@@ -176,12 +171,20 @@ class Flusher:
 
     def _start_pause(self) -> None:
         loop = asyncio.get_running_loop()
-        ended = loop.time()
-        self._due = ended + min(self._max_delay, ended - self._started)
+        self._pause_after(self._started, loop.time())
         # Scheduled even with nothing dirty yet: the puts until then queue (coalesce) instead
         # of each writing at once.
+        self._schedule_flush(loop)
+
+    def _pause_after(self, started: float, ended: float) -> None:
+        """The next flush may start once as long as this write took has passed (at most
+        ``max_delay``)."""
+        self._due = ended + min(self._max_delay, ended - started)
+
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Flush at the end of this loop iteration, or once the pause is over."""
         self._scheduled = True
-        if self._due > ended:
+        if self._due > loop.time():
             loop.call_at(self._due, self._flush)
         else:
             loop.call_soon(self._flush)
@@ -213,8 +216,7 @@ class Flusher:
             clock = asyncio.get_running_loop().time
             started = clock()
             self._flush_all(dirty)
-            ended = clock()
-            self._due = ended + min(self._max_delay, ended - started)
+            self._pause_after(started, clock())
         else:
             self._flush_all(dirty)
         if self._after:
