@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import time
 import zlib
@@ -295,12 +296,14 @@ class Subscriber(asyncio.Protocol):
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+            # uvloop: a transport whose peer went away may be closed without is_closing().
+            with contextlib.suppress(RuntimeError):
+                self.transport.write(data)
 
     def close(self, code: int = 1001) -> None:
         """Send a close frame and drop the connection (no wait for the echo)."""
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(mask_frame(code.to_bytes(2, "big"), OP_CLOSE))
+            self._write(mask_frame(code.to_bytes(2, "big"), OP_CLOSE))
             self.transport.close()
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/many_conns.py --conns 100000            # asks for 100,000
     .venv/bin/python bench/many_conns.py --conns 19000 --procs 4
+    .venv/bin/python bench/many_conns.py --conns 100000 --procs 6 --workers 6   # on one Redis
 
 One ``surge start`` worker (memory store, examples/todo) and ``--procs`` subscriber processes
 (``subscribers.py``), each connecting from its own loopback source address (127.0.0.2,
@@ -13,15 +14,23 @@ reserve), and the report says so. Printed: the server's RSS before and after (pe
 the time until every connection had its sync, and one fan-out (one POST /todo: the time from
 the POST until the last of the N connections received its frame, and how many did).
 Bounded: connect and drain deadlines; every process is stopped at the end.
+
+``--workers N`` serves the same port from N worker processes (``surge start --workers N``) on a
+throwaway ``redis-server`` (the Redis store, so one POST reaches every worker's connections):
+where the open-file hard limit keeps one process under the count asked for, N processes of at
+most that many descriptors each hold it on one machine. RSS is then the sum over the workers,
+and the report gives each worker's share of the connections (the kernel hands accepts of the
+shared socket to whichever worker is waiting).
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import shutil
 import time
 
-from procs import Child, Server, start_surge
+from procs import Child, Server, connections_of, rss_bytes, start_redis, start_surge
 from run import machine
 
 FD_RESERVE = 64 + 200  # surge's own reserve (server.serve.FD_RESERVE) and some room
@@ -47,21 +56,42 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=5, help="subscriber processes")
     parser.add_argument("--concurrency", type=int, default=256, help="connects in flight/proc")
     parser.add_argument("--settle", type=float, default=2.0)
+    parser.add_argument("--connect-timeout", type=float, default=60.0, help="per process, s")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (on Redis)")
     args = parser.parse_args()
     limit = raise_nofile(args.conns + 4096)
-    conns = min(args.conns, limit - FD_RESERVE)
+    # Each worker holds its share; leave 10% of room for an uneven spread of accepts.
+    capacity = limit - FD_RESERVE if args.workers == 1 else int(args.workers * limit * 0.9)
+    conns = min(args.conns, capacity)
     print(machine())
     if conns < args.conns:
         print(
-            f"asked for {args.conns:,} connections; the open-file hard limit is {limit:,} and "
-            f"may not be raised here: running {conns:,}"
+            f"asked for {args.conns:,} connections; the open-file hard limit is {limit:,} per "
+            f"process and may not be raised here: running {conns:,} on {args.workers} worker(s)"
         )
     per_proc = -(-conns // args.procs)
-    server: Server = start_surge("memory", log_level="warning")
+    redis = None
+    if args.workers > 1:
+        redis = start_redis()
+        config = (
+            "from surge import Config\nfrom surge.config import Adapters\n"
+            "from surge.streams.stores.redis import RedisStreamAdapter\n\n"
+            "config = Config(adapters=Adapters(streams=RedisStreamAdapter("
+            f"'redis://127.0.0.1:{redis[1]}/0')))\n"
+        )
+        server: Server = start_surge(
+            "redis", config_py=config, log_level="warning", workers=args.workers
+        )
+    else:
+        server = start_surge("memory", log_level="warning")
     subs: list[Child] = []
+
+    def rss() -> int:
+        return sum(rss_bytes(pid) for pid in server.pids)
+
     try:
         time.sleep(args.settle)
-        rss0 = server.rss()
+        rss0 = rss()
         started = time.monotonic()
         left = conns
         for i in range(args.procs):
@@ -80,9 +110,11 @@ def main() -> None:
                     f"127.0.0.{2 + i}",
                     "--connect-concurrency",
                     str(args.concurrency),
+                    "--connect-timeout",
+                    str(args.connect_timeout),
                 )
             )
-        ready = [s.expect("ready", 180) for s in subs]
+        ready = [s.expect("ready", args.connect_timeout + 120) for s in subs]
         joined_s = time.monotonic() - started
         synced = sum(r["synced"] for r in ready)
         failures: dict[str, int] = {}
@@ -90,7 +122,8 @@ def main() -> None:
             for name, n in r["failures"].items():
                 failures[name] = failures.get(name, 0) + n
         time.sleep(args.settle)
-        rss1 = server.rss()
+        rss1 = rss()
+        spread = [connections_of(pid, server.port) for pid in server.pids]
         for s in subs:
             s.send("reset")
             s.expect("reset", 30)
@@ -107,7 +140,13 @@ def main() -> None:
             f"\n  synced {synced:,}, failures {failures or 0}"
             f"\n  join: all synced {max(r['all_synced_s'] or 0 for r in ready):.2f} s after their"
             f" process started ({joined_s:.2f} s wall from the first spawn)"
-            f"\n  RSS {rss0 / 2**20:.1f} MB -> {rss1 / 2**20:.1f} MB: "
+            + (
+                f"\n  workers {len(server.pids)}, connections by worker "
+                + " / ".join(f"{n:,}" for n in spread)
+                if len(server.pids) > 1
+                else ""
+            )
+            + f"\n  RSS {rss0 / 2**20:.1f} MB -> {rss1 / 2**20:.1f} MB: "
             f"{(rss1 - rss0) / max(synced, 1) / 1024:.1f} KB per connection"
             f"\n  fan-out of one POST (status {status}): {got:,} of {synced:,} frames, last "
             f"{fanout_ms:.0f} ms after the POST"
@@ -116,6 +155,10 @@ def main() -> None:
         for s in subs:
             s.close()
         server.stop()
+        if redis is not None:
+            redis[0].kill()
+            redis[0].wait()
+            shutil.rmtree(redis[2], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ __all__ = [
     "Server",
     "build_csubs",
     "busy_seconds",
+    "connections_of",
     "cpu_seconds",
     "rss_bytes",
     "softirq_seconds",
@@ -121,6 +122,27 @@ def rss_bytes(pid: int) -> int:
             if line.startswith(b"VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def connections_of(pid: int, port: int) -> int:
+    """Established TCP connections to local ``port`` held by process ``pid`` (its socket fds
+    matched against ``/proc/net/tcp``)."""
+    wanted = f":{port:04X}".encode()
+    inodes = set()
+    with open("/proc/net/tcp", "rb") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[1].endswith(wanted) and fields[3] == b"01":
+                inodes.add(fields[9])
+    held = 0
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"{fd_dir}/{fd}")
+            if target.startswith("socket:[") and target[8:-1].encode() in inodes:
+                held += 1
+    return held
 
 
 def free_port() -> int:
