@@ -285,3 +285,55 @@ async def test_rate_limit_hits_are_counted_by_limit() -> None:
         before, "surge_rate_limited_total", limit="joins"
     )
     assert grew == 2
+
+
+async def test_presence_members_and_backend_writes_are_measured() -> None:
+    """Two tabs of one user and a second user: two members; the last tab's close is a leave."""
+
+    def authenticate(request: AuthRequest) -> dict[str, str]:
+        return {"userId": request.headers.get("x-user", "anon")}
+
+    app = surge.create_app(
+        streams=[
+            *STREAMS,
+            StreamConfig(
+                name="room", schema={"type": "object"}, presence=True, presence_key="userId"
+            ),
+        ],
+        config=Config(metrics=True, stream_auth=StreamAuth(authenticate=authenticate)),
+    )
+    presence = app.runtime.presence
+
+    async def scrape() -> str:
+        await wait_until(presence.is_idle)
+        return (await http.get("/metrics")).text
+
+    async with live_server(app) as srv, httpx2.AsyncClient(base_url=srv.url, timeout=5) as http:
+        text = await scrape()
+        assert sample(text, "surge_presence_pending") == 0
+        assert sample(text, "surge_presence_members", stream="room") == 0
+        async with contextlib.AsyncExitStack() as stack:
+            tabs = []
+            for user in ("alice", "alice", "bob"):
+                tab = await stack.enter_async_context(
+                    connect(srv.ws_url, additional_headers={"x-user": user})
+                )
+                await tab.join_synced("g")  # todo: no presence, not counted
+                # Last: presence events follow this sync, and nothing reads them.
+                await tab.join_synced("lobby", stream="room")
+                tabs.append(tab)
+            text = await scrape()
+            assert sample(text, "surge_presence_members", stream="room") == 2
+            assert sample(text, "surge_presence_members", stream="todo") == 0
+            assert sample(text, "surge_presence_writes_total", op="add") == 2
+            assert sample(text, "surge_presence_writes_total", op="remove") == 0
+            await tabs[0].ws.close()  # one of alice's tabs: she stays
+            await wait_until(lambda: len(srv.app.runtime.connections) == 2)
+            text = await scrape()
+            assert sample(text, "surge_presence_members", stream="room") == 2
+            assert sample(text, "surge_presence_writes_total", op="remove") == 0
+        await wait_until(lambda: not srv.app.runtime.connections)
+        text = await scrape()
+        assert sample(text, "surge_presence_members", stream="room") == 0
+        assert sample(text, "surge_presence_writes_total", op="remove") == 2
+        assert sample(text, "surge_presence_failures_total") == 0

@@ -233,6 +233,7 @@ async def test_many_joins_and_leaves_leave_nothing_behind(server: LiveServer) ->
             "registered": 0,
             "dirty": 0,
             "welcome": 0,
+            "streams": 0,
         }
         backend = runtime.presence.backend
         assert isinstance(backend, LocalPresence)

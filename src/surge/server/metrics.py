@@ -1,16 +1,16 @@
 """Prometheus metrics at ``GET /metrics``, exposed by ``prometheus_client`` (not by hand).
 
-What is counted where: the hot paths (fan-out writes, overflows, re-syncs, resumes, rate-limit
-hits, connection opens and closes) bump plain integers (``surge.server.stats``), and a collector
-turns them, the hub's tables, the sync cache, the storage feed's reconnects and the event queues'
-depths into metric families when ``/metrics`` is read, so metrics cost the fan-out nothing but
-integer additions. Timed: API requests (by step and status), storage operations (by store and
-operation: ``surge.streams.timed.TimedAdapter`` in front of the adapter) and fan-out latency (one
-message in ``FANOUT_SAMPLE_EVERY``, from the hub receiving it to its frames written; see
-``Hub.on_fanout``). Background work (deliveries by step and outcome) is observed through the
-delivery observers. Label values are bounded: step and stream names come from the project's
-files, close codes outside the known set are ``other``, stores and operations are fixed sets;
-never a label per group, per connection or per user.
+What is counted where: the hot paths (fan-out writes, overflows, re-syncs, resumes, rate-limit hits,
+connection opens and closes) bump plain integers (``surge.server.stats``), and a collector turns
+them, the hub's tables, presence's counts, the sync cache, the storage feed's reconnects and the
+event queues' depths into metric families when ``/metrics`` is read, so metrics cost the fan-out
+nothing but integer additions. Timed: API requests (by step and status), storage operations (by
+store and operation: ``surge.streams.timed.TimedAdapter`` in front of the adapter) and fan-out
+latency (one message in ``FANOUT_SAMPLE_EVERY``, from the hub receiving it to its frames written;
+see ``Hub.on_fanout``). Background work (deliveries by step and outcome) is observed through the
+delivery observers. Label values are bounded: step and stream names come from the project's files,
+close codes outside the known set are ``other``, stores and operations are fixed sets; never a label
+per group, per connection or per user.
 
 Where: on the app port (a project route at ``/metrics`` wins), or only on a separate port
 (``Config(metrics_port=...)``, ``--metrics-port``, ``$SURGE_METRICS_PORT``; bound to
@@ -47,6 +47,7 @@ from surge.streams.timed import TimedAdapter, store_kind
 
 if TYPE_CHECKING:
     from surge.server.app import SurgeApp
+    from surge.server.presence import PresenceTracker
 
 __all__ = ["METRICS_PATH", "MetricsPlugin"]
 
@@ -121,6 +122,7 @@ class _ServerCollector:
         for stream, count in sorted(runtime.hub.subscriptions_by_stream().items()):
             subs.add_metric([stream], count)
         yield subs
+        yield from _presence_metrics(runtime.presence)
         yield CounterMetricFamily(
             "surge_frames_sent", "Frames written to sockets.", stats.frames_sent
         )
@@ -190,6 +192,37 @@ class _ServerCollector:
             for state, count in zip(_QUEUE_STATES, depths, strict=True):
                 queued.add_metric([step, state], count)
         yield queued
+
+
+def _presence_metrics(presence: PresenceTracker) -> Iterator[Metric]:
+    """What ``surge.server.presence`` keeps for this instance (streams with presence on)."""
+    members = GaugeMetricFamily(
+        "surge_presence_members",
+        "Presence members this instance's subscriptions hold, by stream (tabs of one user count"
+        " once per group).",
+        labels=["stream"],
+    )
+    for stream, count in sorted(presence.members_by_stream().items()):
+        members.add_metric([stream], count)
+    yield members
+    yield GaugeMetricFamily(
+        "surge_presence_pending",
+        "Presence joins and leaves not yet written to the backend (grows while storage is down).",
+        value=presence.pending,
+    )
+    writes = CounterMetricFamily(
+        "surge_presence_writes",
+        "Presence registrations this instance wrote to the backend, by operation.",
+        labels=["op"],
+    )
+    for op, count in sorted(presence.writes.items()):
+        writes.add_metric([op], count)
+    yield writes
+    yield CounterMetricFamily(
+        "surge_presence_failures",
+        "Presence backend calls that failed (each is retried with backoff).",
+        presence.failures,
+    )
 
 
 class MetricsPlugin:

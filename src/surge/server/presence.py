@@ -45,6 +45,11 @@ Failure modes.
 
 Memory is bounded by the live subscriptions: a member's entry goes with its last subscription,
 and the dirty and welcome sets only hold keys of those (or of members just gone).
+
+Metrics (``/metrics``, ``surge.server.metrics``): the members this instance holds by stream
+(kept by the same O(1) hooks), the member transitions waiting for the backend (what grows while
+storage is down), the registrations written (``add``/``remove``) and the backend calls that
+failed.
 """
 
 from __future__ import annotations
@@ -112,6 +117,11 @@ class PresenceTracker:
         self._registered: set[_Key] = set()
         self._dirty: dict[_Key, None] = {}
         self._welcome: dict[HubSubscription, None] = {}
+        self._by_stream: dict[str, int] = {}  # members held, per stream (the metrics' gauge)
+        self.writes = {"add": 0, "remove": 0}
+        """Registrations this instance wrote to the backend, by operation."""
+        self.failures = 0
+        """Backend calls that failed (each is retried with backoff)."""
         self._wake = asyncio.Event()
         self._is_flushing = False
         self._warned: set[str] = set()
@@ -143,6 +153,7 @@ class PresenceTracker:
         if held is None:
             held = self._held[key] = _Held(0, member)
             self._dirty[key] = None
+            self._by_stream[request.stream] = self._by_stream.get(request.stream, 0) + 1
         held.subs += 1
         self._subs[sub] = key
         self._welcome[sub] = None
@@ -160,6 +171,12 @@ class PresenceTracker:
             del self._held[key]
             self._dirty[key] = None
             self._wake.set()
+            stream = key[0]
+            left = self._by_stream[stream] - 1
+            if left:
+                self._by_stream[stream] = left
+            else:
+                del self._by_stream[stream]
 
     # -- answers -------------------------------------------------------------------------------
 
@@ -171,6 +188,16 @@ class PresenceTracker:
         """True when nothing waits for the backend (tests)."""
         return not self._dirty and not self._welcome and not self._is_flushing
 
+    def members_by_stream(self) -> dict[str, int]:
+        """How many members this instance's subscriptions hold, per stream (a user in two tabs
+        of one group is one; in two groups, two)."""
+        return dict(self._by_stream)
+
+    @property
+    def pending(self) -> int:
+        """Member joins and leaves not yet written to the backend."""
+        return len(self._dirty)
+
     def sizes(self) -> dict[str, int]:
         """How many entries each internal table holds (tests of bounded memory)."""
         return {
@@ -179,6 +206,7 @@ class PresenceTracker:
             "registered": len(self._registered),
             "dirty": len(self._dirty),
             "welcome": len(self._welcome),
+            "streams": len(self._by_stream),
         }
 
     # -- the worker ----------------------------------------------------------------------------
@@ -236,13 +264,17 @@ class PresenceTracker:
             if held is not None and key not in self._registered:
                 await self.backend.add(stream, group, held.member)
                 self._registered.add(key)
+                self.writes["add"] += 1
             elif held is None and key in self._registered:
                 await self.backend.remove(stream, group, member_id)
                 self._registered.discard(key)
+                self.writes["remove"] += 1
         except StoreError as exc:
+            self.failures += 1
             self._warn("storage", "presence of %s/%s not updated yet, retrying: %s", *key[:2], exc)
             return False
         except Exception:
+            self.failures += 1
             logger.exception("presence of %s/%s: the backend failed; retrying", *key[:2])
             return False
         return True
@@ -259,6 +291,7 @@ class PresenceTracker:
             try:
                 members = await self.backend.members(stream, group)
             except StoreError as exc:
+                self.failures += 1
                 self._warn(
                     "storage", "presence of %s/%s not read, retrying: %s", *(stream, group), exc
                 )

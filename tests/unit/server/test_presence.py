@@ -242,3 +242,33 @@ async def test_local_presence_announces_first_join_and_last_leave_to_the_hub() -
         {"action": "leave", "member": {"id": "alice"}},
     ]
     assert local.group_count() == 0
+
+
+async def test_the_counts_metrics_read_follow_members_writes_and_failures() -> None:
+    hub, tracker, backend = setup()
+    alice1, alice2, bob = (
+        conn({"userId": "alice"}),
+        conn({"userId": "alice"}),
+        conn({"userId": "bob"}),
+    )
+    first = join(hub, alice1)
+    join(hub, alice2)  # a second tab: the same member
+    join(hub, alice1, group="g2", sid="s2")  # another group: another member
+    join(hub, bob)
+    assert tracker.members_by_stream() == {"room": 3}
+    assert tracker.pending == 3 and tracker.writes == {"add": 0, "remove": 0}
+    backend.failures = 1
+    assert not await flush(tracker)
+    # The batch runs concurrently: the one failed call stays dirty, the other two went through.
+    assert tracker.failures == 1 and tracker.pending == 1 and tracker.writes["add"] == 2
+    assert await flush(tracker)
+    assert tracker.pending == 0 and tracker.writes == {"add": 3, "remove": 0}
+    hub.unsubscribe(first)  # alice's other tab stays in g
+    assert tracker.members_by_stream() == {"room": 3} and tracker.pending == 0
+    hub.unsubscribe_connection(alice1, [SubscriptionRequest("room", "g2", None, "s2")])
+    hub.unsubscribe_connection(alice2, [SubscriptionRequest("room", "g", None, "s1")])
+    hub.unsubscribe_connection(bob, [SubscriptionRequest("room", "g", None, "s1")])
+    assert tracker.members_by_stream() == {} and tracker.pending == 3
+    assert await flush(tracker)
+    assert tracker.writes == {"add": 3, "remove": 3} and tracker.failures == 1
+    assert tracker.sizes() == dict.fromkeys(tracker.sizes(), 0)
