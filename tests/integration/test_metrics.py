@@ -1,8 +1,9 @@
-"""GET /metrics: parses with Prometheus' text parser, and each metric moves when a test causes
-its event (connections, closes by code, frames and bytes, a 1013 overflow, HTTP requests by step
-and status, event deliveries by outcome, subscriptions by stream, storage operations and their
-errors, fan-out latency, queue depths); labels stay bounded; the separate metrics port. The Redis
-feed's reconnects and readiness: tests/integration/test_health.py; --workers: tests/e2e."""
+"""GET /metrics: parses with Prometheus' text parser, and each metric moves when a test causes its
+event (connections, closes by code, frames and bytes, a 1013 overflow, HTTP requests by step and
+status, event deliveries by outcome, subscriptions by stream, storage operations and their
+errors, fan-out latency, queue depths, presence members and backend writes); labels stay bounded;
+the separate metrics port. The Redis feed's reconnects and readiness:
+tests/integration/test_health.py; --workers: tests/e2e."""
 
 from __future__ import annotations
 
