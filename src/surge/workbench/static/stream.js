@@ -2,7 +2,9 @@
 //
 // join:  {"type":"join","data":{"streamName","groupId","id"?,"subscriptionId"}}
 // in:    {"timestamp","streamName","groupId","id"?,"event":{"type":"sync|create|update|delete|event",...}}
-// A group subscription gets every frame of its group; an item subscription only its item's.
+// A group subscription gets every frame of its group but an item's sync (the answer to an item
+// join on the same connection: its data is one item, not the group's list); an item
+// subscription only its item's frames.
 
 const RECONNECT_MS = 2000;
 
@@ -89,14 +91,20 @@ export class StreamConnection {
     }
     if (!frame || typeof frame !== 'object' || !frame.event) return;
     for (const sub of [...this.subs.values()]) {
-      if (routes(sub.data, frame)) sub.listener(frame);
+      if (!routes(sub.data, frame)) continue;
+      try {
+        sub.listener(frame);
+      } catch (error) {
+        console.error('workbench: a view failed on a frame:', error); // the other views go on
+      }
     }
   }
 }
 
 function routes(data, frame) {
   if (frame.streamName !== data.streamName || frame.groupId !== data.groupId) return false;
-  return data.id === undefined || frame.id === data.id;
+  if (data.id === undefined) return !(frame.id !== undefined && frame.event.type === 'sync');
+  return frame.id === data.id;
 }
 
 /** The error event of a refused join, or null. */
