@@ -7,6 +7,8 @@ logs view); ``EventsApi`` serves their JSON, the flows and the dead-letter butto
 
 ``surge dev`` installs it (``surge.create_app(..., workbench=True)``); ``surge start`` does not,
 so production serves no Workbench route, runs no Workbench gate and tracks no response items.
+An app built with ``workbench=True`` and mounted into another (``api.mount("/rt", app)``) serves
+it below the mount: ``/rt/__surge/workbench/``.
 """
 
 from __future__ import annotations

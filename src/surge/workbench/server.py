@@ -4,6 +4,11 @@ Everything lives under ``/__surge/`` (a prefix no user route should use): the pa
 ``/__surge/workbench/`` and JSON at ``/__surge/api/{session,endpoints,streams}``. ``GET
 /endpoints`` (the guide's URL) redirects to the page only while the project has no route there.
 These responses bypass the project's CORS: other sites cannot read them.
+
+Under a mount (``api.mount("/rt", app)``) every path is matched below the mount point
+(``route_path``: Starlette's full ``path`` with ``root_path`` set, or a path the host already
+stripped), and the redirects point below it too (``/rt/__surge/workbench/``). The page finds
+its JSON, the API steps and the stream WebSocket from its own URL (``static/urls.js``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
 
 import orjson
 from starlette.responses import Response
@@ -80,7 +86,7 @@ class Workbench:
         elif method not in ("GET", "HEAD"):
             await _send(send, method, *_json({"error": f"{method} not allowed on {path}"}, 405))
         elif path in _GUIDE_PATHS or path in (PREFIX[:-1], PREFIX, PAGE_PATH[:-1]):
-            await _send(send, method, 307, b"", [(b"location", PAGE_PATH.encode())])
+            await _send(send, method, 307, b"", [(b"location", _page_location(scope))])
         elif path.startswith(PAGE_PATH):
             await _send(send, method, *_static(path.removeprefix(PAGE_PATH) or "index.html"))
         elif path == "/__surge/api/session":
@@ -127,6 +133,13 @@ class Workbench:
             logger.error("workbench: listing stream groups failed: %s", exc)
             return _json({"error": "storage unavailable, retry later"}, 503)
         return _json({"streams": streams})
+
+
+def _page_location(scope: Scope) -> bytes:
+    """The page's URL path as the browser sees it: below the mount point (``root_path``), so
+    ``/__surge/workbench/`` on its own and ``/rt/__surge/workbench/`` under ``mount("/rt")``."""
+    root: str = scope.get("root_path", "")
+    return (quote(root.rstrip("/")) + PAGE_PATH).encode("ascii")
 
 
 def _json(body: Any, status: int = 200) -> tuple[int, bytes, Headers]:

@@ -4,6 +4,7 @@
 import { clock, flash, h, pretty, prettyText, replace } from './dom.js';
 import { errorOf } from './stream.js';
 import { skeleton } from './schema.js';
+import { APP_PREFIX, api, appPath } from './urls.js';
 
 const STREAM_ITEM_HEADER = 'x-surge-stream-item';
 const BODYLESS = new Set(['GET', 'HEAD']);
@@ -22,7 +23,7 @@ export class EndpointsView {
   }
 
   async load() {
-    const res = await fetch('/__surge/api/endpoints', { cache: 'no-store' });
+    const res = await fetch(api('endpoints'), { cache: 'no-store' });
     this.endpoints = (await res.json()).endpoints;
     replace(this.list, this.endpoints.length ? this.endpoints.map((ep) => this.#item(ep)) :
       h('li', { class: 'muted' }, 'No API steps in this project.'));
@@ -183,7 +184,8 @@ function renderForm(ep, send) {
     }
     error.hidden = true;
     const values = Object.fromEntries(params.map(([name, input]) => [name, input.value]));
-    let url = ep.path.replace(PARAM, (_, a, b) => encodeURIComponent(values[a ?? b]));
+    // The step's path below the app's mount point: /todo is /rt/todo under mount("/rt").
+    let url = appPath(ep.path.replace(PARAM, (_, a, b) => encodeURIComponent(values[a ?? b])));
     const search = new URLSearchParams(query.values()).toString();
     if (search) url += `?${search}`;
     const init = { method: ep.method, headers: headers.values() };
@@ -191,7 +193,9 @@ function renderForm(ep, send) {
     send({ url, init });
   };
   return [
-    h('div', { class: 'title' }, methodBadge(ep.method), h('code', { class: 'path' }, ep.path),
+    h('div', { class: 'title' }, methodBadge(ep.method),
+      h('code', { class: 'path', 'data-testid': 'endpoint-path' },
+        APP_PREFIX ? h('span', { class: 'muted', title: 'the app is mounted here' }, APP_PREFIX) : null, ep.path),
       h('span', { class: 'muted' }, ep.name)),
     ep.description ? h('p', {}, ep.description) : null,
     ep.source ? h('p', { class: 'muted small' }, ep.source) : null,

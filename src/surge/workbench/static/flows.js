@@ -4,6 +4,7 @@
 
 import { h, replace } from './dom.js';
 import { Poller, fromNow, getJson } from './poll.js';
+import { api } from './urls.js';
 
 const REFRESH_MS = 5000;
 const TYPE_LABEL = { api: 'API', event: 'Event', cron: 'Cron' };
@@ -21,7 +22,7 @@ export class FlowsView {
 
   async load() {
     try {
-      this.data = await getJson('/__surge/api/flows');
+      this.data = await getJson(api('flows'));
     } catch (error) {
       replace(this.detail, h('p', { class: 'error' }, `Could not load the flows: ${error.message}`));
       return;

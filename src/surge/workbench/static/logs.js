@@ -4,6 +4,7 @@
 
 import { h, replace } from './dom.js';
 import { Poller, getJson, timeOf, traceLink } from './poll.js';
+import { api } from './urls.js';
 
 const POLL_MS = 1000;
 
@@ -37,7 +38,7 @@ export class LogsView {
     if (params?.has('trace')) this.trace.value = params.get('trace');
     if (params?.has('step')) this.#ensureStep(params.get('step'));
     if (params?.has('step')) this.step.value = params.get('step');
-    getJson('/__surge/api/flows') // the steps to filter by (lines add theirs as they come)
+    getJson(api('flows')) // the steps to filter by (lines add theirs as they come)
       .then(({ steps }) => { for (const s of steps) this.#ensureStep(s.name); })
       .catch((error) => console.warn('workbench: listing steps failed:', String(error)));
     this.poller.start();
@@ -59,7 +60,7 @@ export class LogsView {
     const trace = this.trace.value.trim();
     if (trace) query.set('trace', trace);
     if (this.step.value) query.set('step', this.step.value);
-    const { logs, capacity } = await getJson(`/__surge/api/logs?${query}`);
+    const { logs, capacity } = await getJson(api(`logs?${query}`));
     const shape = JSON.stringify([query.toString(), logs.length && logs[logs.length - 1].seq, logs.length]);
     if (shape === this.shape) return;
     this.shape = shape;

@@ -1,6 +1,7 @@
 // The Workbench page: tabs, the connection status, and one stream connection shared by the views.
-// It connects with the per-process key from /__surge/api/session, so it works with stream auth on.
-// The hash names the view and may carry its parameters: #logs?trace=<id>.
+// It connects with the per-process key from the session endpoint, so it works with stream auth on.
+// The hash names the view and may carry its parameters: #logs?trace=<id>. Every URL comes from
+// urls.js (relative to the page, so it works under a mount prefix too).
 
 import { EndpointsView } from './endpoints.js';
 import { FlowsView } from './flows.js';
@@ -8,19 +9,19 @@ import { LogsView } from './logs.js';
 import { MessagesView } from './messages.js';
 import { StreamConnection } from './stream.js';
 import { StreamsView } from './streams.js';
+import { api, streamUrl } from './urls.js';
 
 const status = document.getElementById('conn-status');
 const LABELS = { connecting: 'connecting…', open: 'stream connected', closed: 'disconnected, retrying…' };
 
-async function streamUrl() {
-  const res = await fetch('/__surge/api/session', { cache: 'no-store' });
+async function workbenchStreamUrl() {
+  const res = await fetch(api('session'), { cache: 'no-store' });
   if (!res.ok) throw new Error(`session: HTTP ${res.status}`);
   const { workbenchKey } = await res.json();
-  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}/?surgeWorkbench=${encodeURIComponent(workbenchKey)}`;
+  return streamUrl(new URLSearchParams({ surgeWorkbench: workbenchKey }));
 }
 
-const connection = new StreamConnection(streamUrl, (state, detail) => {
+const connection = new StreamConnection(workbenchStreamUrl, (state, detail) => {
   status.dataset.state = state;
   status.textContent = LABELS[state] ?? state;
   status.title = detail ?? '';

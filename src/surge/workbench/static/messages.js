@@ -5,6 +5,7 @@
 
 import { h, pretty, replace } from './dom.js';
 import { Poller, getJson, postJson, timeOf, traceLink } from './poll.js';
+import { api } from './urls.js';
 
 const POLL_MS = 1000;
 const FAILING = new Set(['retried', 'dead']);
@@ -45,7 +46,7 @@ export class MessagesView {
   hide() { this.poller.stop(); }
 
   async loadTopics() {
-    const { topics } = await getJson('/__surge/api/flows');
+    const { topics } = await getJson(api('flows'));
     const shape = JSON.stringify(topics.map((t) => [t.topic, t.subscribers]));
     if (shape === this.topicsShape) return;
     this.topicsShape = shape;
@@ -74,7 +75,7 @@ export class MessagesView {
       replace(this.result, h('span', { class: 'error' }, 'Pick a topic.'));
       return;
     }
-    const { ok, body } = await postJson('/__surge/api/emit', { topic, data });
+    const { ok, body } = await postJson(api('emit'), { topic, data });
     if (!ok) {
       replace(this.result, h('span', { class: 'error', 'data-testid': 'emit-error' }, body.error ?? 'emit failed'));
       return;
@@ -90,7 +91,7 @@ export class MessagesView {
     let messages;
     let letters;
     try {
-      [messages, letters] = await Promise.all([getJson('/__surge/api/messages'), getJson('/__surge/api/dead-letters')]);
+      [messages, letters] = await Promise.all([getJson(api('messages')), getJson(api('dead-letters'))]);
     } catch (error) {
       this.error.hidden = false;
       this.error.textContent = `Could not load the messages: ${error.message}`;
@@ -127,7 +128,7 @@ export class MessagesView {
       const note = h('span', { class: 'small' });
       const act = async (action, button) => {
         button.disabled = true;
-        const { ok, body } = await postJson(`/__surge/api/dead-letters/${action}`, { step: d.step, messageId: d.messageId });
+        const { ok, body } = await postJson(api(`dead-letters/${action}`), { step: d.step, messageId: d.messageId });
         if (!ok) {
           button.disabled = false;
           note.className = 'small error';

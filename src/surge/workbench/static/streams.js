@@ -4,6 +4,7 @@
 
 import { clock, flash, h, pretty, replace } from './dom.js';
 import { errorOf } from './stream.js';
+import { api } from './urls.js';
 
 const REFRESH_MS = 3000;
 const MAX_LOG = 200;
@@ -27,7 +28,7 @@ export class StreamsView {
   }
 
   async load() {
-    const res = await fetch('/__surge/api/streams', { cache: 'no-store' });
+    const res = await fetch(api('streams'), { cache: 'no-store' });
     if (!res.ok) {
       replace(this.nav, h('p', { class: 'error' }, `Could not list streams (${res.status}).`));
       return;
