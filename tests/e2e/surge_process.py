@@ -179,7 +179,9 @@ class SurgeProcess:
         assert self.proc is not None
         if self.command != "start":
             return self.proc.pid
-        pids = poll(self.worker_pids, 10, "surge start's state file")
+        # The supervisor writes its state file once it has seen the worker ready, which can
+        # trail the worker's first answer by seconds on a loaded machine: a wide bound.
+        pids = poll(self.worker_pids, 30, "surge start's state file")
         assert len(pids) == 1, pids
         return pids[0]
 
