@@ -13,6 +13,11 @@ export type BackoffOptions = {
   factor?: number
   /** Fraction of the delay that is random: the wait is in [delay * (1 - jitter), delay]. Default 0.5. */
   jitter?: number
+  /**
+   * A connection that stayed open this long, in ms, starts the backoff over when it is lost
+   * (unless the server closed it with 4029, rate limited). Default 5 000.
+   */
+  stableAfterMs?: number
 }
 
 export const DEFAULT_BACKOFF: Required<BackoffOptions> = {
@@ -20,6 +25,7 @@ export const DEFAULT_BACKOFF: Required<BackoffOptions> = {
   maxDelayMs: 10_000,
   factor: 2,
   jitter: 0.5,
+  stableAfterMs: 5_000,
 }
 
 /** Check and complete `options`; throws a RangeError naming the bad field. */
@@ -34,6 +40,7 @@ export function backoffOptions(options: BackoffOptions = {}): Required<BackoffOp
   positive('maxDelayMs', merged.maxDelayMs, 0)
   positive('factor', merged.factor, 1)
   positive('jitter', merged.jitter, 0)
+  positive('stableAfterMs', merged.stableAfterMs, 0)
   if (merged.jitter > 1) throw new RangeError(`reconnect.jitter must be at most 1, not ${merged.jitter}`)
   if (merged.maxDelayMs < merged.initialDelayMs) {
     throw new RangeError('reconnect.maxDelayMs must be at least reconnect.initialDelayMs')
@@ -47,7 +54,7 @@ export function backoffOptions(options: BackoffOptions = {}): Required<BackoffOp
  */
 export function backoffDelay(
   attempt: number,
-  options: Required<BackoffOptions>,
+  options: Required<Omit<BackoffOptions, 'stableAfterMs'>>,
   random: () => number = Math.random,
 ): number {
   const exponent = Math.max(0, attempt - 1)

@@ -5,6 +5,7 @@
  */
 
 export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js'
+export { AccessRevokedError, CloseCode, UpgradeRefusedError, type StreamRefusal } from './errors.js'
 export { applyOps, PatchError, type UpdateOp } from './ops.js'
 export {
   Stream,

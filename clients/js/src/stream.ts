@@ -8,7 +8,13 @@
  * - **Reconnect forever** with capped, jittered exponential backoff (`reconnect` option), a
  *   connect timeout, an immediate retry when the browser comes back online or the tab becomes
  *   visible, and `status` / `onStatusChange` for a banner (`connecting`, `open`, `reconnecting`,
- *   `offline`, `closed`, with the attempt count).
+ *   `offline`, `closed`, with the attempt count). The close code counts, as in Surge's Python
+ *   client (docs/protocol.md section 7): after **4003** (access revoked, `streams.revoke`) the
+ *   stream stops (status `closed` with an `AccessRevokedError`), as after an upgrade refused
+ *   with HTTP 401/403 where the WebSocket implementation reports it (`UpgradeRefusedError`),
+ *   unless `retryRefused`; after **4029** (rate limited) the backoff keeps growing even if the
+ *   connection was long-lived; after **4001** (token expired) and every other loss it
+ *   reconnects, asking a token function again.
  * - **Resume** (docs/protocol.md section 3): every re-join carries `since` (the last offset and
  *   epoch its subscription saw); the server replays what was missed instead of a full sync.
  * - **Deltas** (section 4): joins ask for `deltas: true` and `compact: true`; subscriptions apply
@@ -24,6 +30,7 @@
  */
 
 import { backoffDelay, backoffOptions, type BackoffOptions } from './backoff.js'
+import { AccessRevokedError, CloseCode, UpgradeRefusedError, type StreamRefusal } from './errors.js'
 import {
   StreamGroupSubscription,
   StreamItemSubscription,
@@ -56,6 +63,12 @@ export type StreamOptions = {
   authTokenIn?: 'protocol' | 'query'
   /** Reconnect delays (capped jittered exponential backoff). */
   reconnect?: BackoffOptions
+  /**
+   * Keep reconnecting after the server revoked access (close 4003) or refused the upgrade
+   * (HTTP 401/403): useful with an `authToken` function that fetches new credentials. Default
+   * false: the stream stops, its status `closed` with the reason in `error`.
+   */
+  retryRefused?: boolean
   /** Give up on a connection attempt that has not opened after this long, in ms. Default 10 000. */
   connectTimeoutMs?: number
   /** How long a page request may wait for its answer, in ms. Default 10 000. */
@@ -67,8 +80,20 @@ export type StreamOptions = {
 }
 
 const OPEN = 1
-/** A connection counts as healthy (backoff starts over) after staying open this long. */
-const STABLE_AFTER_MS = 5_000
+/**
+ * `ws`'s error for an upgrade answered with an HTTP error, when the status is one of a refusal
+ * (401: the token; 403: the origin). Browsers (and Node's own WebSocket) do not say why an
+ * upgrade failed: there a refusal is a close 1006 before open, like a server that is down or
+ * unreachable, and the client can only keep retrying.
+ */
+const REFUSED_UPGRADE = /^Unexpected server response: (401|403)$/
+
+/** The HTTP status of a refused upgrade, from a WebSocket error event that says it; or null. */
+function refusedUpgradeStatus(event: unknown): number | null {
+  const message = (event as { message?: unknown } | null)?.message
+  const match = typeof message === 'string' ? REFUSED_UPGRADE.exec(message) : null
+  return match ? Number(match[1]) : null
+}
 /** Item-level events that also reach the group's subscriptions. */
 /**
  * The compact patch form (protocol section 4), `{"timestamp":..,"patch":[streamName, groupId,
@@ -188,9 +213,12 @@ export class Stream implements SubscriptionHost {
   private failures = 0
   private everOpen = false
   private closed = false
+  /** Why the server ended the stream for good (it is closed), or null. */
+  private refusal: StreamRefusal | null = null
+  /** When the current connection opened (Date.now()), or null while not open. */
+  private openedAt: number | null = null
   private retryTimer: ReturnType<typeof setTimeout> | null = null
   private connectTimer: ReturnType<typeof setTimeout> | null = null
-  private stableTimer: ReturnType<typeof setTimeout> | null = null
   private connectGeneration = 0
   private readonly windowListeners: Array<[EventTarget, string, () => void]> = []
 
@@ -271,16 +299,29 @@ export class Stream implements SubscriptionHost {
   /** Close the connection for good: no reconnect, every subscription forgotten. */
   close(): void {
     if (this.closed) return
+    this.shutDown(new Error('the stream was closed'))
+    this.setStatus({ state: 'closed', attempt: 0, retryAt: null, disconnectedAt: Date.now() })
+  }
+
+  /** Stop for good: no timers, no window listeners, no socket; pending pages reject with `error`. */
+  private shutDown(error: Error): void {
     this.closed = true
     this.clearTimers()
     for (const [target, type, listener] of this.windowListeners) target.removeEventListener(type, listener)
     this.windowListeners.length = 0
-    this.failPages(new Error('the stream was closed'))
+    this.failPages(error)
     this.rooms = new Map()
     const ws = this.ws
     this.ws = null
     if (ws) ws.close(1000)
-    this.setStatus({ state: 'closed', attempt: 0, retryAt: null, disconnectedAt: Date.now() })
+  }
+
+  /** The server ended the stream (4003, or a refused upgrade) and `retryRefused` is off. */
+  private refuse(error: StreamRefusal): void {
+    this.refusal = error
+    const disconnectedAt = this.currentStatus.disconnectedAt ?? Date.now()
+    this.shutDown(error)
+    this.setStatus({ state: 'closed', attempt: 0, retryAt: null, disconnectedAt, error })
   }
 
   // --- SubscriptionHost ---------------------------------------------------------------------
@@ -296,6 +337,7 @@ export class Stream implements SubscriptionHost {
   /** @internal */
   requestPage(subscription: AnySubscription, before: string, limit: number): Promise<PageAnswer> {
     const room = roomName(subscription.sub)
+    if (this.refusal) return Promise.reject(this.refusal)
     if (!this.isOpen() || subscription.awaitingAnswer) {
       return Promise.reject(new Error('not connected: try loadOlder again once the stream is open'))
     }
@@ -366,10 +408,10 @@ export class Stream implements SubscriptionHost {
   }
 
   private clearTimers(): void {
-    for (const timer of [this.retryTimer, this.connectTimer, this.stableTimer]) {
+    for (const timer of [this.retryTimer, this.connectTimer]) {
       if (timer !== null) clearTimeout(timer)
     }
-    this.retryTimer = this.connectTimer = this.stableTimer = null
+    this.retryTimer = this.connectTimer = null
   }
 
   private async connect(): Promise<void> {
@@ -394,8 +436,16 @@ export class Stream implements SubscriptionHost {
       ws.addEventListener('message', (event: { data: unknown }) => {
         if (this.ws === ws) this.onMessage(typeof event.data === 'string' ? event.data : String(event.data))
       })
-      ws.addEventListener('close', (event: { code?: number }) => this.onClose(ws, event?.code))
-      ws.addEventListener('error', () => undefined) // a close follows; without a listener Node's ws throws
+      let refusedWith: number | null = null
+      // A close follows an error (and without a listener Node's ws throws). A refused upgrade
+      // is told apart only where the error says so (REFUSED_UPGRADE: the ws package).
+      ws.addEventListener('error', (event: unknown) => {
+        refusedWith = refusedUpgradeStatus(event)
+      })
+      ws.addEventListener('close', (event: { code?: number; reason?: unknown }) => {
+        const reason = typeof event?.reason === 'string' ? event.reason : ''
+        this.onClose(ws, event?.code, reason, refusedWith)
+      })
       const timeoutMs = this.options.connectTimeoutMs ?? 10_000
       this.connectTimer = setTimeout(() => {
         this.connectTimer = null
@@ -425,27 +475,41 @@ export class Stream implements SubscriptionHost {
     if (this.connectTimer !== null) clearTimeout(this.connectTimer)
     this.connectTimer = null
     this.everOpen = true
-    this.stableTimer = setTimeout(() => {
-      this.stableTimer = null
-      this.failures = 0
-    }, STABLE_AFTER_MS)
+    this.openedAt = Date.now()
     this.setStatus({ state: 'open', attempt: 0, retryAt: null, disconnectedAt: null })
     for (const subscriptions of this.rooms.values()) {
       for (const subscription of subscriptions) this.join(subscription)
     }
   }
 
-  private onClose(ws: WebSocketLike, _code: number | undefined): void {
+  /**
+   * The socket closed (`code` and `reason` as received; `refusedWith`: the HTTP status of a
+   * refused upgrade, when known). Reconnects, except after 4003 or a refusal without
+   * `retryRefused`, as Surge's Python client does.
+   */
+  private onClose(ws: WebSocketLike, code: number | undefined, reason = '', refusedWith: number | null = null): void {
     if (this.ws !== ws) return // an old socket, already dropped
     this.ws = null
     if (this.connectTimer !== null) clearTimeout(this.connectTimer)
-    if (this.stableTimer !== null) clearTimeout(this.stableTimer)
-    this.connectTimer = this.stableTimer = null
+    this.connectTimer = null
+    const openedAt = this.openedAt
+    this.openedAt = null
     for (const subscriptions of this.rooms.values()) {
       for (const subscription of subscriptions) subscription.awaitingAnswer = false
     }
+    if (this.closed) return
+    if (this.options.retryRefused !== true) {
+      // 4003: do not come back with the same credentials; a refused upgrade: they are refused.
+      if (code === CloseCode.ACCESS_REVOKED) return this.refuse(new AccessRevokedError(code, reason))
+      if (refusedWith !== null) return this.refuse(new UpgradeRefusedError(refusedWith))
+    }
     this.failPages(new Error('the connection was lost before the page arrived'))
-    if (!this.closed) this.scheduleRetry()
+    // A connection that stayed open long enough starts the backoff over, unless the server
+    // closed it for going over its rate limits (4029): a client that keeps being limited waits
+    // longer each time.
+    const stable = openedAt !== null && Date.now() - openedAt >= this.backoff.stableAfterMs
+    if (stable && code !== CloseCode.RATE_LIMITED) this.failures = 0
+    this.scheduleRetry()
   }
 
   private scheduleRetry(): void {
@@ -502,7 +566,7 @@ export class Stream implements SubscriptionHost {
   // --- subscriptions ------------------------------------------------------------------------
 
   private subscribe(subscription: AnySubscription): void {
-    if (this.closed) throw new Error('the stream is closed')
+    if (this.closed) throw this.refusal ?? new Error('the stream is closed')
     subscription.host = this
     const room = roomName(subscription.sub)
     let subscriptions = this.rooms.get(room)

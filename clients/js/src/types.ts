@@ -5,6 +5,7 @@
  * `@motiadev/stream-client-browser` compiles unchanged.
  */
 
+import type { StreamRefusal } from './errors.js'
 import type { UpdateOp } from './ops.js'
 
 /** The envelope of every server frame. */
@@ -88,7 +89,9 @@ export type Recovery = { recovered: boolean; missed: number }
  * - `reconnecting`: the connection was lost and the next attempt is scheduled (`retryAt`);
  * - `offline`: the browser reports no network; the next attempt comes when it is back (or at
  *   the capped backoff);
- * - `closed`: `stream.close()` was called; nothing more happens.
+ * - `closed`: nothing more happens: `stream.close()` was called, or the server ended the stream
+ *   for good (`error` says how: access revoked with close 4003, or the upgrade refused with
+ *   HTTP 401/403 where the WebSocket implementation reports it) and `retryRefused` is off.
  */
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'offline' | 'closed'
 
@@ -101,4 +104,9 @@ export type StreamStatus = {
   readonly retryAt: number | null
   /** When the connection was lost (ms since the epoch); null while open or before the first. */
   readonly disconnectedAt: number | null
+  /**
+   * On a `closed` status, when the server ended the stream rather than `stream.close()`: an
+   * `AccessRevokedError` (`code` 4003, `reason`) or an `UpgradeRefusedError` (`status`).
+   */
+  readonly error?: StreamRefusal
 }

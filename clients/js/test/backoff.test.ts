@@ -21,8 +21,8 @@ test('jitter takes up to its fraction off, never more, never adds', () => {
   }
 })
 
-test('the defaults: 500 ms first, 10 s cap, half jitter', () => {
-  assert.deepEqual(DEFAULT_BACKOFF, { initialDelayMs: 500, maxDelayMs: 10_000, factor: 2, jitter: 0.5 })
+test('the defaults: 500 ms first, 10 s cap, half jitter, stable after 5 s', () => {
+  assert.deepEqual(DEFAULT_BACKOFF, { initialDelayMs: 500, maxDelayMs: 10_000, factor: 2, jitter: 0.5, stableAfterMs: 5000 })
 })
 
 test('invalid options are a RangeError naming the field', () => {
@@ -30,5 +30,6 @@ test('invalid options are a RangeError naming the field', () => {
   assert.throws(() => backoffOptions({ maxDelayMs: Number.NaN }), /maxDelayMs/)
   assert.throws(() => backoffOptions({ factor: 0.5 }), /factor/)
   assert.throws(() => backoffOptions({ jitter: 2 }), /jitter/)
+  assert.throws(() => backoffOptions({ stableAfterMs: -1 }), /stableAfterMs/)
   assert.throws(() => backoffOptions({ initialDelayMs: 5000, maxDelayMs: 100 }), /at least/)
 })

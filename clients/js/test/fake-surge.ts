@@ -6,7 +6,8 @@
  *
  * It records every client frame (`received`) and every upgrade (`upgrades`) so tests can assert
  * on the wire, and can drop every connection and refuse new ones (`stop`) then come back on
- * the same port (`start`).
+ * the same port (`start`), close every connection with a close code (`closeAll`: 4003 as
+ * `streams.revoke` does, 4029, 4001...), or every new one as soon as it opens (`closeOnOpen`).
  */
 
 import { once } from 'node:events'
@@ -32,6 +33,8 @@ type Connection = { socket: WebSocket; subs: JoinData[]; lastTimestamp: number }
 export type FakeOptions = {
   /** Refuse upgrades whose token is not this (checked in the subprotocol or ?authToken=). */
   token?: string
+  /** The HTTP status of a refused upgrade. Default 401. */
+  refusal?: number
   /** Answer group joins with the newest N items and a `more` cursor (protocol section 5). */
   syncLimit?: number
   /** How many messages per group the history keeps. */
@@ -40,6 +43,8 @@ export type FakeOptions = {
   deniedGroups?: string[]
   /** Answer every page request with the error event UNKNOWN_SUBSCRIPTION. */
   refusePages?: boolean
+  /** Never answer page requests (they stay pending). */
+  ignorePages?: boolean
 }
 
 const key = (streamName: string, groupId: string) => JSON.stringify([streamName, groupId])
@@ -49,6 +54,8 @@ export class FakeSurge {
   epoch = 'epoch-1'
   received: Array<{ type: string; data: Record<string, unknown> }> = []
   upgrades: Array<{ url: string; protocols: string[] }> = []
+  /** Close every connection with this code (and reason) as soon as it is open. */
+  closeOnOpen: { code: number; reason?: string } | null = null
   private server: WebSocketServer | null = null
   private connections = new Set<Connection>()
   private groups = new Map<string, Map<string, Item>>()
@@ -93,7 +100,7 @@ export class FakeSurge {
         if (wanted === undefined) return done(true)
         const index = protocols.indexOf('Authorization')
         const given = index >= 0 ? protocols[index + 1] : url.searchParams.get('authToken')
-        done(given === wanted, 401)
+        done(given === wanted, this.options.refusal ?? 401)
       },
     })
     await once(server, 'listening')
@@ -104,7 +111,18 @@ export class FakeSurge {
       this.connections.add(connection)
       socket.on('close', () => this.connections.delete(connection))
       socket.on('message', (raw) => this.onFrame(connection, String(raw)))
+      if (this.closeOnOpen) socket.close(this.closeOnOpen.code, this.closeOnOpen.reason)
     })
+  }
+
+  /** Close every connection with `code` (a close frame, as the server's own closes), keep listening. */
+  closeAll(code: number, reason = ''): void {
+    for (const connection of this.connections) connection.socket.close(code, reason)
+  }
+
+  /** Drop every connection without a close frame (the client sees 1006), keep listening. */
+  dropAll(): void {
+    for (const connection of this.connections) connection.socket.terminate()
   }
 
   /** Drop every connection (no close handshake, as a crash) and stop listening. */
@@ -271,6 +289,7 @@ export class FakeSurge {
     const groupId = String(data.groupId)
     const before = Number(data.before)
     const limit = Number(data.limit)
+    if (this.options.ignorePages) return
     if (this.options.refusePages) {
       const error = { type: 'event', event: { type: 'error', data: { code: 'UNKNOWN_SUBSCRIPTION', message: 'no such subscription' } } }
       connection.socket.send(this.envelope(connection, streamName, groupId, undefined, { event: error }))

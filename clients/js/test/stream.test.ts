@@ -1,12 +1,21 @@
 /**
  * The client against FakeSurge (real WebSockets on loopback): Motia's behaviour, then resume,
- * deltas, windowed pages, reconnect forever, auth tokens and the status.
+ * deltas, windowed pages, reconnect forever, auth tokens and the status, and what each close
+ * code does (4003 stops, 4029 keeps the backoff growing, 4001 and the rest reconnect).
  */
 
 import assert from 'node:assert/strict'
 import { afterEach, describe, test } from 'node:test'
 import { WebSocket } from 'ws'
-import { Stream, type StreamOptions, type StreamStatus, type WebSocketConstructor } from '../src/index.js'
+import {
+  AccessRevokedError,
+  Stream,
+  UpgradeRefusedError,
+  type StreamOptions,
+  type StreamStatus,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from '../src/index.js'
 import { FakeSurge, waitFor, type FakeOptions } from './fake-surge.js'
 
 type Todo = { id: string; description: string; done?: boolean; tags?: string[]; n?: number }
@@ -458,13 +467,6 @@ describe('connection', () => {
     assert.deepEqual(server.upgrades[0]!.protocols, [])
   })
 
-  test('a refused token is a failed attempt like any other (the client keeps trying)', async () => {
-    const server = await fake({ token: 'right' })
-    const stream = connect(server, { authToken: 'wrong' })
-    await waitFor(() => stream.status.attempt >= 3, 'three refused attempts')
-    assert.equal(stream.status.state, 'connecting')
-  })
-
   test('the browser going offline drops the socket at once, coming online retries at once', async () => {
     // A browser's window and navigator, as far as the client looks at them.
     const target = new EventTarget()
@@ -513,5 +515,194 @@ describe('connection', () => {
     } finally {
       ;(globalThis as { WebSocket?: unknown }).WebSocket = original
     }
+  })
+})
+
+describe('close codes (as Surge’s Python client)', () => {
+  // No jitter: two streams with these options wait exactly as long before each retry.
+  const EXACT = { initialDelayMs: 20, maxDelayMs: 100, jitter: 0 }
+  const upgradesWith = (server: FakeSurge, token: string) =>
+    server.upgrades.filter((upgrade) => upgrade.protocols[1] === token).length
+
+  test('4003 (access revoked) stops: closed with the code and reason, pending pages reject, no reconnect', async () => {
+    const server = await fake({ syncLimit: 1, ignorePages: true })
+    server.set('chat', 'c1', 'm1', { description: 'm1' })
+    server.set('chat', 'c1', 'm2', { description: 'm2' })
+    // The positive control: the same backoff with retryRefused, revoked at the same moment.
+    const controlServer = await fake()
+    const stream = connect(server, { reconnect: EXACT })
+    const control = connect(controlServer, { reconnect: EXACT, retryRefused: true })
+    const statuses = recordStatus(stream)
+    const group = stream.subscribeGroup<Todo>('chat', 'c1')
+    await waitFor(() => group.isSynced && control.status.state === 'open', 'the sync, the control open')
+    const page = group.loadOlder(1)
+    await waitFor(() => server.framesOf('page').length === 1, 'the page request (never answered)')
+
+    server.closeAll(4003, 'access revoked')
+    controlServer.closeAll(4003, 'access revoked')
+    await assert.rejects(page, (error) => error instanceof AccessRevokedError && error.code === 4003)
+    await waitFor(() => stream.status.state === 'closed', 'closed')
+    const closed = stream.status
+    assert.ok(closed.error instanceof AccessRevokedError)
+    assert.equal(closed.error.code, 4003)
+    assert.equal(closed.error.reason, 'access revoked')
+    assert.equal(closed.retryAt, null)
+
+    // The control comes back twice (each time a whole retry period and connect later): a retry
+    // of the revoked stream, due at the control's first, would have reached its server by now.
+    await waitFor(() => controlServer.upgrades.length === 2 && control.status.state === 'open', 'the control back')
+    controlServer.closeAll(1012)
+    await waitFor(() => controlServer.upgrades.length === 3 && control.status.state === 'open', 'the control back again')
+    assert.equal(server.upgrades.length, 1, 'the revoked stream did not come back')
+    assert.deepEqual(statuses.map((status) => status.state), ['connecting', 'open', 'closed'])
+    await assert.rejects(group.loadOlder(1), AccessRevokedError)
+    assert.throws(() => stream.subscribeGroup('chat', 'c2'), AccessRevokedError)
+    stream.close()
+    assert.equal(stream.status, closed, 'close() afterwards keeps the reason')
+  })
+
+  test('with retryRefused a 4003 is a lost connection: it reconnects, asking the token function again', async () => {
+    const server = await fake({ token: 'old' })
+    let token = 'old'
+    const stream = connect(server, { retryRefused: true, authToken: () => token })
+    const statuses = recordStatus(stream)
+    const group = stream.subscribeGroup<Todo>('todo', 'inbox')
+    await waitFor(() => group.isSynced, 'the sync')
+    server.options.token = token = 'new' // new credentials; the old ones are refused from now on
+    server.closeAll(4003, 'access revoked')
+    await waitFor(() => server.upgrades.length === 2 && stream.status.state === 'open', 'open again')
+    assert.deepEqual(server.upgrades.map((upgrade) => upgrade.protocols[1]), ['old', 'new'])
+    assert.deepEqual(statuses.map((status) => status.state), ['connecting', 'open', 'reconnecting', 'open'])
+    assert.equal(stream.status.error, undefined)
+    server.set('todo', 'inbox', 't1', { description: 'after the re-join' })
+    await waitFor(() => group.getState().length === 1, 'the create')
+  })
+
+  test('4001 (token expired) reconnects with a fresh token from the token function', async () => {
+    const server = await fake({ token: 'token-1' })
+    let calls = 0
+    const stream = connect(server, { authToken: async () => `token-${++calls}` })
+    const group = stream.subscribeGroup<Todo>('todo', 'inbox')
+    await waitFor(() => group.isSynced, 'the sync')
+    server.options.token = 'token-2' // the expired token is refused from now on (401)
+    server.closeAll(4001, 'token expired')
+    await waitFor(() => server.upgrades.length === 2 && stream.status.state === 'open', 'the reconnect')
+    assert.equal(calls, 2)
+    assert.deepEqual(server.upgrades[1]!.protocols, ['Authorization', 'token-2'])
+    server.set('todo', 'inbox', 't1', { description: 'after the re-join' })
+    await waitFor(() => group.getState().length === 1, 'the create')
+  })
+
+  /**
+   * The wait before each of the first `count` retries while the server closes every connection
+   * with `code` as soon as it is open. `stableAfterMs: 0`: every one of them counts as
+   * long-lived, which starts the backoff over on a loss, except after 4029.
+   */
+  async function retryWaits(code: number, count: number): Promise<number[]> {
+    const server = await fake()
+    server.closeOnOpen = { code }
+    const reconnect = { initialDelayMs: 20, factor: 4, maxDelayMs: 10_000, jitter: 0, stableAfterMs: 0 }
+    const stream = connect(server, { reconnect })
+    const waits: number[] = []
+    stream.onStatusChange((status) => {
+      if (status.retryAt !== null) waits.push(status.retryAt - Date.now())
+    })
+    await waitFor(() => waits.length >= count, `${count} retries`, 10_000)
+    server.closeOnOpen = null
+    await waitFor(() => stream.status.state === 'open', 'open')
+    return waits.slice(0, count)
+  }
+
+  /** Each wait is read an instant after its delay was added to Date.now(): at most it, well above half. */
+  function assertWaits(waits: number[], delays: number[]): void {
+    assert.equal(waits.length, delays.length)
+    waits.forEach((wait, i) => assert.ok(wait <= delays[i]! && wait > delays[i]! / 2, `waits ${waits}, delays ${delays}`))
+  }
+
+  test('4029 (rate limited) reconnects without starting the backoff over, even after a long-lived connection', async () => {
+    assertWaits(await retryWaits(4029, 3), [20, 80, 320])
+    // The control: the same connections closed with 1012 do start it over each time.
+    assertWaits(await retryWaits(1012, 3), [20, 20, 20])
+  })
+
+  test('ordinary losses reconnect: 1000, 1001, 1011, 1012, 1013 from the server, and 1006 (no close frame)', async () => {
+    const server = await fake()
+    const stream = connect(server)
+    const group = stream.subscribeGroup<Todo>('todo', 'inbox')
+    await waitFor(() => group.isSynced, 'the sync')
+    const losses: Array<[string, () => void]> = [1000, 1001, 1011, 1012, 1013].map((code) => [
+      String(code),
+      () => server.closeAll(code, 'bye'),
+    ])
+    losses.push(['1006', () => server.dropAll()])
+    for (const [what, lose] of losses) {
+      const upgrades = server.upgrades.length
+      lose()
+      await waitFor(() => server.upgrades.length === upgrades + 1 && stream.status.state === 'open', `the reconnect after ${what}`)
+    }
+    server.set('todo', 'inbox', 't1', { description: 'still followed' })
+    await waitFor(() => group.getState().length === 1, 'the create')
+  })
+
+  test('an upgrade refused with HTTP 401 or 403 stops the stream (ws tells the status), unless retryRefused', async () => {
+    for (const refusal of [401, 403]) {
+      const server = await fake({ token: 'right', refusal })
+      const stream = connect(server, { authToken: 'wrong', reconnect: EXACT })
+      const statuses = recordStatus(stream)
+      // The positive control: the same backoff with retryRefused.
+      const control = connect(server, { authToken: 'also-wrong', reconnect: EXACT, retryRefused: true })
+      await waitFor(() => stream.status.state === 'closed', `closed after ${refusal}`)
+      const error = stream.status.error
+      assert.ok(error instanceof UpgradeRefusedError, String(error))
+      assert.equal(error.status, refusal)
+      await waitFor(() => upgradesWith(server, 'also-wrong') >= 3, 'three attempts of the control')
+      assert.equal(control.status.state, 'connecting')
+      assert.equal(upgradesWith(server, 'wrong'), 1, 'the refused stream did not try again')
+      assert.deepEqual(statuses.map((status) => status.state), ['connecting', 'closed'])
+      assert.throws(() => stream.subscribeGroup('todo', 'inbox'), UpgradeRefusedError)
+    }
+  })
+
+  test('other HTTP errors on the upgrade (503) are retried', async () => {
+    const server = await fake({ token: 'right', refusal: 503 })
+    const stream = connect(server, { authToken: 'wrong' })
+    await waitFor(() => stream.status.attempt >= 3, 'three refused attempts')
+    assert.equal(stream.status.state, 'connecting')
+  })
+
+  test('a browser’s WebSocket (errors say nothing): a refused upgrade is retried, a 4003 still stops', async () => {
+    /** As a browser's WebSocket: an error event without a message, then close 1006. */
+    class BrowserLikeWebSocket implements WebSocketLike {
+      private readonly ws: WebSocket
+      constructor(url: string, protocols?: string | string[]) {
+        this.ws = new WebSocket(url, protocols)
+      }
+      get readyState(): number {
+        return this.ws.readyState
+      }
+      send(data: string): void {
+        this.ws.send(data)
+      }
+      close(code?: number, reason?: string): void {
+        this.ws.close(code, reason)
+      }
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      addEventListener(type: string, listener: (event: any) => void): void {
+        const target = this.ws as unknown as EventTarget
+        if (type === 'error') target.addEventListener('error', () => listener({ type: 'error' }))
+        else target.addEventListener(type, listener)
+      }
+    }
+    const refusing = await fake({ token: 'right' })
+    const refused = connect(refusing, { authToken: 'wrong', WebSocket: BrowserLikeWebSocket })
+    await waitFor(() => refused.status.attempt >= 3, 'three refused attempts')
+    assert.equal(refused.status.state, 'connecting')
+
+    const server = await fake()
+    const stream = connect(server, { WebSocket: BrowserLikeWebSocket })
+    await waitFor(() => stream.status.state === 'open', 'open')
+    server.closeAll(4003, 'access revoked')
+    await waitFor(() => stream.status.state === 'closed', 'closed')
+    assert.ok(stream.status.error instanceof AccessRevokedError)
   })
 })
