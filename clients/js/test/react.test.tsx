@@ -1,7 +1,8 @@
 /**
  * The React entry in a DOM (jsdom) with react-dom, against FakeSurge over real WebSockets:
  * Motia's hooks keep their contract, useStreamStatus follows an outage, the provider closes its
- * stream on unmount, StrictMode's double effects leave one subscription.
+ * stream on unmount, StrictMode's double effects leave one subscription, a revoked stream (4003)
+ * shows in the status and does not break hooks mounted after it.
  */
 
 import assert from 'node:assert/strict'
@@ -10,7 +11,7 @@ import { JSDOM } from 'jsdom'
 import { act, StrictMode, type ReactNode } from 'react'
 import { createRoot, type Root } from 'react-dom/client'
 import { WebSocket } from 'ws'
-import type { WebSocketConstructor } from '../src/index.js'
+import { AccessRevokedError, type WebSocketConstructor } from '../src/index.js'
 import {
   MotiaStreamProvider,
   useStreamEventHandler,
@@ -193,4 +194,30 @@ test('a windowed group: hasMore and loadOlder from the hook', async () => {
   await until(() => descriptions(seen).length === 3, 'the page')
   assert.deepEqual(descriptions(seen), ['d1', 'd2', 'd3'])
   assert.equal(seen.group?.hasMore, false)
+})
+
+test('after a 4003 useStreamStatus shows closed with the error, and hooks mounted later do not throw', async () => {
+  const server = await fake()
+  server.set('todo', 'inbox', 't1', { description: 'one' })
+  const seen = newSeen()
+  const later = newSeen()
+  const tree = (children: ReactNode) => (
+    <MotiaStreamProvider address={server.url} options={OPTIONS}>
+      {children}
+    </MotiaStreamProvider>
+  )
+  const root = await mount(tree(<Probe seen={seen} />))
+  await until(() => seen.group?.isSynced === true, 'the sync')
+  server.closeAll(4003, 'access revoked')
+  await until(() => seen.status?.state === 'closed', 'closed')
+  assert.ok(seen.status?.error instanceof AccessRevokedError)
+  assert.equal(seen.status.error.code, 4003)
+  assert.deepEqual(descriptions(seen), ['one'], 'what was loaded stays')
+  // A component mounted now, under the same provider (same stream): no subscription, no throw.
+  await act(async () => root.render(tree([<Probe key="a" seen={seen} />, <Probe key="b" seen={later} />])))
+  assert.equal(later.status?.state, 'closed')
+  assert.deepEqual(later.group?.data, [])
+  assert.equal(later.group?.isSynced, false)
+  assert.equal(later.item?.data, undefined)
+  assert.equal(server.upgrades.length, 1)
 })

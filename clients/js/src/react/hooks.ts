@@ -48,7 +48,8 @@ export function useStreamGroup<TData extends { id: string }>(args?: StreamGroupA
   const { streamName, groupId, sortKey, setData: setDataCallback } = args ?? {}
 
   useEffect(() => {
-    if (!streamName || !groupId || !stream) return
+    // A stream the server ended (access revoked: its status says why) takes no subscriptions.
+    if (!streamName || !groupId || !stream || stream.status.state === 'closed') return
     const created = stream.subscribeGroup<TData>(streamName, groupId, sortKey)
     created.addChangeListener((state) => {
       const items = state ?? []
@@ -92,7 +93,7 @@ export function useStreamItem<TData extends { id: string }>(args?: StreamItemArg
   const { streamName, groupId, id } = args ?? {}
 
   useEffect(() => {
-    if (!streamName || !groupId || !id || !stream) return
+    if (!streamName || !groupId || !id || !stream || stream.status.state === 'closed') return
     const subscription = stream.subscribeItem<TData>(streamName, groupId, id)
     subscription.addChangeListener((state) => setData(state))
     setEvent(subscription)
@@ -135,7 +136,9 @@ const noop = () => () => undefined
 /**
  * The connection's status, for an "offline / reconnecting" banner: `state` (`connecting`,
  * `open`, `reconnecting`, `offline`, `closed`), `attempt` (failed attempts since it was last
- * open), `retryAt` and `disconnectedAt`.
+ * open), `retryAt` and `disconnectedAt`; on a `closed` status the server caused, `error` (an
+ * `AccessRevokedError` after `streams.revoke`: sign in again, then remount the provider with a
+ * new `authToken`).
  *
  * @example
  * ```tsx

@@ -4,8 +4,15 @@
  * connection banner and `loadOlder` / `hasMore` on windowed groups.
  */
 
-export { Stream, StreamGroupSubscription, StreamItemSubscription, StreamSubscription } from '../index.js'
-export type { StreamOptions, StreamStatus, ConnectionState, Recovery } from '../index.js'
+export {
+  AccessRevokedError,
+  Stream,
+  StreamGroupSubscription,
+  StreamItemSubscription,
+  StreamSubscription,
+  UpgradeRefusedError,
+} from '../index.js'
+export type { StreamOptions, StreamStatus, ConnectionState, Recovery, StreamRefusal } from '../index.js'
 export { MotiaStreamContext, type MotiaStreamContextType } from './context.js'
 export {
   useMotiaStream,
