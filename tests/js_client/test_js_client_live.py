@@ -8,7 +8,10 @@ package, ``ws`` as its WebSocket):
   appends, a create, a delete and two events; back on the same port, the group and the item
   subscription each get a ``resume`` (no sync), the events once and in order, and end equal to the
   store. The browser version (the todo app through a server outage) is
-  tests/e2e/test_todo_offline_browser.py.
+  tests/e2e/test_todo_offline_browser.py;
+- access revoked: ``streams.revoke`` closes two clients with 4003; the default one stops (status
+  ``closed`` with an ``AccessRevokedError``, no further upgrade reaches the server), the one with
+  ``retryRefused`` (the same backoff: the positive control) comes back, twice.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 
 from conftest import require_component
 from e2e.surge_process import SurgeProcess, free_port, surge_server
@@ -246,12 +250,14 @@ class CuttableProxy:
 
 
 class Driver:
-    """resume_driver.mjs in a node process; ``expect(predicate)`` waits for one of its lines."""
+    """A driver script (resume_driver.mjs...) in a node process; ``expect(predicate)`` waits for
+    one of its lines."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, script: str = "resume_driver.mjs") -> None:
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.proc = subprocess.Popen(
-            ["node", str(HERE / "resume_driver.mjs"), url],
+            ["node", str(HERE / script), url],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -281,6 +287,9 @@ class Driver:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
         self._reader.join(10)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         if self.proc.stderr.closed:
@@ -353,3 +362,99 @@ def test_the_client_resumes_changes_patches_and_events_after_a_lost_connection(
     replays = [f["event"]["data"]["replay"] for f in resumes if f["event"]["type"] == "resume"]
     assert sorted(len(replay) for replay in replays) == [3, 6], replays
     assert [entry[1] for entry in min(replays, key=len)] == ["patch", "patch", "event"], replays
+
+
+AUTH_CONFIG = """
+import os
+
+from surge import Config, StreamAuth, extract_auth_token
+
+
+def authenticate(request):
+    token = extract_auth_token(request)
+    if token is None:
+        return None
+    with open(os.environ["SURGE_TEST_AUTH_LOG"], "a") as log:  # one line per upgrade
+        log.write(token + "\\n")
+    return {"userId": token, "team": "t1"}
+
+
+config = Config(stream_auth=StreamAuth(authenticate=authenticate))
+"""
+
+NOTES_STREAM = """
+from surge import StreamConfig
+
+config = StreamConfig(
+    name="notes",
+    schema={"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]},
+)
+"""
+
+REVOKE_STEP = """
+from surge import ApiResponse, ApiRouteConfig
+
+config = ApiRouteConfig(name="Revoke", method="POST", path="/revoke")
+
+
+async def handler(req, ctx):
+    return ApiResponse(200, {"count": await ctx.streams.revoke(req.body)})
+"""
+
+
+def test_the_client_stops_after_access_is_revoked_and_retry_refused_comes_back(
+    surge_server: Callable[..., SurgeProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_component(shutil.which("node"), "node is not installed")
+    require_component(
+        CLIENT_BUILD.is_file() and WS_PACKAGE.is_file(),
+        "clients/js is not built: run `make test` (npm ci and npm run build in clients/js)",
+    )
+    project = tmp_path / "revoke"
+    (project / "steps").mkdir(parents=True)
+    (project / "surge.config.py").write_text(AUTH_CONFIG)
+    (project / "steps" / "notes_stream.py").write_text(NOTES_STREAM)
+    (project / "steps" / "revoke_step.py").write_text(REVOKE_STEP)
+    auth_log = tmp_path / "auth.log"
+    auth_log.write_text("")
+    monkeypatch.setenv("SURGE_TEST_AUTH_LOG", str(auth_log))
+    server = surge_server(project)
+
+    def revoke(where: dict[str, str], count: int) -> None:
+        response = httpx2.post(f"{server.url}/revoke", json=where, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"count": count}
+
+    def upgrades() -> dict[str, int]:
+        tokens = auth_log.read_text().split()
+        return {name: tokens.count(name) for name in ("alice", "carol")}
+
+    driver = Driver(server.ws_url, "revoke_driver.mjs")
+    try:
+        driver.expect(lambda line: line.get("ready") is True, "the syncs")
+        assert upgrades() == {"alice": 1, "carol": 1}
+        revoke({"team": "t1"}, 2)  # both connections, closed with 4003 in one go
+        # The control (same backoff, retryRefused) comes back, then once more after a second
+        # revoke: by then a retry of alice's, due with carol's first, would have been seen.
+        for cycle in (1, 2):
+            driver.expect(
+                lambda line: line.get("stream") == "carol" and line.get("state") == "open",
+                f"carol back ({cycle})",
+            )
+            if cycle == 1:
+                revoke({"userId": "carol"}, 1)
+        assert upgrades() == {"alice": 1, "carol": 3}
+        assert driver.proc.stdin is not None
+        driver.proc.stdin.close()
+        report = driver.expect(lambda line: "report" in line, "the report")["report"]
+    finally:
+        stderr = driver.stop()
+    assert report["statuses"]["alice"] == ["open", "closed"], stderr
+    assert report["aliceError"] == {
+        "name": "AccessRevokedError",
+        "code": 4003,
+        "reason": "access revoked",
+    }
+    assert report["statuses"]["carol"] == ["open", "reconnecting", "open", "reconnecting", "open"]
+    assert report["subscribeError"] == {"name": "AccessRevokedError", "isAccessRevoked": True}
+    assert upgrades() == {"alice": 1, "carol": 3}
