@@ -7,6 +7,7 @@ client is the same code, so both must behave identically.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -205,3 +206,33 @@ async def test_state_callback_reports_open_then_closed(env: Env) -> None:
     async with client:
         await client.wait_open(WAIT)
     assert states == [ConnectionState.OPEN, ConnectionState.CLOSED]
+
+
+async def test_an_upgrade_over_the_connect_rate_is_retried_after_its_retry_after() -> None:
+    """A 429 is not a refusal: the client waits out the Retry-After, then connects."""
+    app = create_app(
+        streams=[StreamConfig(name="todo", schema=Todo)],
+        config=Config(
+            # One upgrade, then one every 4 s: the second client is refused whatever the load.
+            limits=Limits(
+                connects_per_ip_per_second=0.25, connect_burst_per_ip=1, connect_limit_exempt=()
+            )
+        ),
+    )
+    patient = Backoff(initial=0.05, max_delay=10.0)
+    async with live_server(app) as server:
+        first = connect(server.ws_url, backoff=FAST)
+        async with first:  # takes the one upgrade the burst allows
+            await first.subscribe_group("todo", "inbox", timeout=WAIT)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            async with connect(server.ws_url, backoff=patient) as second:
+                inbox = await second.subscribe_group("todo", "inbox", timeout=WAIT)
+                waited = loop.time() - started
+                assert inbox.state == []
+                assert second.state is ConnectionState.OPEN
+                refused = second.last_error
+                assert isinstance(refused, UpgradeRefused), refused
+                assert refused.status == 429 and refused.retry_after is not None
+                assert refused.retry_after >= 1
+                assert waited >= refused.retry_after  # not sooner than the server asked

@@ -12,8 +12,9 @@ async with surge.client.connect("ws://localhost:3000/", token="...") as client:
         ...
 ```
 
-The client reconnects forever with jittered exponential backoff (except after a refused upgrade
-or a 4003 close, unless ``retry_refused``; after a 4029 close the delays keep growing), re-joins
+The client reconnects forever with jittered exponential backoff (except after a 401 or 403 on
+the upgrade or a 4003 close, unless ``retry_refused``; a 429 or 503 waits for its Retry-After;
+after a 4029 close the delays keep growing), re-joins
 every subscription with its subscriptionId and replaces its state from the fresh sync. The
 protocol code is independent of the connection (``Transport``): ``surge.testing`` drives an app
 in-process with the same client.

@@ -3,8 +3,10 @@
 Life of a client: ``connecting`` -> ``open`` (every subscription is (re-)joined with its own
 ``subscriptionId``; each fresh sync replaces that subscription's state) -> on any loss
 ``reconnecting`` (jittered exponential backoff, ``Backoff``) -> ``open`` ... -> ``closed`` (after
-``close()``, or when the server refuses the upgrade with an HTTP error or closes with 4003 (access
-revoked) and ``retry_refused`` is off). After a 4029 close (rate limited) the backoff is not reset
+``close()``, or when the server refuses the upgrade with 401 or 403 or closes with 4003 (access
+revoked) and ``retry_refused`` is off; any other HTTP answer to the upgrade, a 429 over the
+per-address connect limit or a 503 at the connection cap, is retried, no sooner than its
+``Retry-After``). After a 4029 close (rate limited) the backoff is not reset
 even if the connection was long-lived, so a client that keeps being limited waits longer each
 time (docs/protocol.md section 7). Frames are routed by their envelope, as the official clients
 do: one frame may serve several subscriptions of this connection.
@@ -94,7 +96,7 @@ class Client:
         transport: opens connections (``WebSocketTransport``, or the in-process ASGI one).
         backoff: reconnect delays.
         on_state_change: called with each new ``ConnectionState``.
-        retry_refused: keep retrying after an HTTP error on the upgrade (401/403) or a 4003 close
+        retry_refused: keep retrying after a 401 or 403 answer to the upgrade or a 4003 close
             (access revoked: useful with a token function that fetches new credentials); by
             default the client closes and pending and later subscribes raise ``UpgradeRefused``
             or ``AccessRevoked``.
@@ -215,17 +217,19 @@ class Client:
         loop = asyncio.get_running_loop()
         attempt = 0
         while not self._closing:
+            wait_at_least: float | None = None
             try:
                 conn = await self._transport.connect()
             except asyncio.CancelledError:
                 raise
             except UpgradeRefused as exc:
                 self.last_error = exc
-                if not self._retry_refused:
+                if exc.is_refusal and not self._retry_refused:
                     logger.warning("stream client: %s; not retrying", exc)
                     self._refuse(exc)
                     return
                 logger.info("stream client: %s; retrying", exc)
+                wait_at_least = exc.retry_after
             except Exception as exc:
                 # Anything a transport may raise while the server is away is worth a retry.
                 self.last_error = exc
@@ -250,6 +254,9 @@ class Client:
             if self.connections:
                 self._set_state(ConnectionState.RECONNECTING)
             delay = self.backoff.delay(attempt)
+            if wait_at_least is not None:
+                # The server said when (a 429's or 503's Retry-After), within the backoff's cap.
+                delay = max(delay, min(wait_at_least, self.backoff.max_delay))
             attempt += 1
             await asyncio.sleep(delay)
 

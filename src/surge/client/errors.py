@@ -5,7 +5,8 @@
   code, e.g. ``STREAM_ACCESS_DENIED``, ``SYNC_TOO_LARGE``, ``TOO_MANY_SUBSCRIPTIONS``,
   ``UNKNOWN_SUBSCRIPTION``).
 - ``UpgradeRefused``: the server answered the WebSocket upgrade with an HTTP error (``status``:
-  401 for a refused token, 403 for a foreign origin).
+  401 for a refused token, 403 for a foreign origin; ``is_refusal`` for those two, which the
+  client does not retry; a 429 or a 503 is retried, no sooner than its ``retry_after``).
 - ``AccessRevoked``: the server closed the connection with 4003 (``streams.revoke``); the client
   does not reconnect with the same credentials.
 - ``ClientClosed``: the client (or the subscription) was closed while something waited on it.
@@ -42,13 +43,36 @@ class SubscriptionError(ClientError):
         super().__init__(f"{code}: {message}" if message else code)
 
 
-class UpgradeRefused(ClientError):
-    """The WebSocket upgrade got an HTTP error response (``status``, ``body``)."""
+REFUSAL_STATUSES = frozenset({401, 403})
+"""Upgrade answers that refuse these credentials or this origin: retrying cannot help."""
 
-    def __init__(self, status: int, body: str = "") -> None:
+
+class UpgradeRefused(ClientError):
+    """The WebSocket upgrade got an HTTP error response (``status``, ``body``, and the
+    ``Retry-After`` header's seconds as ``retry_after`` when it had one)."""
+
+    def __init__(self, status: int, body: str = "", retry_after: float | None = None) -> None:
         self.status = status
         self.body = body
+        self.retry_after = retry_after
         super().__init__(f"WebSocket upgrade refused with HTTP {status}: {body}".rstrip(": "))
+
+    @property
+    def is_refusal(self) -> bool:
+        """True for 401 and 403 (credentials, origin); False for what may pass later (429 over
+        a connect rate limit, 503 at a connection cap, a proxy's 502)."""
+        return self.status in REFUSAL_STATUSES
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header's delay in seconds (only the delay-seconds form; None otherwise)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None  # an HTTP date, or garbage: the backoff alone decides
+    return seconds if seconds >= 0 and seconds == seconds else None
 
 
 class AccessRevoked(ClientError):

@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from surge.client.errors import TransportClosed, UpgradeRefused
+from surge.client.errors import TransportClosed, UpgradeRefused, retry_after_seconds
 
 __all__ = [
     "TokenProvider",
@@ -168,5 +168,6 @@ class WebSocketTransport:
         except InvalidStatus as exc:
             response = exc.response
             body = response.body.decode(errors="replace") if response.body else ""
-            raise UpgradeRefused(response.status_code, body) from exc
+            retry_after = retry_after_seconds(response.headers.get("retry-after"))
+            raise UpgradeRefused(response.status_code, body, retry_after) from exc
         return _WebSocketConnection(ws)

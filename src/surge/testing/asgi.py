@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from surge.client.errors import TransportClosed, UpgradeRefused
+from surge.client.errors import TransportClosed, UpgradeRefused, retry_after_seconds
 from surge.client.transport import TokenVia, TransportConnection, with_token
 
 __all__ = ["ASGIApp", "AsgiWebSocketTransport", "Lifespan"]
@@ -160,6 +160,16 @@ class _AsgiConnection:
             return
         if kind == "websocket.http.response.start":
             status = int(message["status"])
+            retry_after = retry_after_seconds(
+                next(
+                    (
+                        v.decode("latin-1")
+                        for k, v in message.get("headers", ())
+                        if k.lower() == b"retry-after"
+                    ),
+                    None,
+                )
+            )
             body = b""
             while True:
                 part = await self._from()
@@ -169,7 +179,7 @@ class _AsgiConnection:
                 if not part.get("more_body", False):
                     break
             await self._finish()
-            raise UpgradeRefused(status, body.decode(errors="replace"))
+            raise UpgradeRefused(status, body.decode(errors="replace"), retry_after)
         await self._finish()
         if kind == "websocket.close":
             # A refusal without the HTTP-response extension is a close before accept: 403.

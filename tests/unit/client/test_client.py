@@ -463,3 +463,48 @@ async def test_a_client_without_resume_never_sends_since(transport: FakeTranspor
         conn.drop()
         again = await transport.connection(1)
         assert "since" not in (await again.next_sent(1))[0]["data"]
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+async def test_an_upgrade_answered_with_a_passing_error_is_retried(
+    transport: FakeTransport, status: int
+) -> None:
+    transport.fail_next(UpgradeRefused(status, "later"), UpgradeRefused(status, "later"))
+    async with Client(transport, backoff=FAST) as client:
+        await client.wait_open()
+        assert transport.attempts == 3
+        assert client.state is ConnectionState.OPEN
+
+
+async def test_a_retry_after_is_the_least_wait_within_the_backoffs_cap(
+    transport: FakeTransport,
+) -> None:
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording_sleep(delay: float, *args: Any) -> Any:
+        waits.append(delay)
+        return await real_sleep(0)
+
+    transport.fail_next(
+        UpgradeRefused(429, "slow down", retry_after=0.25),
+        UpgradeRefused(503, "full", retry_after=3600.0),  # more than the cap: the cap
+        UpgradeRefused(503, "full"),  # none: the backoff alone
+    )
+    backoff = Backoff(initial=0.001, max_delay=0.5, jitter=0.0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("surge.client.client.asyncio.sleep", recording_sleep)
+        async with Client(transport, backoff=backoff) as client:
+            await client.wait_open()
+    assert waits[:3] == [0.25, 0.5, 0.004]
+
+
+def test_retry_after_parses_seconds_only() -> None:
+    from surge.client.errors import retry_after_seconds
+
+    assert retry_after_seconds("2") == 2.0
+    assert retry_after_seconds(" 0.5 ") == 0.5
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") is None
+    assert retry_after_seconds("-1") is None
+    assert retry_after_seconds("nan") is None
+    assert retry_after_seconds(None) is None
