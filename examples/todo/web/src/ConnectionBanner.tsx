@@ -13,7 +13,8 @@ function message(status: StreamStatus): string {
     case 'connecting':
       return status.attempt > 0 ? `Cannot reach the server. Retrying… (attempt ${status.attempt})` : 'Connecting…'
     case 'closed':
-      return 'Disconnected.'
+      // Closed by the server for good: its access was revoked (4003), or the upgrade refused.
+      return status.error ? `Disconnected: ${status.error.message}. Sign in again to reconnect.` : 'Disconnected.'
     default:
       return ''
   }
