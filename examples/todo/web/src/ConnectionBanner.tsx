@@ -14,7 +14,7 @@ function message(status: StreamStatus): string {
       return status.attempt > 0 ? `Cannot reach the server. Retrying… (attempt ${status.attempt})` : 'Connecting…'
     case 'closed':
       // Closed by the server for good: its access was revoked (4003), or the upgrade refused.
-      return status.error ? `Disconnected: ${status.error.message}. Sign in again to reconnect.` : 'Disconnected.'
+      return status.error ? `Disconnected: ${status.error.message}.` : 'Disconnected.'
     default:
       return ''
   }
