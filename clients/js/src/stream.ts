@@ -94,7 +94,6 @@ function refusedUpgradeStatus(event: unknown): number | null {
   const match = typeof message === 'string' ? REFUSED_UPGRADE.exec(message) : null
   return match ? Number(match[1]) : null
 }
-/** Item-level events that also reach the group's subscriptions. */
 /**
  * The compact patch form (protocol section 4), `{"timestamp":..,"patch":[streamName, groupId,
  * id, offset, epoch, ops]}` with each op an array (`[type, path, value]`, `[type, path, by]` for
