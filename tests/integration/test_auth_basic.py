@@ -25,6 +25,7 @@ from surge import (
     create_app,
     extract_auth_token,
 )
+from surge.errors import StoreError
 from surge.server.app import SurgeApp
 from surge.testing import LiveServer, live_server
 
@@ -346,3 +347,60 @@ async def test_refused_upgrade_logs_no_error(
     finally:
         uvicorn_logger.removeHandler(caplog.handler)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (TimeoutError("session store timed out"), 503),
+        (ConnectionRefusedError("session store down"), 503),
+        (StoreError("redis away", retryable=True), 503),
+        (PermissionError("invalid token"), 401),
+        (StoreError("corrupt session", retryable=False), 401),
+        (RuntimeError("bug in authenticate"), 401),
+    ],
+)
+async def test_authenticate_that_cannot_decide_now_answers_503_and_the_rest_401(
+    error: Exception, status: int
+) -> None:
+    def authenticate(request: AuthRequest) -> None:
+        raise error
+
+    app = create_app(
+        streams=[StreamConfig(name="todo", schema=Todo)],
+        config=Config(stream_auth=StreamAuth(authenticate=authenticate)),
+    )
+    async with live_server(app) as srv:
+        refused = await refused_upgrade(srv.ws_url + "?authToken=secret-tok")
+    assert refused.status_code == status
+    assert b"secret-tok" not in refused.body
+    if status == 503:
+        assert refused.headers["Retry-After"] == "1"
+        assert b"retry later" in refused.body
+    else:
+        assert "Retry-After" not in refused.headers
+
+
+async def test_the_python_client_comes_back_after_the_auth_store_was_away() -> None:
+    from surge.client import Backoff, ConnectionState
+    from surge.client import connect as client_connect
+
+    attempts: list[str] = []
+
+    def authenticate(request: AuthRequest) -> dict[str, str]:
+        attempts.append("away" if len(attempts) < 2 else "ok")
+        if attempts[-1] == "away":
+            raise ConnectionResetError("session store connection reset")
+        return {"user": "ann"}
+
+    app = create_app(
+        streams=[StreamConfig(name="todo", schema=Todo)],
+        config=Config(stream_auth=StreamAuth(authenticate=authenticate)),
+    )
+    async with (
+        live_server(app) as srv,
+        client_connect(srv.ws_url, token="tok", backoff=Backoff(initial=0.05)) as client,
+    ):
+        inbox = await client.subscribe_group("todo", "inbox", timeout=15)
+        assert inbox.state == [] and client.state is ConnectionState.OPEN
+    assert attempts == ["away", "away", "ok"]

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import random
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -73,6 +74,9 @@ logger = logging.getLogger(__name__)
 SubT = TypeVar("SubT", bound=Subscription[Any])
 _PageWait = tuple[GroupSubscription, "asyncio.Future[list[dict[str, Any]]]"]
 DEFAULT_SUBSCRIBE_TIMEOUT = 10.0
+
+
+_PASSING = frozenset({408, 425, 429})  # 4xx answers that say "later", not "wrong"
 
 
 class ConnectionState(enum.StrEnum):
@@ -228,7 +232,10 @@ class Client:
                     logger.warning("stream client: %s; not retrying", exc)
                     self._refuse(exc)
                     return
-                logger.info("stream client: %s; retrying", exc)
+                if exc.status in _PASSING or exc.status >= 500 or exc.is_refusal:
+                    logger.info("stream client: %s; retrying", exc)
+                else:  # a 404 or 400 (a wrong URL, a proxy in the way) rarely passes: say so
+                    logger.warning("stream client: %s; retrying, check the URL", exc)
                 wait_at_least = exc.retry_after
             except Exception as exc:
                 # Anything a transport may raise while the server is away is worth a retry.
@@ -255,8 +262,11 @@ class Client:
                 self._set_state(ConnectionState.RECONNECTING)
             delay = self.backoff.delay(attempt)
             if wait_at_least is not None:
-                # The server said when (a 429's or 503's Retry-After), within the backoff's cap.
-                delay = max(delay, min(wait_at_least, self.backoff.max_delay))
+                # The server said when (a 429's or 503's Retry-After, within the backoff's cap):
+                # no sooner, and spread above it as the backoff's jitter spreads below its base,
+                # so the clients refused in one second do not all come back in the next.
+                floor = min(wait_at_least, self.backoff.max_delay)
+                delay = max(delay, floor * (1 + self.backoff.jitter * random.random()))
             attempt += 1
             await asyncio.sleep(delay)
 

@@ -6,7 +6,11 @@ The rate limit comes first so that a flood of upgrades costs no ``authenticate``
 
 A refusal is an HTTP response on the upgrade (401 for authentication, 403 for origin) with a short
 plain-text reason; the exception and the token never reach the client, and the token never
-reaches the logs (it is redacted from the exception text before logging).
+reaches the logs (it is redacted from the exception text before logging). ``authenticate``
+raising is a refusal (401, as the guide's ``throw new Error("Invalid token")``), except when it
+could not decide now: a ``TimeoutError``, an ``OSError`` (a refused or reset connection to the
+session store) or a retryable ``StoreError`` answers 503 with ``Retry-After``, so clients come
+back instead of taking a passing outage of the auth backend for a bad token.
 
 Plugins may register upgrade gates (``ServerExtensions.upgrade_gates``) that decide an upgrade
 first (under ``surge dev``, the Workbench's key), and auth contexts only a gate may hand out
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import Scope
 
-from surge.errors import RateLimitError, ValidationError, error_mapping
+from surge.errors import RateLimitError, StoreError, ValidationError, error_mapping
 from surge.server.access_control import expiry_of
 from surge.server.asgi import query_string, request_headers
 from surge.server.auth import AuthRequest, extract_auth_token
@@ -78,6 +82,17 @@ async def authorize_upgrade(runtime: Runtime, scope: Scope) -> UpgradeDecision:
         if inspect.isawaitable(context):
             context = await context
     except Exception as exc:
+        if _cannot_decide_now(exc):
+            logger.warning(
+                "WebSocket authentication unavailable (503, retry later): %s: %s",
+                type(exc).__name__,
+                _redact(str(exc), token),
+            )
+            return UpgradeDecision(
+                refusal=Refusal(
+                    503, "authentication unavailable, retry later", (("retry-after", "1"),)
+                )
+            )
         logger.warning(
             "WebSocket authentication refused: %s: %s",
             type(exc).__name__,
@@ -105,6 +120,14 @@ async def authorize_upgrade(runtime: Runtime, scope: Scope) -> UpgradeDecision:
     if exp is not None and exp <= time.time():
         return UpgradeDecision(refusal=Refusal(401, "token expired"))
     return UpgradeDecision(auth_context=context)
+
+
+def _cannot_decide_now(exc: Exception) -> bool:
+    """``authenticate`` failed for a reason that may pass (its store timed out or is away)."""
+    if isinstance(exc, StoreError):
+        return exc.retryable
+    # PermissionError is an OSError too, and the usual way to say "bad token".
+    return isinstance(exc, TimeoutError | OSError) and not isinstance(exc, PermissionError)
 
 
 def _rate_limited(address: str | None, wait: float) -> UpgradeDecision:

@@ -508,3 +508,23 @@ def test_retry_after_parses_seconds_only() -> None:
     assert retry_after_seconds("-1") is None
     assert retry_after_seconds("nan") is None
     assert retry_after_seconds(None) is None
+
+
+async def test_clients_refused_together_come_back_spread_above_the_retry_after(
+    transport: FakeTransport,
+) -> None:
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording_sleep(delay: float, *args: Any) -> Any:
+        waits.append(delay)
+        return await real_sleep(0)
+
+    transport.fail_next(*(UpgradeRefused(429, "slow down", retry_after=1.0) for _ in range(40)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("surge.client.client.asyncio.sleep", recording_sleep)
+        async with Client(transport, backoff=Backoff(initial=0.01, jitter=0.5)) as client:
+            await client.wait_open()
+    spread = waits[:8]  # attempts 0-7: the backoff's own delay is below the floor
+    assert all(1.0 <= wait <= 1.5 for wait in spread), spread
+    assert len({round(wait, 6) for wait in spread}) > 1  # not all the same instant
