@@ -37,13 +37,19 @@ from .streamclient import connect, wait_until
 STREAMS = [StreamConfig(name="todo", schema={"type": "object", "properties": {}})]
 
 
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of the sample ``name`` with exactly these labels (0 when absent)."""
+def exact(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample ``name`` with exactly these labels, None when there is none."""
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name == name and s.labels == labels:
                 return float(s.value)
-    return 0.0
+    return None
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of the sample ``name`` with exactly these labels (0 when absent)."""
+    value = exact(text, name, **labels)
+    return 0.0 if value is None else value
 
 
 async def test_metrics_move_with_what_happens() -> None:
@@ -311,8 +317,8 @@ async def test_presence_members_and_backend_writes_are_measured() -> None:
 
     async with live_server(app) as srv, httpx2.AsyncClient(base_url=srv.url, timeout=5) as http:
         text = await scrape()
-        assert sample(text, "surge_presence_pending") == 0
-        assert sample(text, "surge_presence_members", stream="room") == 0
+        assert exact(text, "surge_presence_pending") == 0
+        assert exact(text, "surge_presence_members", stream="room") == 0  # there, at 0
         async with contextlib.AsyncExitStack() as stack:
             tabs = []
             for user in ("alice", "alice", "bob"):
@@ -324,17 +330,18 @@ async def test_presence_members_and_backend_writes_are_measured() -> None:
                 await tab.join_synced("lobby", stream="room")
                 tabs.append(tab)
             text = await scrape()
-            assert sample(text, "surge_presence_members", stream="room") == 2
-            assert sample(text, "surge_presence_members", stream="todo") == 0
-            assert sample(text, "surge_presence_writes_total", op="add") == 2
-            assert sample(text, "surge_presence_writes_total", op="remove") == 0
+            assert exact(text, "surge_presence_members", stream="room") == 2
+            assert exact(text, "surge_presence_members", stream="todo") is None  # no presence
+            assert exact(text, "surge_presence_writes_total", op="add") == 2
+            assert exact(text, "surge_presence_writes_total", op="remove") == 0
             await tabs[0].ws.close()  # one of alice's tabs: she stays
             await wait_until(lambda: len(srv.app.runtime.connections) == 2)
             text = await scrape()
-            assert sample(text, "surge_presence_members", stream="room") == 2
-            assert sample(text, "surge_presence_writes_total", op="remove") == 0
+            assert exact(text, "surge_presence_members", stream="room") == 2
+            assert exact(text, "surge_presence_writes_total", op="remove") == 0
         await wait_until(lambda: not srv.app.runtime.connections)
         text = await scrape()
-        assert sample(text, "surge_presence_members", stream="room") == 0
-        assert sample(text, "surge_presence_writes_total", op="remove") == 2
-        assert sample(text, "surge_presence_failures_total") == 0
+        assert exact(text, "surge_presence_members", stream="room") == 0
+        assert exact(text, "surge_presence_pending") == 0
+        assert exact(text, "surge_presence_writes_total", op="remove") == 2
+        assert exact(text, "surge_presence_failures_total") == 0

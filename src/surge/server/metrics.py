@@ -47,7 +47,7 @@ from surge.streams.timed import TimedAdapter, store_kind
 
 if TYPE_CHECKING:
     from surge.server.app import SurgeApp
-    from surge.server.presence import PresenceTracker
+    from surge.server.runtime import Runtime
 
 __all__ = ["METRICS_PATH", "MetricsPlugin"]
 
@@ -122,7 +122,7 @@ class _ServerCollector:
         for stream, count in sorted(runtime.hub.subscriptions_by_stream().items()):
             subs.add_metric([stream], count)
         yield subs
-        yield from _presence_metrics(runtime.presence)
+        yield from _presence_metrics(runtime)
         yield CounterMetricFamily(
             "surge_frames_sent", "Frames written to sockets.", stats.frames_sent
         )
@@ -194,16 +194,20 @@ class _ServerCollector:
         yield queued
 
 
-def _presence_metrics(presence: PresenceTracker) -> Iterator[Metric]:
-    """What ``surge.server.presence`` keeps for this instance (streams with presence on)."""
+def _presence_metrics(runtime: Runtime) -> Iterator[Metric]:
+    """What ``surge.server.presence`` keeps for this instance: every stream with presence on
+    has its members series, 0 included (a dashboard shows none, not "no data")."""
+    presence = runtime.presence
+    counts = presence.members_by_stream()
+    streams = {name for name, cfg in runtime.registry.streams.items() if cfg.presence}
     members = GaugeMetricFamily(
         "surge_presence_members",
         "Presence members this instance's subscriptions hold, by stream (tabs of one user count"
         " once per group).",
         labels=["stream"],
     )
-    for stream, count in sorted(presence.members_by_stream().items()):
-        members.add_metric([stream], count)
+    for stream in sorted(streams | counts.keys()):
+        members.add_metric([stream], counts.get(stream, 0))
     yield members
     yield GaugeMetricFamily(
         "surge_presence_pending",

@@ -118,6 +118,7 @@ class PresenceTracker:
         self._dirty: dict[_Key, None] = {}
         self._welcome: dict[HubSubscription, None] = {}
         self._by_stream: dict[str, int] = {}  # members held, per stream (the metrics' gauge)
+        self._in_flight = 0  # dirty members taken for a backend call not yet settled
         self.writes = {"add": 0, "remove": 0}
         """Registrations this instance wrote to the backend, by operation."""
         self.failures = 0
@@ -195,8 +196,8 @@ class PresenceTracker:
 
     @property
     def pending(self) -> int:
-        """Member joins and leaves not yet written to the backend."""
-        return len(self._dirty)
+        """Member joins and leaves not yet written to the backend (those being written too)."""
+        return len(self._dirty) + self._in_flight
 
     def sizes(self) -> dict[str, int]:
         """How many entries each internal table holds (tests of bounded memory)."""
@@ -249,7 +250,11 @@ class PresenceTracker:
             batch = list(itertools.islice(self._dirty, BATCH))
             for key in batch:
                 del self._dirty[key]
-            results = await asyncio.gather(*(self._settle(key) for key in batch))
+            self._in_flight = len(batch)
+            try:
+                results = await asyncio.gather(*(self._settle(key) for key in batch))
+            finally:
+                self._in_flight = 0
             failed = [key for key, ok in zip(batch, results, strict=True) if not ok]
             if failed:
                 for key in failed:

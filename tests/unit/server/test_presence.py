@@ -7,6 +7,7 @@ back to nothing) is checked step by step.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -272,3 +273,24 @@ async def test_the_counts_metrics_read_follow_members_writes_and_failures() -> N
     assert await flush(tracker)
     assert tracker.writes == {"add": 3, "remove": 3} and tracker.failures == 1
     assert tracker.sizes() == dict.fromkeys(tracker.sizes(), 0)
+
+
+async def test_members_being_written_still_count_as_pending() -> None:
+    hub, tracker, backend = setup()
+    started, release = asyncio.Event(), asyncio.Event()
+    add = backend.add
+
+    async def slow_add(stream: str, group: str, member: PresenceMember) -> None:
+        started.set()
+        await release.wait()  # a backend that is away: the call hangs until its timeout
+        await add(stream, group, member)
+
+    backend.add = slow_add  # type: ignore[method-assign]
+    join(hub, conn({"userId": "alice"}))
+    assert tracker.pending == 1
+    flushing = asyncio.create_task(flush(tracker))
+    await started.wait()
+    assert tracker.pending == 1  # taken from the dirty set, not written yet
+    release.set()
+    assert await flushing
+    assert tracker.pending == 0 and tracker.writes["add"] == 1
