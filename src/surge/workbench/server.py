@@ -138,8 +138,9 @@ class Workbench:
 def _page_location(scope: Scope) -> bytes:
     """The page's URL path as the browser sees it: below the mount point (``root_path``), so
     ``/__surge/workbench/`` on its own and ``/rt/__surge/workbench/`` under ``mount("/rt")``."""
-    root: str = scope.get("root_path", "")
-    return (quote(root.rstrip("/")) + PAGE_PATH).encode("ascii")
+    root = scope.get("root_path", "").strip("/")
+    # One leading slash whatever root_path holds: "//host" would make the Location leave the site.
+    return (quote("/" + root if root else "") + PAGE_PATH).encode("ascii")
 
 
 def _json(body: Any, status: int = 200) -> tuple[int, bytes, Headers]:

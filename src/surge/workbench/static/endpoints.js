@@ -95,6 +95,10 @@ export class EndpointsView {
     if (!spec) return;
     const { target, body, live } = spec;
     let updates = 0;
+    // Frames of this item that come before its sync are in the sync already: on one socket the
+    // server writes the sync after everything it sent before the join (the step's own change
+    // may reach the page after its HTTP response, for the group's subscription).
+    let synced = false;
     const name = `${target.streamName} / ${target.groupId} / ${target.id}`;
     const state = h('span', { class: 'state', 'data-testid': 'live-state' }, 'subscribing…');
     const count = h('span', { class: 'muted', 'data-testid': 'live-count' }, '');
@@ -113,11 +117,15 @@ export class EndpointsView {
         state.textContent = `refused: ${error.message}`;
         live.dataset.state = 'error';
       } else if (event.type === 'disconnected') {
+        synced = false; // a fresh sync follows the reconnect
         state.textContent = 'reconnecting…';
       } else if (event.type === 'sync') {
+        synced = true;
         live.dataset.state = event.data ? 'live' : 'missing';
         if (event.data) show(event.data, 'live');
         else state.textContent = 'no such item (deleted?)';
+      } else if (!synced) {
+        // older than the sync to come
       } else if (event.type === 'create' || event.type === 'update') {
         updates += 1;
         live.dataset.state = 'live';

@@ -103,7 +103,9 @@ export class StreamConnection {
 
 function routes(data, frame) {
   if (frame.streamName !== data.streamName || frame.groupId !== data.groupId) return false;
-  if (data.id === undefined) return !(frame.id !== undefined && frame.event.type === 'sync');
+  // A group subscription takes its items' changes and events, not an item join's own answer
+  // (its sync, or the error event of a refused item join).
+  if (data.id === undefined) return !(frame.id !== undefined && (frame.event.type === 'sync' || errorOf(frame)));
   return frame.id === data.id;
 }
 
