@@ -26,11 +26,19 @@ shared socket to whichever worker is waiting).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
-import shutil
 import time
 
-from procs import Child, Server, connections_of, rss_bytes, start_redis, start_surge
+from procs import (
+    Child,
+    Server,
+    connections_of,
+    redis_server,
+    redis_store_config,
+    rss_bytes,
+    start_surge,
+)
 from run import machine
 
 FD_RESERVE = 64 + 200  # surge's own reserve (server.serve.FD_RESERVE) and some room
@@ -70,20 +78,20 @@ def main() -> None:
             f"process and may not be raised here: running {conns:,} on {args.workers} worker(s)"
         )
     per_proc = -(-conns // args.procs)
-    redis = None
-    if args.workers > 1:
-        redis = start_redis()
-        config = (
-            "from surge import Config\nfrom surge.config import Adapters\n"
-            "from surge.streams.stores.redis import RedisStreamAdapter\n\n"
-            "config = Config(adapters=Adapters(streams=RedisStreamAdapter("
-            f"'redis://127.0.0.1:{redis[1]}/0')))\n"
-        )
-        server: Server = start_surge(
-            "redis", config_py=config, log_level="warning", workers=args.workers
-        )
-    else:
-        server = start_surge("memory", log_level="warning")
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1:
+            config = redis_store_config(stack.enter_context(redis_server()))
+            server: Server = start_surge(
+                "redis", config_py=config, log_level="warning", workers=args.workers
+            )
+        else:
+            server = start_surge("memory", log_level="warning")
+        stack.callback(server.stop)
+        measure(args, server, conns, per_proc)
+
+
+def measure(args: argparse.Namespace, server: Server, conns: int, per_proc: int) -> None:
+    """Connect, join, read RSS, fan one POST out, print; every subscriber process ends."""
     subs: list[Child] = []
 
     def rss() -> int:
@@ -154,11 +162,6 @@ def main() -> None:
     finally:
         for s in subs:
             s.close()
-        server.stop()
-        if redis is not None:
-            redis[0].kill()
-            redis[0].wait()
-            shutil.rmtree(redis[2], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import websockets
-from procs import HOST, Server, start_redis, start_surge
+from procs import HOST, Server, redis_server, start_surge
 
 APP = Path(__file__).resolve().parent / "presence_app"
 DEADLINE_S = 120.0
@@ -129,17 +129,17 @@ def main() -> None:
     parser.add_argument("--tabs", type=int, default=2)
     parser.add_argument("--store", nargs="+", default=["memory", "redis"])
     args = parser.parse_args()
-    redis = None
     print(f"{args.users} users x {args.tabs} tabs = {args.users * args.tabs} connections")
     header = f"{'store':8} {'presence':8} {'join s':>7} {'cpu s':>6} {'us/join':>8} "
     print(header + f"{'frames':>8} {'settle s':>8} {'leave s':>7} {'cpu s':>6}")
-    try:
+    with contextlib.ExitStack() as stack:
+        redis_port: int | None = None
         for store in args.store:
             env = {}
             if store == "redis":
-                if redis is None:
-                    redis = start_redis()
-                env["SURGE_REDIS_URL"] = f"redis://{HOST}:{redis[1]}/0"
+                if redis_port is None:
+                    redis_port = stack.enter_context(redis_server())
+                env["SURGE_REDIS_URL"] = f"redis://{HOST}:{redis_port}/0"
             for presence in (False, True):
                 env["BENCH_PRESENCE"] = "1" if presence else "0"
                 with start_surge(
@@ -152,11 +152,6 @@ def main() -> None:
                     f"{r['settle_s']:8.2f} {r['leave_s']:7.2f} {r['leave_cpu_s']:6.2f}",
                     flush=True,
                 )
-    finally:
-        if redis is not None:
-            redis[0].kill()
-            redis[0].wait()
-            shutil.rmtree(redis[2], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ __all__ = [
     "busy_seconds",
     "connections_of",
     "cpu_seconds",
+    "redis_server",
+    "redis_store_config",
     "rss_bytes",
     "softirq_seconds",
     "start_ceiling",
@@ -407,6 +410,28 @@ def start_redis() -> tuple[subprocess.Popen[bytes], int, Path]:
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("redis-server did not start")
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[int]:
+    """``start_redis`` as a context: its port; the server and its directory go at the end."""
+    proc, port, workdir = start_redis()
+    try:
+        yield port
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def redis_store_config(port: int) -> str:
+    """A ``surge.config.py`` serving the project's streams from the Redis store on ``port``."""
+    return (
+        "from surge import Config\nfrom surge.config import Adapters\n"
+        "from surge.streams.stores.redis import RedisStreamAdapter\n\n"
+        "config = Config(adapters=Adapters(streams=RedisStreamAdapter("
+        f"'redis://127.0.0.1:{port}/0')))\n"
+    )
 
 
 def build_csubs() -> str:

@@ -35,11 +35,12 @@ import scenarios
 from procs import (
     BENCH,
     Server,
+    redis_server,
+    redis_store_config,
     start_ceiling,
     start_fastapi_socketio,
     start_node_socketio,
     start_python_socketio,
-    start_redis,
     start_surge,
 )
 
@@ -475,15 +476,9 @@ def run_join_storm(args: argparse.Namespace) -> list[Result]:
 def run_cross_instance(args: argparse.Namespace) -> list[Result]:
     """One Redis: two Surge instances (POST on B, subscribers on A), then one ``surge start
     --workers N`` per --workers (subscribers and POSTs on its one port, so on every worker)."""
-    redis, redis_port, redis_dir = start_redis()
-    config = (
-        "from surge import Config\nfrom surge.config import Adapters\n"
-        "from surge.streams.stores.redis import RedisStreamAdapter\n\n"
-        "config = Config(adapters=Adapters(streams=RedisStreamAdapter("
-        f"'redis://127.0.0.1:{redis_port}/0')))\n"
-    )
     results = []
-    try:
+    with redis_server() as redis_port:
+        config = redis_store_config(redis_port)
         if not args.no_pair:
             with (
                 server(
@@ -505,12 +500,6 @@ def run_cross_instance(args: argparse.Namespace) -> list[Result]:
 
                 with server(start) as s:
                     results.append(scenarios.latency(s, "surge", args.subs, rate, args.duration))
-    finally:
-        redis.kill()
-        redis.wait()
-        import shutil
-
-        shutil.rmtree(redis_dir, ignore_errors=True)
     latency_rows(results)
     by_workers = [r for r in results if r.get("server_cpu_by_process")]
     if by_workers:
