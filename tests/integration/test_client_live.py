@@ -8,6 +8,7 @@ client is the same code, so both must behave identically.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -208,7 +209,10 @@ async def test_state_callback_reports_open_then_closed(env: Env) -> None:
     assert states == [ConnectionState.OPEN, ConnectionState.CLOSED]
 
 
-async def test_an_upgrade_over_the_connect_rate_is_retried_after_its_retry_after() -> None:
+@pytest.mark.parametrize("transport", ["websocket", "in-process"])
+async def test_an_upgrade_over_the_connect_rate_is_retried_after_its_retry_after(
+    transport: str,
+) -> None:
     """A 429 is not a refusal: the client waits out the Retry-After, then connects."""
     app = create_app(
         streams=[StreamConfig(name="todo", schema=Todo)],
@@ -219,20 +223,28 @@ async def test_an_upgrade_over_the_connect_rate_is_retried_after_its_retry_after
             )
         ),
     )
-    patient = Backoff(initial=0.05, max_delay=10.0)
-    async with live_server(app) as server:
-        first = connect(server.ws_url, backoff=FAST)
-        async with first:  # takes the one upgrade the burst allows
-            await first.subscribe_group("todo", "inbox", timeout=WAIT)
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            async with connect(server.ws_url, backoff=patient) as second:
-                inbox = await second.subscribe_group("todo", "inbox", timeout=WAIT)
-                waited = loop.time() - started
-                assert inbox.state == []
-                assert second.state is ConnectionState.OPEN
-                refused = second.last_error
-                assert isinstance(refused, UpgradeRefused), refused
-                assert refused.status == 429 and refused.retry_after is not None
-                assert refused.retry_after >= 1
-                assert waited >= refused.retry_after  # not sooner than the server asked
+    async with contextlib.AsyncExitStack() as stack:
+        if transport == "websocket":
+            server = await stack.enter_async_context(live_server(app))
+            patient = Backoff(initial=0.05, max_delay=10.0)
+
+            def make() -> Client:
+                return connect(server.ws_url, backoff=patient)
+
+        else:
+            local = await stack.enter_async_context(AsyncTestClient(app))
+            make = local.stream_client  # its default backoff waits up to 30 s
+        first = await stack.enter_async_context(make())  # the one upgrade the burst allows
+        await first.subscribe_group("todo", "inbox", timeout=WAIT)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        second = await stack.enter_async_context(make())
+        inbox = await second.subscribe_group("todo", "inbox", timeout=WAIT)
+        waited = loop.time() - started
+        assert inbox.state == []
+        assert second.state is ConnectionState.OPEN
+        refused = second.last_error
+        assert isinstance(refused, UpgradeRefused), refused
+        assert refused.status == 429 and refused.retry_after is not None
+        assert refused.retry_after >= 1
+        assert waited >= refused.retry_after  # not sooner than the server asked
