@@ -9,21 +9,18 @@ prefix, ``root_path`` names it) and a host that strips the prefix from ``path``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.util
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import httpx2
 import pytest
-import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conftest import require_component
 from surge.server.app import SurgeApp
-from surge.server.serve import bind_socket
+from surge.testing import LiveServer, live_server
 from surge.workbench import Workbench
 
 from .streamclient import connect
@@ -81,21 +78,16 @@ def stripping_host(realtime: SurgeApp) -> ASGIApp:
 HOSTS = {"fastapi-mount": fastapi_host, "stripped-path": stripping_host}
 
 
-@dataclass(frozen=True)
-class Mounted:
-    """A host app on loopback with the Surge app (``realtime``) mounted at ``/rt``."""
-
-    realtime: SurgeApp
-    host: str
-    port: int
+class Mounted(LiveServer):
+    """``live_server`` of a host app with the Surge app (``realtime``) mounted at ``/rt``."""
 
     @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def realtime(self) -> SurgeApp:
+        return self.app
 
     @property
     def key(self) -> str:
-        workbench = self.realtime.workbench
+        workbench = self.app.workbench
         assert isinstance(workbench, Workbench)
         return workbench.key
 
@@ -103,25 +95,8 @@ class Mounted:
 @contextlib.asynccontextmanager
 async def serve(app: ASGIApp, realtime: SurgeApp) -> AsyncIterator[Mounted]:
     """Serve ``app`` with plain uvicorn (as ``uvicorn main:api`` would) until the block exits."""
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
-    server = uvicorn.Server(config)
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("server stopped during startup")
-                await asyncio.sleep(0.01)
-        yield Mounted(realtime, "127.0.0.1", port)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sock.close()
+    async with live_server(realtime, host_app=app) as srv:
+        yield Mounted(srv.app, srv.host, srv.port)
 
 
 @pytest.fixture(params=sorted(HOSTS))

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from surge.server.app import SurgeApp
 from surge.server.serve import bind_socket, uvicorn_config
@@ -36,12 +37,25 @@ class LiveServer:
 
 @contextlib.asynccontextmanager
 async def live_server(
-    app: SurgeApp, *, host: str = "127.0.0.1", startup_timeout: float = 10.0
+    app: SurgeApp,
+    *,
+    host: str = "127.0.0.1",
+    startup_timeout: float = 10.0,
+    host_app: ASGIApp | None = None,
 ) -> AsyncIterator[LiveServer]:
-    """Serve ``app`` until the block exits; raises if it does not start in time."""
+    """Serve ``app`` until the block exits; raises if it does not start in time.
+
+    ``host_app``: serve that instead, an app that mounts ``app`` (FastAPI's ``api.mount("/rt",
+    app)``, with ``app.lifespan`` as its lifespan), under uvicorn's own settings, as ``uvicorn
+    main:api`` would; ``LiveServer.app`` is still ``app``.
+    """
     sock = bind_socket(host, 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(app, host=host, port=port, log_level="warning"))
+    if host_app is None:
+        config = uvicorn_config(app, host=host, port=port, log_level="warning")
+    else:
+        config = uvicorn.Config(host_app, host=host, port=port, lifespan="on", log_level="warning")
+    server = uvicorn.Server(config)
     # The test runner owns the process's signals, not this embedded server.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.create_task(server.serve(sockets=[sock]))
