@@ -3,10 +3,8 @@ the real npm client subscribes through the mount and sees a change made from a F
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 
 from compat.conftest import NodeClient
 from conftest import require_component
-from e2e.surge_process import free_port, poll
+from e2e.surge_process import uvicorn_app
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi"
 
@@ -32,42 +30,20 @@ def fastapi_installed() -> bool:
 def fastapi_server(tmp_path: Path) -> Iterator[Callable[[str], str]]:
     """Start ``uvicorn app:api`` on a private copy of examples/fastapi; returns its base URL."""
     require_component(fastapi_installed(), "fastapi is not installed (make setup installs it)")
-    procs: list[subprocess.Popen[bytes]] = []
+    with contextlib.ExitStack() as servers:
+        count = 0
 
-    def start(mount: str) -> str:
-        project = tmp_path / f"app{len(procs)}"
-        shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".surge", "__pycache__"))
-        port = free_port()
-        command = [sys.executable, "-m", "uvicorn", "app:api", "--app-dir", str(project)]
-        command += ["--host", "127.0.0.1", "--port", str(port)]
-        with (project / "server.log").open("wb") as log:
-            proc = subprocess.Popen(
-                command,
-                env={**os.environ, "SURGE_MOUNT": mount},
-                stdout=log,
-                stderr=subprocess.STDOUT,
+        def start(mount: str) -> str:
+            nonlocal count
+            count += 1
+            project = tmp_path / f"app{count}"
+            shutil.copytree(
+                EXAMPLE, project, ignore=shutil.ignore_patterns(".surge", "__pycache__")
             )
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
+            served = uvicorn_app(project, "app:api", "/docs", env={"SURGE_MOUNT": mount})
+            return servers.enter_context(served)
 
-        def up() -> bool:
-            assert proc.poll() is None, (project / "server.log").read_text()
-            try:
-                return httpx2.get(url + "/docs", timeout=1).status_code == 200
-            except httpx2.TransportError:
-                return False
-
-        poll(up, 30, "the FastAPI app to answer")
-        return url
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        yield start
 
 
 @pytest.mark.parametrize("mount", ["/rt", "/"])

@@ -6,6 +6,7 @@ dies or never answers fails the test with the tail of its log.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ __all__ = [
     "free_port",
     "poll",
     "surge_server",
+    "uvicorn_app",
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -209,3 +211,44 @@ def surge_server() -> Iterator[Callable[..., SurgeProcess]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@contextlib.contextmanager
+def uvicorn_app(
+    project: Path, target: str, ready_path: str, *, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """``python -m uvicorn <target>`` (e.g. ``host_app:api``, an app of the user's own that
+    mounts Surge) in ``project`` on a free loopback port: its base URL once ``ready_path``
+    answers 200 (30 s at most); terminated at the end. Its log is ``project/uvicorn.log``."""
+    port = free_port()
+    log_path = project / "uvicorn.log"
+    register_log_file(log_path)  # scanned for test tokens (tests/abuse/logscan.py)
+    command = [sys.executable, "-m", "uvicorn", target, "--app-dir", str(project)]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=project,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, log_path.read_text(errors="replace")
+        try:
+            return httpx2.get(url + ready_path, timeout=1).status_code == 200
+        except httpx2.TransportError:
+            return False
+
+    try:
+        poll(up, 30, f"{target} to answer {ready_path}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

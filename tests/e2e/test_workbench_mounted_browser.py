@@ -11,10 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
 import re
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,10 +19,9 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from abuse.logscan import register_log_file
 from conftest import require_component
 from e2e.browser import ARTIFACTS_DIR, browser, new_page
-from e2e.surge_process import copy_todo_project, free_port, poll
+from e2e.surge_process import copy_todo_project, uvicorn_app
 
 with contextlib.suppress(ImportError):  # without it the `browser` fixture skips (fails in CI)
     from playwright.sync_api import ConsoleMessage, Page, expect
@@ -78,38 +74,8 @@ def mounted_todo(tmp_path: Path) -> Iterator[str]:
     project = copy_todo_project(tmp_path / "todo")
     (project / "host_app.py").write_text(textwrap.dedent(HOST_APP))
     (project / "steps" / "work_step.py").write_text(textwrap.dedent(WORK_STEP))
-    port = free_port()
-    log_path = tmp_path / "uvicorn.log"
-    register_log_file(log_path)  # scanned for test tokens (tests/abuse/logscan.py)
-    command = [sys.executable, "-m", "uvicorn", "host_app:api", "--app-dir", str(project)]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=project,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, log_path.read_text(errors="replace")
-        try:
-            return httpx2.get(f"{url}/rt/__surge/api/session", timeout=1).status_code == 200
-        except httpx2.TransportError:
-            return False
-
-    try:
-        poll(up, 30, "the FastAPI app with Surge at /rt to answer")
+    with uvicorn_app(project, "host_app:api", "/rt/__surge/api/session") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_mounted_workbench_streams_live_calls_steps_and_shows_background_work(
