@@ -27,7 +27,7 @@ import errno
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
@@ -153,14 +153,12 @@ class _ServerCollector:
             "Subscriptions resumed from an offset (the changes since, not a fresh sync).",
             stats.resumes,
         )
-        limited = CounterMetricFamily(
+        yield _counter_by(
             "surge_rate_limited",
             "Per-connection rate-limit hits, by limit.",
-            labels=["limit"],
+            "limit",
+            stats.rate_limited,
         )
-        for limit, count in sorted(stats.rate_limited.items()):
-            limited.add_metric([limit], count)
-        yield limited
         reconnects = getattr(runtime.adapter, "feed_reconnects", None)
         if isinstance(reconnects, int):
             yield CounterMetricFamily(
@@ -194,6 +192,16 @@ class _ServerCollector:
         yield queued
 
 
+def _counter_by(
+    name: str, documentation: str, label: str, counts: Mapping[str, int]
+) -> CounterMetricFamily:
+    """A counter family with one sample per key of ``counts`` (a bounded set of labels)."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
+
+
 def _presence_metrics(runtime: Runtime) -> Iterator[Metric]:
     """What ``surge.server.presence`` keeps for this instance: every stream with presence on
     has its members series, 0 included (a dashboard shows none, not "no data")."""
@@ -214,14 +222,12 @@ def _presence_metrics(runtime: Runtime) -> Iterator[Metric]:
         "Presence joins and leaves not yet written to the backend (grows while storage is down).",
         value=presence.pending,
     )
-    writes = CounterMetricFamily(
+    yield _counter_by(
         "surge_presence_writes",
         "Presence registrations this instance wrote to the backend, by operation.",
-        labels=["op"],
+        "op",
+        presence.writes,
     )
-    for op, count in sorted(presence.writes.items()):
-        writes.add_metric([op], count)
-    yield writes
     yield CounterMetricFamily(
         "surge_presence_failures",
         "Presence backend calls that failed (each is retried with backoff).",

@@ -476,9 +476,8 @@ async def test_an_upgrade_answered_with_a_passing_error_is_retried(
         assert client.state is ConnectionState.OPEN
 
 
-async def test_a_retry_after_is_the_least_wait_within_the_backoffs_cap(
-    transport: FakeTransport,
-) -> None:
+async def reconnect_waits(transport: FakeTransport, backoff: Backoff) -> list[float]:
+    """The delays the client sleeps between attempts until it is open (no real waiting)."""
     waits: list[float] = []
     real_sleep = asyncio.sleep
 
@@ -486,16 +485,22 @@ async def test_a_retry_after_is_the_least_wait_within_the_backoffs_cap(
         waits.append(delay)
         return await real_sleep(0)
 
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("surge.client.client.asyncio.sleep", recording_sleep)
+        async with Client(transport, backoff=backoff) as client:
+            await client.wait_open()
+    return waits
+
+
+async def test_a_retry_after_is_the_least_wait_within_the_backoffs_cap(
+    transport: FakeTransport,
+) -> None:
     transport.fail_next(
         UpgradeRefused(429, "slow down", retry_after=0.25),
         UpgradeRefused(503, "full", retry_after=3600.0),  # more than the cap: the cap
         UpgradeRefused(503, "full"),  # none: the backoff alone
     )
-    backoff = Backoff(initial=0.001, max_delay=0.5, jitter=0.0)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("surge.client.client.asyncio.sleep", recording_sleep)
-        async with Client(transport, backoff=backoff) as client:
-            await client.wait_open()
+    waits = await reconnect_waits(transport, Backoff(initial=0.001, max_delay=0.5, jitter=0.0))
     assert waits[:3] == [0.25, 0.5, 0.004]
 
 
@@ -513,18 +518,8 @@ def test_retry_after_parses_seconds_only() -> None:
 async def test_clients_refused_together_come_back_spread_above_the_retry_after(
     transport: FakeTransport,
 ) -> None:
-    waits: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def recording_sleep(delay: float, *args: Any) -> Any:
-        waits.append(delay)
-        return await real_sleep(0)
-
     transport.fail_next(*(UpgradeRefused(429, "slow down", retry_after=1.0) for _ in range(40)))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("surge.client.client.asyncio.sleep", recording_sleep)
-        async with Client(transport, backoff=Backoff(initial=0.01, jitter=0.5)) as client:
-            await client.wait_open()
+    waits = await reconnect_waits(transport, Backoff(initial=0.01, jitter=0.5))
     spread = waits[:8]  # attempts 0-7: the backoff's own delay is below the floor
     assert all(1.0 <= wait <= 1.5 for wait in spread), spread
     assert len({round(wait, 6) for wait in spread}) > 1  # not all the same instant
