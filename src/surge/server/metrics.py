@@ -207,7 +207,9 @@ def _presence_metrics(runtime: Runtime) -> Iterator[Metric]:
     has its members series, 0 included (a dashboard shows none, not "no data")."""
     presence = runtime.presence
     counts = presence.members_by_stream()
-    streams = {name for name, cfg in runtime.registry.streams.items() if cfg.presence}
+    streams = {
+        name for name, cfg in runtime.registry.streams.items() if getattr(cfg, "presence", False)
+    }
     members = GaugeMetricFamily(
         "surge_presence_members",
         "Presence members this instance's subscriptions hold, by stream (tabs of one user count"
