@@ -302,17 +302,24 @@ export class Stream implements SubscriptionHost {
     this.setStatus({ state: 'closed', attempt: 0, retryAt: null, disconnectedAt: Date.now() })
   }
 
-  /** Stop for good: no timers, no window listeners, no socket; pending pages reject with `error`. */
+  /**
+   * Stop for good: no timers, no window listeners, no socket; pending pages reject with `error`;
+   * every subscription is closed (its `onClose` listeners run), as the Python client ends its
+   * subscriptions with the stream.
+   */
   private shutDown(error: Error): void {
     this.closed = true
     this.clearTimers()
     for (const [target, type, listener] of this.windowListeners) target.removeEventListener(type, listener)
     this.windowListeners.length = 0
     this.failPages(error)
+    const rooms = this.rooms
     this.rooms = new Map()
     const ws = this.ws
     this.ws = null
     if (ws) ws.close(1000)
+    // After the socket is gone: their leaves are not sent, nothing is left to re-join.
+    for (const subscriptions of rooms.values()) for (const subscription of subscriptions) subscription.close()
   }
 
   /** The server ended the stream (4003, or a refused upgrade) and `retryRefused` is off. */

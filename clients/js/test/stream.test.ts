@@ -429,12 +429,18 @@ describe('connection', () => {
     assert.equal(stream.status.attempt, 0)
   })
 
-  test('close() stops everything: status closed, no reconnect', async () => {
+  test('close() stops everything: status closed, subscriptions closed, no reconnect', async () => {
     const server = await fake()
     const stream = connect(server)
-    await waitFor(() => stream.status.state === 'open', 'open')
+    const group = stream.subscribeGroup<Todo>('todo', 'inbox')
+    const closes: string[] = []
+    group.onClose(() => closes.push('group'))
+    await waitFor(() => stream.status.state === 'open' && group.isSynced, 'open and synced')
     stream.close()
     assert.equal(stream.status.state, 'closed')
+    assert.ok(group.isClosed)
+    assert.deepEqual(closes, ['group'])
+    assert.equal(server.framesOf('leave').length, 0, 'no leave: the socket went first')
     await waitFor(() => server.connectionCount === 0, 'the close')
     const upgrades = server.upgrades.length
     await new Promise((resolve) => setTimeout(resolve, 200)) // several FAST retry periods
@@ -534,6 +540,8 @@ describe('close codes (as Surge’s Python client)', () => {
     const control = connect(controlServer, { reconnect: EXACT, retryRefused: true })
     const statuses = recordStatus(stream)
     const group = stream.subscribeGroup<Todo>('chat', 'c1')
+    let groupClosed = 0
+    group.onClose(() => (groupClosed += 1))
     await waitFor(() => group.isSynced && control.status.state === 'open', 'the sync, the control open')
     const page = group.loadOlder(1)
     await waitFor(() => server.framesOf('page').length === 1, 'the page request (never answered)')
@@ -547,6 +555,8 @@ describe('close codes (as Surge’s Python client)', () => {
     assert.equal(closed.error.code, 4003)
     assert.equal(closed.error.reason, 'access revoked')
     assert.equal(closed.retryAt, null)
+    assert.ok(group.isClosed, 'the subscription ends with the stream')
+    assert.equal(groupClosed, 1)
 
     // The control comes back twice (each time a whole retry period and connect later): a retry
     // of the revoked stream, due at the control's first, would have reached its server by now.
